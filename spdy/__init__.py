@@ -1,0 +1,26 @@
+"""spdy: compile a PyTorch model into a TVM artifact that runs a guaranteed factor faster.
+
+`spdy.load` needs only tvm's runtime and numpy, so the torch-based parts are imported lazily.
+"""
+from spdy.errors import (ArtifactError, CalibrationError, InfeasibleSpeedupError, InputShapeError,  # noqa: F401
+                         NotAvailableError, PipelineError, SpdyError, TargetError, TraceError,
+                         UnsupportedOpError)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "compile": ("spdy.api", "compile"),
+    "CompiledModel": ("spdy.compiled", "CompiledModel"),
+    "load": ("spdy.runtime.artifact", "load"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        mod, attr = _LAZY[name]
+        return getattr(importlib.import_module(mod), attr)
+    raise AttributeError(f"module 'spdy' has no attribute {name!r}")
+
+
+__all__ = ["compile", "load", "CompiledModel", "SpdyError", "InfeasibleSpeedupError", "__version__"]

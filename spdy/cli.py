@@ -1,0 +1,229 @@
+"""The `spdy` command.
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 infeasible speedup. Errors print as one line
+(`spdy: error: ...`); `--debug` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from spdy.errors import SpdyError
+
+
+class UsageError(SpdyError):
+    exit_code = 2
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"cannot parse input shape {text!r}; write it like 1x3x224x224") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise UsageError(f"input shape {text!r} must have positive dimensions, like 1x3x224x224")
+    return dims
+
+
+def load_factory(spec: str):
+    """PKG.MOD:FACTORY -> a torch module (the factory is called with no arguments)."""
+    import torch
+    mod_name, sep, attr = spec.partition(":")
+    if not sep or not mod_name or not attr:
+        raise UsageError(f"model must be given as PKG.MOD:FACTORY (e.g. spdy.models:resnet18), got {spec!r}")
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise UsageError(f"cannot import {mod_name!r}: {exc}") from None
+    if not hasattr(module, attr):
+        raise UsageError(f"{mod_name!r} has no attribute {attr!r}")
+    obj = getattr(module, attr)
+    model = obj if isinstance(obj, torch.nn.Module) else obj()
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model.eval()
+
+
+def _fmt_ms(d: dict | None) -> str:
+    return f"{d['median_ms']:.3f} ms" if d else "-"
+
+
+def print_report(report: dict, out=sys.stdout) -> None:
+    print(f"target     {report.get('target')}  threads={report.get('threads')}", file=out)
+    print(f"traced by  {report.get('trace_method')}   layers: {len(report.get('layers', []))}"
+          f"   compile: {report.get('compile_s')} s", file=out)
+    base = report.get("baseline")
+    if base:
+        print(f"latency    spdy dense artifact {_fmt_ms(base.get('dense_artifact'))}   "
+              f"PyTorch eager {_fmt_ms(base.get('torch_eager'))}   "
+              f"(spdy is {base.get('speedup_vs_torch_eager', 0):.2f}x PyTorch eager)", file=out)
+    for r in report.get("rounds", []):
+        print(f"round {r.get('round')}: predicted {r.get('predicted_speedup', 0):.2f}x  "
+              f"measured {r.get('measured_speedup', 0):.2f}x", file=out)
+
+
+def print_passlog(records: list[dict], only: str | None = None, out=sys.stdout) -> None:
+    rows = [r for r in records if only is None or r["pass"] == only]
+    if only and not rows:
+        raise UsageError(f"no pass named {only!r} in this artifact; passes: "
+                         f"{', '.join(r['pass'] for r in records)}")
+    print(f"{'#':>2}  {'pass':<16} {'status':<7} {'wall s':>8}  stats", file=out)
+    for r in rows:
+        stats = r.get("stats") or {}
+        text = ", ".join(f"{k}={v}" for k, v in stats.items()) if not r.get("error") else r["error"]
+        print(f"{r['seq']:>2}  {r['pass']:<16} {r['status']:<7} {r.get('wall_s', 0):>8.3f}  {text}", file=out)
+
+
+def cmd_compile(args) -> int:
+    import torch
+    import spdy
+    model = load_factory(args.model)
+    dtype = getattr(torch, args.dtype, None)
+    if not isinstance(dtype, torch.dtype):
+        raise UsageError(f"unknown dtype {args.dtype!r}")
+    gen = torch.Generator().manual_seed(0)
+    inputs = tuple(torch.randn(parse_shape(s), generator=gen).to(dtype) for s in (args.input or []))
+    if not inputs:
+        raise UsageError("give at least one --input shape, e.g. --input 1x3x224x224")
+    cm = spdy.compile(model, inputs, speedup=args.speedup, target=args.target, num_threads=args.threads,
+                      tune=not args.no_tune, measure=not args.no_measure)
+    out = cm.save(args.output)
+    print_report(cm.report)
+    print(f"artifact   {out}")
+    return 0
+
+
+def _read_artifact_json(d: Path, name: str):
+    from spdy.runtime.artifact import read_manifest
+    read_manifest(d)  # a clear error for a missing/corrupted artifact
+    p = d / name
+    if not p.exists():
+        raise SpdyError(f"{p} is missing; the artifact is incomplete")
+    if name.endswith(".jsonl"):
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    return json.loads(p.read_text())
+
+
+def cmd_inspect(args) -> int:
+    d = Path(args.dir)
+    records = _read_artifact_json(d, "passlog.jsonl")
+    report = _read_artifact_json(d, "report.json")
+    if args.json:
+        rows = [r for r in records if args.pass_name is None or r["pass"] == args.pass_name]
+        print(json.dumps({"passlog": rows, "report": report}, indent=2))
+        return 0
+    print_report(report)
+    print()
+    print_passlog(records, args.pass_name)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    import spdy
+    runner = spdy.load(args.dir)
+    res = runner.time(repeat=args.repeat)
+    print(f"{args.dir}: median {res['median_ms']:.3f} ms  p10 {res['p10_ms']:.3f}  p90 {res['p90_ms']:.3f}"
+          f"  (n={res['n']}, threads={runner.manifest.get('num_threads')})")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import torch
+    import spdy
+    from spdy.models import EXAMPLES
+    factory, shape = EXAMPLES[args.model]
+    model = factory()
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    print(f"spdy demo: compiling the built-in {args.model} for input {'x'.join(map(str, shape))} "
+          f"on this CPU ...", flush=True)
+    cm = spdy.compile(model, (x,), speedup=args.speedup, tune=not args.no_tune)
+    out = cm.save(args.output)
+    err = float((cm(x) - model(x)).abs().max())
+    print_report(cm.report)
+    print(f"max |spdy - torch| = {err:.2e}")
+    print()
+    print_passlog(cm.passlog)
+    print(f"\nartifact written to {out}; inspect it with `spdy inspect {out}`")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    try:
+        from spdy.runtime import latency_db
+    except ImportError:
+        raise SpdyError("the latency database is not available in this build") from None
+    return latency_db.cli(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import spdy
+    p = argparse.ArgumentParser(prog="spdy", description="compile PyTorch models into fast TVM artifacts")
+    p.add_argument("--version", action="version", version=f"spdy {spdy.__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("compile", help="compile a model factory PKG.MOD:FACTORY")
+    c.add_argument("model")
+    c.add_argument("--input", action="append", help="input shape like 1x3x224x224 (repeat for more inputs)")
+    c.add_argument("--dtype", default="float32")
+    c.add_argument("--target", default="host")
+    c.add_argument("--speedup", type=float, default=1.0)
+    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--no-tune", action="store_true")
+    c.add_argument("--no-measure", action="store_true")
+    c.add_argument("-o", "--output", required=True)
+    c.set_defaults(func=cmd_compile)
+
+    i = sub.add_parser("inspect", help="show an artifact's passes, times and stats")
+    i.add_argument("dir")
+    i.add_argument("--pass", dest="pass_name", default=None)
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_inspect)
+
+    b = sub.add_parser("bench", help="time an artifact end to end")
+    b.add_argument("dir")
+    b.add_argument("--repeat", type=int, default=10)
+    b.set_defaults(func=cmd_bench)
+
+    d = sub.add_parser("demo", help="compile a built-in example and print its report")
+    d.add_argument("--model", default="resnet18", choices=sorted(__import__("spdy.models", fromlist=["EXAMPLES"]).EXAMPLES))
+    d.add_argument("--speedup", type=float, default=1.0)
+    d.add_argument("--no-tune", action="store_true")
+    d.add_argument("-o", "--output", default="demo-out")
+    d.set_defaults(func=cmd_demo)
+
+    k = sub.add_parser("cache", help="the latency database: stats | export FILE | import FILE | clear")
+    k.add_argument("action", choices=["stats", "export", "import", "clear"])
+    k.add_argument("file", nargs="?")
+    k.set_defaults(func=cmd_cache)
+
+    s = sub.add_parser("sweep", help="sparse double descent study (see `spdy sweep --help`)", add_help=False)
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s.set_defaults(func=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "sweep":
+        from spdy.sweep.cli import main as sweep_main
+        return sweep_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SpdyError as exc:
+        if args.debug:
+            raise
+        print(f"spdy: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("spdy: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""End-to-end latency, measured as the machines allow: interleaved rounds, medians.
+
+Runs are interleaved (A, B, A, B, ...) so a burst of background load hits every candidate
+alike, and ratios are taken within one run.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+
+def time_callable(fn: Callable[[], object], *, min_time_s: float = 0.05) -> float:
+    """Seconds per call: repeat fn until min_time_s has passed, return the mean of that block."""
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time_s:
+            return elapsed / n
+
+
+def interleaved(fns: dict[str, Callable[[], object]], *, rounds: int = 7, min_time_s: float = 0.05) -> dict:
+    """{name: {median_ms, p10_ms, p90_ms, n}} from interleaved rounds."""
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()  # warm up every candidate before timing any
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            samples[name].append(time_callable(fn, min_time_s=min_time_s) * 1e3)
+    return {k: {"median_ms": float(np.median(v)), "p10_ms": float(np.percentile(v, 10)),
+                "p90_ms": float(np.percentile(v, 90)), "n": len(v)} for k, v in samples.items()}
+
+
+def torch_eager_fn(model, args, kwargs, threads: int):
+    import torch
+
+    def run():
+        prev = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            with torch.inference_mode():
+                model(*args, **kwargs)
+        finally:
+            torch.set_num_threads(prev)
+    return run
+
+
+def artifact_fn(runner, arrays):
+    import_tvm = runner._tvm
+    tvm_in = [import_tvm.runtime.tensor(a, runner.device) for a in arrays]
+    main = runner.vm["main"]
+    return lambda: main(*tvm_in)

@@ -1,0 +1,22 @@
+"""The state a pipeline run shares between passes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class CompileContext:
+    model: Any                               # the user's torch module (never mutated)
+    inputs: Any                              # spdy.ir.trace.ExampleInputs
+    target: Any                              # spdy.runtime.target.TargetSpec
+    options: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    workdir: Path | None = None              # passlog.jsonl and graph dumps go here when set
+    dump_graphs: bool = False
+
+    def need(self, key: str):
+        if key not in self.artifacts:
+            raise KeyError(f"artifact {key!r} is not available; a pass providing it must run first")
+        return self.artifacts[key]

@@ -1,0 +1,66 @@
+"""Dense conv2d as (im2col +) register-tiled GEMM, NCHW in and out.
+
+C[b, co, p] = sum_k Wpacked[g, co, k] * Col[b, g*K + k, p] with p = oh*Wo + ow vectorized:
+the output stays NCHW (contiguous in p), so no layout transform is needed between layers.
+1x1 stride-1 unpadded convs read the input directly (no im2col). Grouped and depthwise convs
+are the same GEMM with one weight matrix per group.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .gemm import GemmSpec, make_gemm, pack_a
+from .im2col import make_im2col
+from .relax_util import call_kernel, const, reshape, static_shape
+from .select import choose_gemm_params
+
+
+def conv_out_hw(H, W, KH, KW, stride, padding, dilation):
+    pt, pl, pb, pr = padding
+    Ho = (H + pt + pb - dilation[0] * (KH - 1) - 1) // stride[0] + 1
+    Wo = (W + pl + pr - dilation[1] * (KW - 1) - 1) // stride[1] + 1
+    return Ho, Wo
+
+
+def conv_gemm_spec(x_shape, weight_shape, *, stride, padding, dilation, groups, has_bias,
+                   has_residual, activation) -> tuple[GemmSpec, int, int, bool]:
+    """(GemmSpec, Ho, Wo, needs_im2col) for a conv layer."""
+    B, C, H, W = x_shape
+    Cout, Cg, KH, KW = weight_shape
+    if C != Cg * groups or Cout % groups:
+        raise ValueError(f"conv shapes do not match groups={groups}: x {x_shape}, w {weight_shape}")
+    Ho, Wo = conv_out_hw(H, W, KH, KW, stride, padding, dilation)
+    direct = KH == KW == 1 and tuple(stride) == (1, 1) and not any(padding)
+    spec = GemmSpec(M=Cout // groups, N=Ho * Wo, K=Cg * KH * KW, batch=B, groups=groups,
+                    a="const", b="act", bias="m" if has_bias else "none",
+                    residual=has_residual, activation=activation)
+    return spec, Ho, Wo, not direct
+
+
+def emit_dense_conv2d(bb, x, weight: np.ndarray, bias, residual, *, stride, padding, dilation,
+                      groups, activation, name, ctx):
+    x_shape = static_shape(x)
+    weight = np.asarray(weight, dtype="float32")
+    spec, Ho, Wo, need_col = conv_gemm_spec(
+        x_shape, weight.shape, stride=tuple(stride), padding=tuple(padding),
+        dilation=tuple(dilation), groups=groups, has_bias=bias is not None,
+        has_residual=residual is not None, activation=activation)
+    B, C, H, W = x_shape
+    Cout, Cg, KH, KW = weight.shape
+    if need_col:
+        col_fn = make_im2col(B, C, H, W, KH, KW, tuple(stride), tuple(padding), tuple(dilation),
+                             Ho, Wo, ctx.unique_symbol(f"{name}_im2col"))
+        sym = col_fn.attrs["global_symbol"]
+        col = call_kernel(bb, col_fn, sym, [x], (B, C * KH * KW, Ho * Wo))
+    else:
+        col = reshape(bb, x, (B, C, H * W))
+    params = choose_gemm_params(ctx, spec)
+    sym = ctx.unique_symbol(f"{name}_conv")
+    args = [const(pack_a(weight.reshape(Cout, -1), groups, params.mr)), col]
+    if bias is not None:
+        args.append(const(np.asarray(bias, dtype="float32").reshape(-1)))
+    if residual is not None:
+        args.append(reshape(bb, residual, (B, Cout, Ho * Wo)))
+    y = call_kernel(bb, make_gemm(spec, params, sym), sym, args, (B, Cout, Ho * Wo))
+    ctx.count("conv2d.dense")
+    return reshape(bb, y, (B, Cout, Ho, Wo))

@@ -1,0 +1,224 @@
+"""The register-tiled GEMM template behind Linear, convolution (after im2col) and batched matmul.
+
+C[b, g*M + m, n] = epilogue( sum_k A[.., m, k] * B[.., k, n] ), vectorized over n.
+
+Each parallel task computes an MR x NR tile of C in an accumulator kept in registers
+(default scope: ``scope="local"`` goes through a workspace allocator and loses registers);
+per k it broadcasts MR scalars of A and multiplies them with one NR-wide vector of B.
+Operands come in two kinds:
+  A: "act"   activation, buffer (Bt, M, K) row-major                   (Linear, bmm)
+     "const" packed constant, (G, MB, K, MR): the MR scalars of a k contiguous   (conv weights)
+  B: "act"   activation, buffer (Bt, G*K, N) row-major                 (im2col'd conv, bmm)
+     "packed" constant, (G, NB, K, NR): one contiguous NR vector per k (Linear weights)
+Tails (M % MR, N % NR) get their own tile bodies with smaller static sizes, so no masking,
+no padding of activations, and the full tiles stay branch free.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, asdict
+
+import numpy as np
+
+from .tvmscript import activation_expr, parse_prim_func
+
+
+@dataclass(frozen=True)
+class GemmSpec:
+    """What to compute (shapes, operand kinds, epilogue); part of the op signature."""
+    M: int
+    N: int
+    K: int
+    batch: int = 1          # Bt: independent problems sharing nothing but the constant operand
+    groups: int = 1         # G: conv groups; constant operands hold one matrix per group
+    a: str = "act"          # "act" | "const"
+    b: str = "packed"       # "act" | "packed"
+    bias: str = "none"      # "none" | "m" (per output row, conv channels) | "n" (per column, Linear)
+    residual: bool = False
+    activation: str = "none"
+
+    def signature(self) -> str:
+        return "gemm:" + ",".join(f"{k}={v}" for k, v in asdict(self).items())
+
+
+@dataclass(frozen=True)
+class GemmParams:
+    """How to compute it: the tunable schedule parameters."""
+    mr: int = 4             # rows of A per tile (broadcast scalars)
+    nr: int = 32            # columns per tile (vector lanes; multiple of 16 for AVX-512)
+    order: str = "nm"       # parallel tile order: "nm" = m innermost (B panel reuse), "mn" = n innermost
+    ku: int = 1             # unroll factor of the k loop (1 = leave it to LLVM)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(d: dict) -> "GemmParams":
+        return GemmParams(**d)
+
+
+def effective_params(spec: GemmSpec, p: GemmParams) -> GemmParams:
+    """Clamp tile sizes to the problem (a 7-column conv needs no 32-lane tile)."""
+    mr = max(1, min(p.mr, spec.M))
+    nr = max(1, min(p.nr, spec.N))
+    ku = max(1, min(p.ku, spec.K))
+    return GemmParams(mr=mr, nr=nr, order=p.order, ku=ku)
+
+
+def pack_a(a: np.ndarray, groups: int, mr: int) -> np.ndarray:
+    """(G*M, K) constant -> (G, MB, K, MR), zero rows in the tail block."""
+    gm, k = a.shape
+    m = gm // groups
+    mb = -(-m // mr)
+    out = np.zeros((groups, mb * mr, k), dtype="float32")
+    out[:, :m, :] = a.reshape(groups, m, k)
+    return np.ascontiguousarray(out.reshape(groups, mb, mr, k).transpose(0, 1, 3, 2))
+
+
+def pack_b(b: np.ndarray, groups: int, nr: int) -> np.ndarray:
+    """(G, K, N) constant (N contiguous) -> (G, NB, K, NR), zero columns in the tail block."""
+    g, k, n = b.shape
+    nb = -(-n // nr)
+    out = np.zeros((g, k, nb * nr), dtype="float32")
+    out[:, :, :n] = b
+    return np.ascontiguousarray(out.reshape(g, k, nb, nr).transpose(0, 2, 1, 3))
+
+
+def buffer_shapes(spec: GemmSpec, p: GemmParams) -> dict[str, tuple[int, ...]]:
+    """Shapes of the kernel's parameters, in call order: A, B, [bias], [residual], C."""
+    s, G = spec, spec.groups
+    MB, NB = -(-s.M // p.mr), -(-s.N // p.nr)
+    shapes = {
+        "A": (s.batch, s.M, s.K) if s.a == "act" else (G, MB, s.K, p.mr),
+        "B": (s.batch, G * s.K, s.N) if s.b == "act" else (G, NB, s.K, p.nr),
+    }
+    if s.bias == "m":
+        shapes["bias"] = (G * s.M,)
+    elif s.bias == "n":
+        shapes["bias"] = (s.N,)
+    if s.residual:
+        shapes["R"] = (s.batch, G * s.M, s.N)
+    shapes["C"] = (s.batch, G * s.M, s.N)
+    return shapes
+
+
+def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
+    s, p = spec, effective_params(spec, params)
+    if s.a == "act" and s.groups != 1:
+        raise ValueError("activation A with groups is not supported")
+    MR, NR = p.mr, p.nr
+    MBf, MRt = divmod(s.M, MR)
+    NBf, NRt = divmod(s.N, NR)
+    MB, NB = MBf + (MRt > 0), NBf + (NRt > 0)
+    shapes = buffer_shapes(s, p)
+    args = ", ".join(f'{n}: T.Buffer({shp}, "float32")' for n, shp in shapes.items())
+
+    def a_load(i: str, k: str) -> str:
+        return f"A[b, m0 + {i}, {k}]" if s.a == "act" else f"A[g, mb, {k}, {i}]"
+
+    def b_load(k: str, v: str) -> str:
+        return f"B[b, g * {s.K} + {k}, n0 + {v}]" if s.b == "act" else f"B[g, nb, {k}, {v}]"
+
+    def tile(mr: int, nr: int, ind: str) -> list[str]:
+        L = []
+        w = ind
+        L.append(f"{w}acc = T.alloc_buffer(({mr}, {nr}), \"float32\")")
+        L.append(f"{w}for i in T.unroll({mr}):")
+        L.append(f"{w}    for v in T.vectorized({nr}):")
+        L.append(f"{w}        acc[i, v] = T.float32(0)")
+        def body(kx: str) -> list[str]:
+            return [f"for i in T.unroll({mr}):",
+                    f"    for v in T.vectorized({nr}):",
+                    f"        acc[i, v] = acc[i, v] + {a_load('i', kx)} * {b_load(kx, 'v')}"]
+        ku = p.ku
+        if ku > 1:
+            kf, kt = divmod(s.K, ku)
+            L.append(f"{w}for ko in range({kf}):")
+            L.append(f"{w}    for kk in T.unroll({ku}):")
+            L += [w + "        " + ln for ln in body(f"ko * {ku} + kk")]
+            if kt:
+                L.append(f"{w}for kr in range({kt}):")
+                L += [w + "    " + ln for ln in body(f"{kf * ku} + kr")]
+        else:
+            L.append(f"{w}for k in range({s.K}):")
+            L += [w + "    " + ln for ln in body("k")]
+        # epilogue
+        L.append(f"{w}for i in T.unroll({mr}):")
+        L.append(f"{w}    for v in T.vectorized({nr}):")
+        row = f"g * {s.M} + m0 + i"
+        terms = ["acc[i, v]"]
+        if s.bias == "m":
+            terms.append(f"bias[{row}]")
+        elif s.bias == "n":
+            terms.append("bias[n0 + v]")
+        if s.residual:
+            terms.append(f"R[b, {row}, n0 + v]")
+        if s.activation == "none" or len(terms) == 1:
+            pre = " + ".join(terms)
+            if s.activation != "none":
+                L.append(f"{w}        C[b, {row}, n0 + v] = {activation_expr(s.activation, pre)}")
+            else:
+                L.append(f"{w}        C[b, {row}, n0 + v] = {pre}")
+        else:
+            L.append(f"{w}        acc[i, v] = {' + '.join(terms)}")
+            L.append(f"{w}        C[b, {row}, n0 + v] = {activation_expr(s.activation, 'acc[i, v]')}")
+        return L
+
+    lines = [
+        "@T.prim_func",
+        f"def main({args}):",
+        f'    T.func_attr({{"global_symbol": "{symbol}", "tir.noalias": True, "spdy.kernel": "gemm"}})',
+        f"    for t in T.parallel({s.batch * s.groups * MB * NB}):",
+    ]
+    w = "        "
+    inner, outer = ("mb", "nb") if p.order == "nm" else ("nb", "mb")
+    IN, OUT = (MB, NB) if p.order == "nm" else (NB, MB)
+    lines += [
+        f"{w}{inner} = t % {IN}",
+        f"{w}{outer} = t // {IN} % {OUT}",
+        f"{w}g = t // {IN * OUT} % {s.groups}",
+        f"{w}b = t // {IN * OUT * s.groups}",
+        f"{w}m0 = mb * {MR}",
+        f"{w}n0 = nb * {NR}",
+    ]
+    cases = []
+    for mtail in ([False, True] if MRt else [False]):
+        for ntail in ([False, True] if NRt else [False]):
+            if (not mtail and MBf == 0) or (not ntail and NBf == 0):
+                continue
+            cases.append((mtail, ntail))
+    if len(cases) == 1:
+        mtail, ntail = cases[0]
+        lines += tile(MRt if mtail else MR, NRt if ntail else NR, w)
+    else:
+        for idx, (mtail, ntail) in enumerate(cases):
+            cond = f"mb {'>=' if mtail else '<'} {MBf} and nb {'>=' if ntail else '<'} {NBf}"
+            head = "if" if idx == 0 else ("else" if idx == len(cases) - 1 else "elif")
+            lines.append(f"{w}else:" if head == "else" else f"{w}{head} {cond}:")
+            lines += tile(MRt if mtail else MR, NRt if ntail else NR, w + "    ")
+    return "\n".join(lines) + "\n"
+
+
+def make_gemm(spec: GemmSpec, params: GemmParams, symbol: str = "main"):
+    """The PrimFunc for (spec, params), with ``global_symbol`` = symbol."""
+    return parse_prim_func(gemm_source(spec, params, symbol))
+
+
+def default_params(spec: GemmSpec) -> GemmParams:
+    """Good untuned parameters: 4x32 tiles (8 zmm accumulators), or a GEMV shape for tiny M."""
+    if spec.M <= 2:
+        return GemmParams(mr=spec.M, nr=64, order="nm")
+    if spec.b == "act" and spec.a == "const":
+        return GemmParams(mr=4, nr=32, order="nm")
+    return GemmParams(mr=4, nr=32, order="nm")
+
+
+def candidate_params(spec: GemmSpec) -> list[GemmParams]:
+    """The tuner's modest search space (<= ~16 points), default first."""
+    out = [default_params(spec)]
+    for mr, nr in [(4, 32), (6, 32), (8, 32), (4, 48), (2, 64), (8, 16), (4, 64), (3, 64), (12, 16)]:
+        for order in ("nm", "mn"):
+            p = GemmParams(mr=mr, nr=nr, order=order)
+            e = effective_params(spec, p)
+            if e not in out:
+                out.append(e)
+    return out[:16]

@@ -1,0 +1,38 @@
+"""Small helpers for emitting our kernels into a Relax BlockBuilder."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def static_shape(expr) -> tuple[int, ...]:
+    """The static int shape of a Relax tensor expression (our kernels need static shapes)."""
+    shape = expr_type(expr).shape
+    try:
+        return tuple(int(d) for d in shape.values)
+    except Exception as e:  # symbolic dims
+        raise NotImplementedError(f"spdy kernels need static shapes, got {shape}") from e
+
+
+def expr_type(expr):
+    """The TensorType of a Relax expression (0.27 calls it ``.ty``, older ``struct_info``)."""
+    ty = getattr(expr, "ty", None)
+    return ty if ty is not None else expr.struct_info
+
+
+def const(a: np.ndarray):
+    from tvm import relax
+    return relax.const(np.ascontiguousarray(a, dtype="float32"))
+
+
+def reshape(bb, x, shape):
+    from tvm import relax
+    if static_shape(x) == tuple(shape):
+        return x
+    return bb.emit(relax.op.reshape(x, list(shape)))
+
+
+def call_kernel(bb, func, symbol: str, args, out_shape):
+    """Add ``func`` as a global PrimFunc named ``symbol`` and emit a call_tir to it."""
+    from tvm import relax
+    gvar = bb.add_func(func, symbol)
+    return bb.emit(relax.call_tir(gvar, list(args), out_ty=relax.TensorType(list(out_shape), "float32")))

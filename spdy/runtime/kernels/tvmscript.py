@@ -1,0 +1,48 @@
+"""Parse generated TVMScript text into a PrimFunc.
+
+Why text: our kernels are templates whose loop nests change shape with the schedule
+parameters and the tails (a tile loop for the full tiles, another for the remainder), which
+is clumsy to express with Python control flow inside ``@T.prim_func``. Generating the source
+is explicit, easy to print when a kernel misbehaves, and parses in a few milliseconds.
+"""
+from __future__ import annotations
+
+import textwrap
+
+
+def parse_prim_func(src: str):
+    """Parse one ``@T.prim_func def main(...)`` written against ``T`` (tvm.script.tirx)."""
+    from tvm.script import parser
+    import tvm.script.tirx as T
+    return parser.parse(_wrap_root(textwrap.dedent(src)), extra_vars={"T": T}, s_tir=True)
+
+
+def _wrap_root(src: str) -> str:
+    """Put the function body (after ``T.func_attr``) under a root ``T.sblock``.
+
+    Relax analyses (HasReshapePattern, op-pattern annotation) expect a PrimFunc body to be a
+    block realize; hand-written loop nests without one crash them.
+    """
+    lines = src.split("\n")
+    i = next(k for k, ln in enumerate(lines) if "T.func_attr" in ln)
+    body = ["    " + ln if ln.strip() else ln for ln in lines[i + 1:]]
+    out = "\n".join(lines[: i + 1] + ['    with T.sblock("root"):'] + body)
+    return out.replace("@T.prim_func\n", "@T.prim_func(s_tir=True)\n")
+
+
+def f32(x: float) -> str:
+    """A float32 literal for TVMScript."""
+    return f"T.float32({float(x)!r})"
+
+
+def activation_expr(act: str, v: str) -> str:
+    """TVMScript for act(v); ``v`` must be a cheap expression (it may appear twice)."""
+    if act == "none":
+        return v
+    if act == "relu":
+        return f"T.max({v}, T.float32(0))"
+    if act == "relu6":
+        return f"T.min(T.max({v}, T.float32(0)), T.float32(6))"
+    if act == "gelu":  # exact (erf) GELU, as torch.nn.GELU() default
+        return f"({v} * T.float32(0.5) * (T.float32(1) + T.erf({v} * T.float32(0.7071067811865476))))"
+    raise ValueError(f"unknown activation {act!r}")

@@ -1,0 +1,109 @@
+"""Lower a canonical fx graph to a Relax IRModule.
+
+The graph is exported once more with torch.export (spdy ops stay single nodes) and imported
+by TVM's torch frontend, with spdy_conv2d / spdy_linear routed to our kernel emitters. The
+emitters need weights as numpy arrays (to pack them and to build sparse formats), so they are
+looked up in the exported program's state, not taken from the importer's parameter vars.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from spdy.errors import UnsupportedOpError
+from spdy.runtime.emit_context import EmitContext
+
+
+@dataclass
+class LoweredModule:
+    mod: object                   # tvm.IRModule
+    input_names: list[str]
+    input_shapes: list[tuple]
+    input_dtypes: list[str]
+    output_shapes: list[tuple]
+    output_dtypes: list[str]
+    single_output: bool
+
+
+def _placeholder_tensors(ep) -> dict[str, torch.Tensor]:
+    """Placeholder node name -> parameter/buffer/constant tensor of the exported program."""
+    state = dict(ep.state_dict)
+    state.update(ep.constants)
+    out = {}
+    for spec in ep.graph_signature.input_specs:
+        if spec.target is not None and spec.target in state:
+            out[spec.arg.name] = state[spec.target]
+    return out
+
+
+def _const_array(tensors, node, what: str, layer: str) -> np.ndarray | None:
+    if node is None:
+        return None
+    if not isinstance(node, torch.fx.Node) or node.name not in tensors:
+        raise UnsupportedOpError(f"layer {layer}: the {what} is computed in the graph, not a constant; "
+                                 "spdy needs constant weights for conv/linear layers")
+    return tensors[node.name].detach().to(torch.float32).contiguous().numpy()
+
+
+def _converters(tensors: dict, ctx: EmitContext):
+    from spdy.runtime import kernels
+
+    def conv(node, importer):
+        x, w, b, res, stride, padding, dilation, groups, act, name = node.args
+        return kernels.emit_conv2d(
+            importer.block_builder, importer.env[x], _const_array(tensors, w, "weight", name),
+            _const_array(tensors, b, "bias", name), importer.env[res] if res is not None else None,
+            stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation), groups=int(groups),
+            activation=act, name=name, ctx=ctx)
+
+    def linear(node, importer):
+        x, w, b, res, act, name = node.args
+        return kernels.emit_linear(
+            importer.block_builder, importer.env[x], _const_array(tensors, w, "weight", name),
+            _const_array(tensors, b, "bias", name), importer.env[res] if res is not None else None,
+            activation=act, name=name, ctx=ctx)
+
+    return {"spdy_conv2d.default": conv, "spdy_linear.default": linear}
+
+
+def check_supported(ep, custom: dict) -> None:
+    """Raise one UnsupportedOpError listing every op the importer cannot translate."""
+    from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
+    known = set(ExportedProgramImporter().create_convert_map()) | set(custom)
+    missing: dict[str, list[str]] = {}
+    for node in ep.graph.nodes:
+        if node.op == "call_function":
+            name = getattr(node.target, "__name__", str(node.target))
+            if name not in known:
+                missing.setdefault(name, []).append(node.name)
+    if missing:
+        parts = [f"{op} (nodes: {', '.join(nodes[:3])}{', ...' if len(nodes) > 3 else ''})"
+                 for op, nodes in sorted(missing.items())]
+        raise UnsupportedOpError(f"{len(missing)} unsupported op(s): " + "; ".join(parts) +
+                                 ". Rewrite them with supported torch ops or open an issue naming them.")
+
+
+def lower_to_relax(gm: torch.fx.GraphModule, args: tuple, kwargs: dict, ctx: EmitContext) -> LoweredModule:
+    from tvm.relax.frontend.torch import from_exported_program
+
+    with torch.no_grad():
+        ep = torch.export.export(gm, args, kwargs=kwargs or None, strict=False)
+        outputs = gm(*args, **kwargs)
+    single = isinstance(outputs, torch.Tensor)
+    flat_out = [outputs] if single else list(torch.utils._pytree.tree_leaves(outputs))
+    if not all(isinstance(o, torch.Tensor) for o in flat_out):
+        raise UnsupportedOpError("the model returns non-tensor outputs; return a tensor or a tuple of tensors")
+    tensors = _placeholder_tensors(ep)
+    custom = _converters(tensors, ctx)
+    check_supported(ep, custom)
+    mod = from_exported_program(ep, run_ep_decomposition=False, custom_convert_map=custom)
+    user_inputs = [s.arg.name for s in ep.graph_signature.input_specs
+                   if s.kind == torch.export.graph_signature.InputKind.USER_INPUT]
+    flat_in = list(args) + list(kwargs.values())
+    return LoweredModule(
+        mod=mod, input_names=user_inputs,
+        input_shapes=[tuple(t.shape) for t in flat_in], input_dtypes=[str(t.dtype).replace("torch.", "") for t in flat_in],
+        output_shapes=[tuple(o.shape) for o in flat_out],
+        output_dtypes=[str(o.dtype).replace("torch.", "") for o in flat_out], single_output=single)

@@ -1,0 +1,124 @@
+"""Template-parameter autotuner with a latency-database cache.
+
+For an op signature and target, build each candidate parameter set (a TVMScript template
+builds in ~0.05-0.5 s), time it with TVM's time_evaluator, keep the fastest and cache
+(params, latency) in the LatencyDB so later compiles (and other models with the same op
+shapes) reuse it. ``mode="default"`` skips search and DB and returns each kernel's default
+parameters (fast; used by tests). The thread count (TVM_NUM_THREADS, default the target's
+core count) is fixed when the tuner is created and is part of the cache key.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from .latency_db import LatencyDB, LatencyKey
+from .measure import Measurement, ensure_threads, time_module
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TuneResult:
+    params: dict
+    measurement: Measurement
+    trials: list[tuple[dict, float | None]]  # (params, median seconds or None if it failed)
+
+
+def tune_kernel(signature: str, candidates: Sequence[dict], build_fn: Callable[[dict], tuple[Any, list]], *,
+                repeat: int = 5, min_repeat_ms: float = 10.0, func_name: str = "main") -> TuneResult:
+    """Build and time every candidate; return the fastest.
+
+    ``build_fn(params) -> (runtime module exposing func_name, args)``. A candidate that fails
+    to build or run is skipped (logged); if all fail, RuntimeError names the signature.
+    Reusable by other kernel families (the sparse kernels pass their own build_fn).
+    """
+    best, best_m, trials = None, None, []
+    for params in candidates:
+        try:
+            mod, args = build_fn(params)
+            m = time_module(mod, func_name, args, repeat=repeat, min_repeat_ms=min_repeat_ms)
+        except Exception as e:  # a template point that does not compile is not fatal
+            log.info("tune %s: candidate %s failed: %s", signature, params, e)
+            trials.append((params, None))
+            continue
+        trials.append((params, m.median))
+        if best_m is None or m.median < best_m.median:
+            best, best_m = params, m
+    if best is None:
+        raise RuntimeError(f"tuning {signature}: all {len(trials)} candidates failed")
+    return TuneResult(best, best_m, trials)
+
+
+def target_cores(target) -> int | None:
+    try:
+        n = int(target.attrs["num-cores"])
+        return n if n > 0 else None
+    except Exception:
+        return None
+
+
+@dataclass
+class Tuner:
+    """The object the emitters find in ``EmitContext.tuner``."""
+    target: Any
+    num_threads: int | None = None
+    mode: str = "tune"                 # "tune" | "default"
+    db: LatencyDB | None = None        # None -> the default database (opened lazily)
+    use_db: bool = True
+    repeat: int = 5
+    min_repeat_ms: float = 10.0
+    max_candidates: int = 16
+    stats: dict = field(default_factory=lambda: {"hits": 0, "misses": 0, "tuned": 0, "tune_s": 0.0})
+
+    def __post_init__(self):
+        if self.mode not in ("tune", "default"):
+            raise ValueError(f"mode must be 'tune' or 'default', not {self.mode!r}")
+        if self.num_threads is None:
+            self.num_threads = int(os.environ.get("TVM_NUM_THREADS", 0)) or target_cores(self.target) \
+                or os.cpu_count() or 1
+        ensure_threads(self.num_threads)
+
+    def _db(self) -> LatencyDB | None:
+        if not self.use_db:
+            return None
+        if self.db is None:
+            self.db = LatencyDB()
+        return self.db
+
+    def key(self, signature: str, source_hash: str, *, format: str = "dense", level_bp: int = 0) -> LatencyKey:
+        return LatencyKey.make(signature, self.target, self.num_threads, source_hash,
+                               format=format, level_bp=level_bp)
+
+    def tune(self, signature: str, candidates: Sequence[dict], build_fn, *, source_hash: str,
+             format: str = "dense", level_bp: int = 0, default: dict | None = None) -> tuple[dict, float | None]:
+        """(best params, median seconds) for the op: DB hit, else search and cache."""
+        if self.mode == "default":
+            return (default if default is not None else candidates[0]), None
+        db = self._db()
+        key = self.key(signature, source_hash, format=format, level_bp=level_bp)
+        if db is not None:
+            hit = db.get(key)
+            if hit is not None:
+                self.stats["hits"] += 1
+                return hit.params, hit.latency_s
+        self.stats["misses"] += 1
+        t0 = time.time()
+        cands = list(candidates)[: self.max_candidates]
+        if default is not None and default not in cands:
+            cands.insert(0, default)
+        res = tune_kernel(signature, cands, build_fn, repeat=self.repeat, min_repeat_ms=self.min_repeat_ms)
+        self.stats["tuned"] += 1
+        self.stats["tune_s"] += time.time() - t0
+        if db is not None:
+            m = res.measurement
+            db.put(key, res.params, m.median, m.p10, m.p90, m.n)
+        return res.params, res.measurement.median
+
+    def best_params(self, signature: str, candidates: Sequence[dict], build_fn, *, default: dict | None = None,
+                    source_hash: str, format: str = "dense", level_bp: int = 0) -> dict:
+        return self.tune(signature, candidates, build_fn, source_hash=source_hash, format=format,
+                         level_bp=level_bp, default=default)[0]

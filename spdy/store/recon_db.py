@@ -1,0 +1,232 @@
+"""The reconstruction database (DESIGN.md 4.5): a mask and re-fitted weights per (layer, level).
+
+Layout of ``root/``::
+
+    index.json                                  {"version", "entries": {entry: {...}}}
+    <layer>.<fmt>.<key16>.<bp>.safetensors      tensors "mask" (bool), "weight"
+
+An *entry* is one (layer, format). Its ``key`` hashes everything its contents depend on:
+the dense weights, the reconstruction method (and its options), the format and the
+calibration set. ``bind`` compares keys and drops a stale entry's files, and the key is
+also in every file name and file header, so a changed model, method or calibration set
+never reuses old weights even if the index is lost or edited.
+
+Why one file per level: the build is long (every layer x 42 levels), so each finished
+level is durable on its own; an interrupted build resumes by skipping present levels.
+Files and the index are written to a temporary name and ``os.replace``d (atomic on POSIX):
+a crash leaves either the old or the new version, never half a file. No pickle anywhere:
+safetensors for tensors, JSON for the index.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+INDEX = "index.json"
+VERSION = 1
+
+
+def tensor_digest(t, h=None):
+    """Feed dtype, shape and bytes of a tensor/array into ``h`` (sha256); return ``h``."""
+    h = hashlib.sha256() if h is None else h
+    if isinstance(t, torch.Tensor):
+        t = t.detach().cpu().contiguous()
+        dtype, shape = str(t.dtype), tuple(t.shape)
+        if t.dtype == torch.bfloat16:
+            t = t.view(torch.int16)
+        data = t.numpy().tobytes()
+    else:
+        a = np.ascontiguousarray(np.asarray(t))
+        dtype, shape, data = str(a.dtype), a.shape, a.tobytes()
+    h.update(f"{dtype}{shape}".encode())
+    h.update(data)
+    return h
+
+
+def hash_calibration(batches: Iterable) -> str:
+    """Hash of a calibration set (tensors, arrays, or nested tuples/lists/dicts of them)."""
+    h = hashlib.sha256(b"calib-v1")
+
+    def feed(x):
+        if isinstance(x, (torch.Tensor, np.ndarray)):
+            tensor_digest(x, h)
+        elif isinstance(x, Mapping):
+            for k in sorted(x):
+                h.update(repr(k).encode())
+                feed(x[k])
+        elif isinstance(x, (tuple, list)):
+            h.update(f"seq{len(x)}".encode())
+            for y in x:
+                feed(y)
+        else:
+            h.update(repr(x).encode())
+
+    for b in batches:
+        feed(b)
+    return h.hexdigest()
+
+
+def entry_key(weight, method: str, fmt: str, calib: str, options: Mapping | None = None) -> str:
+    """The key of one (layer, format) entry: sha256 over all it depends on."""
+    h = hashlib.sha256(b"recon-v1")
+    tensor_digest(weight, h)
+    meta = {"method": method, "fmt": fmt, "calib": calib, "options": dict(options or {})}
+    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class ReconDatabase:
+    """Masks and reconstructed weights on disk, keyed so stale entries are never served.
+
+    Usage: ``db.bind(layer, dense_weight, method=..., fmt=..., calib=hash)`` once per
+    layer and format, then ``has``/``put``/``get`` by ``(layer, level, fmt)``; ``level``
+    is the sparsity in basis points (``grid.level_bp``); ``fmt`` may be left out when the
+    layer is bound in one format only. One writer per directory at a time.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        p = self.root / INDEX
+        if p.exists():
+            idx = json.loads(p.read_text())
+            if idx.get("version") != VERSION:
+                idx = {"version": VERSION, "entries": {}}
+        else:
+            idx = {"version": VERSION, "entries": {}}
+        self._index = idx
+        self._bound: dict[str, str] = {}
+        for tmp in self.root.glob(".tmp-*"):  # leftovers of an interrupted write
+            tmp.unlink(missing_ok=True)
+
+    # -- keys ---------------------------------------------------------------------------
+    @staticmethod
+    def _entry(layer: str, fmt: str) -> str:
+        return f"{layer}|{fmt}"
+
+    def bind(self, layer: str, weight, *, method: str, fmt: str, calib: str,
+             options: Mapping | None = None) -> str:
+        """Declare what ``layer`` in ``fmt`` is built from; drop entries built otherwise."""
+        key = entry_key(weight, method, fmt, calib, options)
+        name = self._entry(layer, fmt)
+        old = self._index["entries"].get(name)
+        if old is not None and old.get("key") != key:
+            for fn in old.get("levels", {}).values():
+                (self.root / fn).unlink(missing_ok=True)
+            old = None
+        if old is None:
+            self._index["entries"][name] = {
+                "layer": layer, "fmt": fmt, "key": key, "method": method, "calib": calib,
+                "shape": list(getattr(weight, "shape", ())), "levels": {}, "errors": {}}
+            self._save_index()
+        self._bound[name] = key
+        return key
+
+    def _key(self, layer: str, fmt: str) -> str:
+        name = self._entry(layer, fmt)
+        if name not in self._bound:
+            raise KeyError(f"layer {layer!r} ({fmt}) is not bound: call bind() first")
+        return self._bound[name]
+
+    def _file(self, layer: str, fmt: str, level: int) -> str:
+        tag = hashlib.sha256(layer.encode()).hexdigest()[:6]  # "a/b" and "a_b" stay apart
+        return (f"{_safe(layer)}-{tag}.{_safe(fmt)}.{self._key(layer, fmt)[:16]}."
+                f"{int(level)}.safetensors")
+
+    def _fmt(self, layer: str, fmt: str | None) -> str:
+        if fmt is not None:
+            return fmt
+        fmts = [n.split("|", 1)[1] for n in self._bound if n.split("|", 1)[0] == layer]
+        if len(fmts) != 1:
+            raise ValueError(f"layer {layer!r} is bound in formats {fmts}: pass fmt=")
+        return fmts[0]
+
+    # -- access -------------------------------------------------------------------------
+    def has(self, layer: str, level: int, fmt: str | None = None) -> bool:
+        fmt = self._fmt(layer, fmt)
+        e = self._index["entries"].get(self._entry(layer, fmt))
+        if e is None or e["key"] != self._key(layer, fmt):
+            return False
+        fn = e["levels"].get(str(int(level)))
+        return fn is not None and (self.root / fn).exists()
+
+    def missing(self, layer: str, levels: Iterable[int], fmt: str | None = None) -> list[int]:
+        """Levels still to build (the resumable part of a build)."""
+        return [int(l) for l in levels if not self.has(layer, l, fmt)]
+
+    def put(self, layer: str, level: int, mask: torch.Tensor, weight: torch.Tensor,
+            fmt: str | None = None, err: float | None = None) -> None:
+        """Store one level durably (file first, then the index that points to it)."""
+        fmt = self._fmt(layer, fmt)
+        key = self._key(layer, fmt)
+        fn = self._file(layer, fmt, level)
+        tensors = {"mask": mask.detach().to(torch.bool).contiguous().cpu(),
+                   "weight": weight.detach().contiguous().cpu()}
+        meta = {"key": key, "layer": layer, "fmt": fmt, "level": str(int(level))}
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".safetensors")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=meta)
+            os.replace(tmp, self.root / fn)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        e = self._index["entries"][self._entry(layer, fmt)]
+        e["levels"][str(int(level))] = fn
+        if err is not None:
+            e["errors"][str(int(level))] = float(err)
+        self._save_index()
+
+    def get(self, layer: str, level: int, fmt: str | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mask, weight)`` of a stored level; KeyError if absent or stale."""
+        fmt = self._fmt(layer, fmt)
+        if not self.has(layer, level, fmt):
+            raise KeyError(f"no reconstruction for {layer!r} ({fmt}) at level {level}")
+        fn = self._index["entries"][self._entry(layer, fmt)]["levels"][str(int(level))]
+        with safe_open(str(self.root / fn), framework="pt") as f:
+            if (f.metadata() or {}).get("key") != self._key(layer, fmt):
+                raise KeyError(f"{fn}: file does not match the bound key (stale or foreign)")
+            return f.get_tensor("mask"), f.get_tensor("weight")
+
+    def errors(self, layer: str, fmt: str | None = None) -> dict[int, float]:
+        """Recorded layer errors per level (from ``put(err=...)``)."""
+        fmt = self._fmt(layer, fmt)
+        e = self._index["entries"].get(self._entry(layer, fmt), {})
+        return {int(k): v for k, v in e.get("errors", {}).items()}
+
+    def layers(self) -> list[tuple[str, str]]:
+        return [(e["layer"], e["fmt"]) for e in self._index["entries"].values()]
+
+    def _save_index(self) -> None:
+        data = json.dumps(self._index, indent=1, sort_keys=True).encode()
+        _atomic_write_bytes(self.root / INDEX, data)

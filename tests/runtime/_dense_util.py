@@ -1,0 +1,29 @@
+"""Helpers shared by the dense-kernel tests: build a one-function Relax module and run it."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def target():
+    import tvm
+    return tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu(),
+                              "num-cores": 2})
+
+
+def build_and_run(inputs: list[np.ndarray], body, ctx=None):
+    """body(bb, vars, ctx) -> relax expr; returns (numpy output, ctx)."""
+    import tvm
+    from tvm import relax
+    from spdy.runtime.emit_context import EmitContext
+    from spdy.runtime.kernels import relax_pipeline
+    tgt = target()
+    ctx = ctx or EmitContext(target=tgt, num_threads=2)
+    bb = relax.BlockBuilder()
+    vs = [relax.Var(f"x{i}", relax.TensorType(list(a.shape), "float32")) for i, a in enumerate(inputs)]
+    with bb.function("main", vs):
+        with bb.dataflow():
+            out = bb.emit_output(body(bb, vs, ctx))
+        bb.emit_func_output(out)
+    ex = tvm.compile(bb.get(), tgt, relax_pipeline=relax_pipeline(tgt, ctx))
+    vm = relax.VirtualMachine(ex, tvm.cpu())
+    return vm["main"](*[tvm.runtime.tensor(a) for a in inputs]).numpy(), ctx

@@ -1,0 +1,98 @@
+"""Numerics of the sparse TIR kernels against numpy/torch: formats, tails, empty rows,
+0% / 99% sparsity, epilogues, conv variants."""
+import numpy as np
+import pytest
+
+from spdy.runtime.sparse import ConvGeom, Params, conv_kernel, linear_kernel, magnitude_mask, to_bsr
+
+from ._util import act_ref, conv_ref, run_kernel
+
+FMTS = ["bsr16x1", "bsr4x1", "bsr1x1"]
+
+
+def _pruned(rng, shape, fmt, sparsity):
+    w = rng.standard_normal(shape).astype("float32")
+    return w * magnitude_mask(w, fmt, sparsity)
+
+
+def _linear_case(x_shape, n, fmt, sparsity, p, act="none", bias=False, residual=False, seed=0):
+    rng = np.random.default_rng(seed)
+    k_in = x_shape[-1]
+    w = _pruned(rng, (n, k_in), fmt, sparsity)
+    x = rng.standard_normal(x_shape).astype("float32")
+    extra, ref = [], x @ w.T
+    if bias:
+        b = rng.standard_normal(n).astype("float32")
+        extra.append(b)
+        ref = ref + b
+    if residual:
+        r = rng.standard_normal((*x_shape[:-1], n)).astype("float32")
+        extra.append(r)
+        ref = ref + r
+    k = linear_kernel(to_bsr(w, fmt), x_shape, p, bias=bias, residual=residual, act=act)
+    np.testing.assert_allclose(run_kernel(k, x, extra), act_ref(ref, act), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+@pytest.mark.parametrize("x_shape,n,qt", [((1, 32), 48, 16), ((37, 29), 37, 16), ((2, 5, 20), 19, 32),
+                                          ((130, 24), 33, 64)])
+def test_linear_shapes_tails(fmt, x_shape, n, qt):
+    _linear_case(x_shape, n, fmt, 0.7, Params(qt, 2))
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+@pytest.mark.parametrize("sparsity", [0.0, 0.99, 1.0])
+def test_linear_extreme_sparsity(fmt, sparsity):
+    _linear_case((9, 40), 36, fmt, sparsity, Params(16, 2), bias=True)
+
+
+@pytest.mark.parametrize("act", ["none", "relu", "relu6", "gelu"])
+def test_linear_epilogues(act):
+    _linear_case((7, 24), 20, "bsr4x1", 0.5, Params(16, 2), act=act, bias=True, residual=True)
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_linear_empty_block_rows_and_parts(parts):
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((64, 16)).astype("float32")
+    w[16:48] = 0.0                       # two empty 16-row blocks in the middle
+    x = rng.standard_normal((20, 16)).astype("float32")
+    b = rng.standard_normal(64).astype("float32")
+    k = linear_kernel(to_bsr(w, "bsr16x1"), x.shape, Params(16, parts), bias=True, residual=False, act="relu")
+    np.testing.assert_allclose(run_kernel(k, x, [b]), np.maximum(x @ w.T + b, 0), rtol=1e-4, atol=1e-4)
+
+
+CONVS = [  # n, c, h, w, o, kh, kw, stride, padding (t, l, b, r), dilation
+    (1, 8, 6, 6, 16, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1)),     # 1x1
+    (1, 5, 7, 9, 13, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)),     # 3x3 same, O tail
+    (2, 5, 9, 11, 20, 3, 3, (2, 1), (1, 0, 2, 1), (1, 2)),    # stride, asym pad, dilation, batch 2
+    (1, 3, 12, 12, 8, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1)),    # stem-like 7x7/2
+    (1, 6, 8, 8, 17, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1)),     # strided 1x1 (downsample)
+]
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+@pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c[:7])))
+def test_conv_variants(fmt, case):
+    n, c, h, w_, o, kh, kw, s, pad, d = case
+    rng = np.random.default_rng(5)
+    w = _pruned(rng, (o, c, kh, kw), fmt, 0.6)
+    x = rng.standard_normal((n, c, h, w_)).astype("float32")
+    g = ConvGeom(n, c, h, w_, o, kh, kw, s, pad, d)
+    k = conv_kernel(to_bsr(w, fmt), g, Params(16, 2), bias=False, residual=False, act="none")
+    np.testing.assert_allclose(run_kernel(k, x), conv_ref(x, w, s, pad, d), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6", "gelu"])
+@pytest.mark.parametrize("sparsity", [0.0, 0.99])
+def test_conv_epilogue_extremes(act, sparsity):
+    rng = np.random.default_rng(6)
+    n, c, h, w_, o = 1, 4, 5, 5, 18
+    w = _pruned(rng, (o, c, 3, 3), "bsr16x1", sparsity)
+    x = rng.standard_normal((n, c, h, w_)).astype("float32")
+    bias = rng.standard_normal(o).astype("float32")
+    res = rng.standard_normal((n, o, h, w_)).astype("float32")
+    g = ConvGeom(n, c, h, w_, o, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
+    k = conv_kernel(to_bsr(w, "bsr16x1"), g, Params(32, 2), bias=True, residual=True, act=act)
+    ref = conv_ref(x, w, (1, 1), (1, 1, 1, 1), (1, 1)) + bias[None, :, None, None] + res
+    np.testing.assert_allclose(run_kernel(k, x, [bias, res]), act_ref(ref, act), rtol=1e-4, atol=1e-4)

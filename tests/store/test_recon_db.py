@@ -1,0 +1,130 @@
+"""The reconstruction database: round trip, staleness by key, atomicity, resumability."""
+import json
+
+import pytest
+import torch
+
+from spdy.store.recon_db import ReconDatabase, entry_key, hash_calibration
+
+
+def W(seed=0, shape=(8, 6)):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_round_trip(tmp_path):
+    db = ReconDatabase(tmp_path)
+    w = W()
+    db.bind("features.0", w, method="obs", fmt="bsr4x1", calib="c1")
+    mask = torch.rand(8, 6, generator=torch.Generator().manual_seed(1)) > 0.5
+    db.put("features.0", 4000, mask, w * mask, err=1.5)
+    m2, w2 = db.get("features.0", 4000)
+    assert m2.dtype == torch.bool and torch.equal(m2, mask)
+    assert torch.equal(w2, w * mask)
+    assert db.errors("features.0") == {4000: 1.5}
+    assert db.has("features.0", 4000, "bsr4x1") and not db.has("features.0", 5000)
+    with pytest.raises(KeyError):
+        db.get("features.0", 5000)
+    # reopened from disk
+    db2 = ReconDatabase(tmp_path)
+    db2.bind("features.0", w, method="obs", fmt="bsr4x1", calib="c1")
+    assert torch.equal(db2.get("features.0", 4000)[1], w * mask)
+    assert db2.layers() == [("features.0", "bsr4x1")]
+    assert not list(tmp_path.glob(".tmp-*"))
+    assert not list(tmp_path.glob("*.pkl")) and not list(tmp_path.glob("*.pt"))
+    json.loads((tmp_path / "index.json").read_text())
+
+
+@pytest.mark.parametrize("change", ["weight", "method", "fmt_options", "calib"])
+def test_changed_inputs_never_reuse_stale_entries(tmp_path, change):
+    db = ReconDatabase(tmp_path)
+    w = W()
+    db.bind("l", w, method="obs", fmt="1x1", calib="c1", options={"damp": 0.01})
+    db.put("l", 9000, torch.ones(8, 6, dtype=torch.bool), w)
+    kw = dict(method="obs", calib="c1", options={"damp": 0.01})
+    w2 = w
+    if change == "weight":
+        w2 = w.clone()
+        w2[0, 0] += 1e-6
+    elif change == "method":
+        kw["method"] = "lstsq"
+    elif change == "fmt_options":
+        kw["options"] = {"damp": 0.1}
+    else:
+        kw["calib"] = "c2"
+    db2 = ReconDatabase(tmp_path)
+    db2.bind("l", w2, fmt="1x1", **kw)
+    assert not db2.has("l", 9000)
+    with pytest.raises(KeyError):
+        db2.get("l", 9000)
+    assert db2.missing("l", [0, 9000]) == [0, 9000]
+    assert len(list(tmp_path.glob("*.safetensors"))) == 0  # stale file removed
+
+
+def test_formats_are_separate_entries(tmp_path):
+    db = ReconDatabase(tmp_path)
+    w = W()
+    db.bind("l", w, method="obs", fmt="1x1", calib="c")
+    db.bind("l", w, method="obs", fmt="bsr4x1", calib="c")
+    db.put("l", 5000, torch.zeros(8, 6, dtype=torch.bool), w * 0, fmt="1x1")
+    db.put("l", 5000, torch.ones(8, 6, dtype=torch.bool), w, fmt="bsr4x1")
+    assert not db.get("l", 5000, "1x1")[0].any()
+    assert db.get("l", 5000, "bsr4x1")[0].all()
+    with pytest.raises(ValueError):
+        db.get("l", 5000)  # ambiguous without fmt
+
+
+def test_unbound_layer_is_an_error(tmp_path):
+    db = ReconDatabase(tmp_path)
+    with pytest.raises(KeyError):
+        db.put("x", 0, torch.ones(1, dtype=torch.bool), torch.ones(1), fmt="1x1")
+
+
+def test_resumable_after_interrupt(tmp_path):
+    levels = [0, 4000, 6000, 8000]
+    w = W()
+    built = []
+
+    def build(db, stop_after=None):
+        db.bind("l", w, method="obs", fmt="1x1", calib="c")
+        for i, lv in enumerate(db.missing("l", levels)):
+            if stop_after is not None and i == stop_after:
+                raise KeyboardInterrupt
+            db.put("l", lv, torch.ones(8, 6, dtype=torch.bool), w + lv)
+            built.append(lv)
+
+    with pytest.raises(KeyboardInterrupt):
+        build(ReconDatabase(tmp_path), stop_after=2)
+    assert built == [0, 4000]
+    (tmp_path / ".tmp-crashed.safetensors").write_bytes(b"half a file")
+    build(ReconDatabase(tmp_path))
+    assert built == [0, 4000, 6000, 8000]  # nothing rebuilt
+    assert not list(tmp_path.glob(".tmp-*"))
+    db = ReconDatabase(tmp_path)
+    db.bind("l", w, method="obs", fmt="1x1", calib="c")
+    assert db.missing("l", levels) == []
+    assert torch.equal(db.get("l", 6000)[1], w + 6000)
+
+
+def test_file_with_foreign_key_is_rejected(tmp_path):
+    w = W()
+    db = ReconDatabase(tmp_path)
+    db.bind("l", w, method="obs", fmt="1x1", calib="c")
+    db.put("l", 4000, torch.ones(8, 6, dtype=torch.bool), w)
+    idx = json.loads((tmp_path / "index.json").read_text())
+    # someone edits the index to claim the entry under another key
+    other = entry_key(w, "lstsq", "1x1", "c")
+    idx["entries"]["l|1x1"]["key"] = other
+    (tmp_path / "index.json").write_text(json.dumps(idx))
+    db2 = ReconDatabase(tmp_path)
+    db2.bind("l", w, method="lstsq", fmt="1x1", calib="c")
+    with pytest.raises(KeyError):
+        db2.get("l", 4000)
+
+
+def test_hash_calibration():
+    a = [torch.ones(2, 3), (torch.zeros(2, 3), torch.tensor([1, 2]))]
+    b = [torch.ones(2, 3), (torch.zeros(2, 3), torch.tensor([1, 3]))]
+    assert hash_calibration(a) == hash_calibration(list(a))
+    assert hash_calibration(a) != hash_calibration(b)
+    assert hash_calibration([torch.ones(2, 3)]) != hash_calibration([torch.ones(3, 2)])
+    assert hash_calibration([torch.ones(2)]) != hash_calibration([torch.ones(2, dtype=torch.float64)])
