@@ -119,3 +119,38 @@ def resnet18(in_ch=3, classes=1000) -> ResNet:
 def residual_cnn(widths=(16, 32, 64), blocks=(1, 1, 1)) -> ResNet:
     """The bench's MNIST residual CNN (stride-2 stages: 28 -> 14 -> 7)."""
     return ResNet(1, blocks, widths, 10, stem="small")
+
+
+class Bottleneck(nn.Module):
+    """ResNet-50's block: 1x1 reduce, 3x3, 1x1 expand (x4), residual add."""
+
+    def __init__(self, cin, mid, stride=1):
+        super().__init__()
+        cout = 4 * mid
+        self.conv1, self.bn1 = nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid)
+        self.conv2, self.bn2 = nn.Conv2d(mid, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid)
+        self.conv3, self.bn3 = nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class TinyBottleneckNet(nn.Module):
+    """Two stages of Bottleneck blocks: the ResNet-50 coupling pattern at test size."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.layer1 = nn.Sequential(Bottleneck(8, 4), Bottleneck(16, 4))
+        self.layer2 = nn.Sequential(Bottleneck(16, 8, 2), Bottleneck(32, 8))
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.layer2(self.layer1(self.stem(x)))
+        return self.fc(x.mean((2, 3)))

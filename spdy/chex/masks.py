@@ -28,7 +28,8 @@ class GroupMasks:
         self.groups = [g for g in groups if g.prunable]
         self.modules = dict(model.named_modules())
         self.active = {g.id: torch.ones(g.size, dtype=torch.bool) for g in self.groups}
-        self._mru: dict[tuple[str, str], torch.Tensor] = {}
+        self._mru: dict[str, torch.Tensor] = {}
+        self._idx: dict[tuple[int, Member], torch.Tensor] = {}  # cache: masks change rarely
 
     def _tensors(self, m: Member, stats: bool) -> Iterator[tuple[str, torch.Tensor, int]]:
         mod = self.modules[m.qualname]
@@ -39,8 +40,11 @@ class GroupMasks:
                 yield f"{m.qualname}.{name}", t, KIND_DIM[m.kind] if name == "weight" else 0
 
     def _inactive(self, g: ChannelGroup, m: Member) -> torch.Tensor:
-        ch = (~self.active[g.id]).nonzero().flatten().numpy()
-        return torch.as_tensor(m.indices(ch), dtype=torch.long)
+        key = (g.id, m)
+        if key not in self._idx:
+            ch = (~self.active[g.id]).nonzero().flatten().numpy()
+            self._idx[key] = torch.as_tensor(m.indices(ch), dtype=torch.long)
+        return self._idx[key]
 
     @torch.no_grad()
     def apply(self) -> None:
@@ -78,6 +82,7 @@ class GroupMasks:
         mask = torch.zeros_like(self.active[gid])
         mask[channels] = True
         self.active[gid] = mask
+        self._idx = {k: v for k, v in self._idx.items() if k[0] != gid}
 
     def kept(self) -> dict[int, list[int]]:
         return {gid: a.nonzero().flatten().tolist() for gid, a in self.active.items()}

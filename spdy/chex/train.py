@@ -134,7 +134,11 @@ def train(model: nn.Module, train_loader: Iterable, channel_sparsity: float = 0.
     small = apply_history(model, history)
     size = sum(g.size for g in masks.groups)
     achieved = 1.0 - sum(masks.counts().values()) / size
-    log["final"] = {"channel_sparsity": achieved, "channels": {g.name: masks.counts()[g.id] for g in masks.groups}}
+    counts = masks.counts()
+    log["final"] = {"channel_sparsity": achieved,
+                    "channels": {g.name: counts[g.id] for g in masks.groups},
+                    "layer_channels": {m.qualname: counts[g.id] for g in masks.groups
+                                       for m in g.members if m.kind in ("out", "dw")}}
     _write(log, log_path)
     return ChexResult(small, history, log, groups, achieved)
 

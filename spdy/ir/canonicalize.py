@@ -111,9 +111,8 @@ def canonicalize(gm: torch.fx.GraphModule) -> dict:
 
 def _replace(b: _Builder, node, target, args, name_hint: str):
     with b.graph.inserting_before(node):
-        new = b.graph.call_function(target, tuple(args))
+        new = b.graph.create_node("call_function", target, tuple(args), name=name_hint.replace(".", "_"))
     new.meta.update({k: v for k, v in node.meta.items() if k in (meta.TENSOR, "val", "nn_module_stack")})
-    new.name  # noqa: B018 - fx assigns a unique name
     node.replace_all_uses_with(new)
     b.graph.erase_node(node)
     return new

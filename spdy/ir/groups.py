@@ -80,12 +80,14 @@ _PASS_MODULES = (
     nn.Hardsigmoid, nn.ELU, nn.Mish, nn.Hardtanh, nn.Identity, nn.Dropout, nn.Dropout1d,
     nn.Dropout2d, nn.AlphaDropout, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d,
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+    nn.Upsample,
 )
 _PASS_FUNCS = {
     F.relu, torch.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, F.sigmoid, torch.sigmoid,
     F.tanh, torch.tanh, F.hardswish, F.hardsigmoid, F.hardtanh, F.elu, F.mish, F.dropout,
     F.dropout2d, F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d,
     F.adaptive_avg_pool2d, F.adaptive_max_pool2d, torch.clone, torch.abs, torch.neg,
+    F.interpolate,
 }
 _PASS_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "detach", "float",
                  "abs", "neg", "sigmoid_", "tanh_"}
@@ -125,7 +127,9 @@ class _Builder:
         for i in np.unique(ids).tolist():
             self.pinned.setdefault(i, why)
 
-    def add_member(self, qualname: str, kind: str, ids: np.ndarray) -> None:
+    def add_member(self, qualname: str, kind: str, ids: np.ndarray | None) -> None:
+        if ids is None:  # no tensor to attach to (untraced input): nothing to couple
+            return
         key = (qualname, kind)
         if key in self.members:  # a module called twice shares its channels across calls
             old = self.members[key]
@@ -161,11 +165,16 @@ def trace_for_groups(model: nn.Module, example_inputs) -> torch.fx.GraphModule:
         gm = model if isinstance(model, torch.fx.GraphModule) else torch.fx.symbolic_trace(model)
     except Exception as exc:  # noqa: BLE001 - any tracing failure means the same to the user
         raise TraceError(f"channel groups need torch.fx.symbolic_trace, which failed: {exc}") from exc
-    was_training = gm.training
+    # eval() so BN running stats are not touched; gm shares submodules with `model`, so put
+    # every module's own flag back afterwards.
+    flags = [(m, m.training) for m in gm.modules()]
     gm.eval()
-    with torch.no_grad():
-        ShapeProp(gm).propagate(*example_inputs)
-    gm.train(was_training)
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(*example_inputs)
+    finally:
+        for m, flag in flags:
+            m.training = flag
     return gm
 
 
@@ -255,7 +264,7 @@ class _Walker:
             ids_in = self._input(x, -1, f"{q}: input channels not on the last dim")
             self.b.add_member(q, "in", ids_in)
             out = self._new(node, dim=-1)
-            self.b.add_member(q, "out", out.ids)
+            self.b.add_member(q, "out", None if out is None else out.ids)
             return out
         if isinstance(mod, nn.modules.batchnorm._BatchNorm):
             c = self._passthrough(node, x)

@@ -8,14 +8,13 @@ error names the node/op each tracer stopped at, so the user knows what to change
 from __future__ import annotations
 
 import copy
-import re
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.fx
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
 from spdy.errors import InputShapeError, TraceError
 
@@ -121,12 +120,12 @@ def run_shape_prop(gm: torch.fx.GraphModule, inputs: ExampleInputs) -> None:
     values = _bind_placeholders(placeholders, inputs)
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(*values)
-    except Exception as exc:  # noqa: BLE001
-        node = _node_in_message(exc)
+            _ShapeProp(gm).run(*values)
+    except _NodeError as exc:
+        node = exc.node
         raise InputShapeError(
             f"running the model on the example inputs failed{(' at node ' + node) if node else ''}: "
-            f"{_first_line(exc)}; check the input shapes "
+            f"{_first_line(exc.__cause__)}; check the input shapes "
             f"({', '.join(f'{n}={tuple(t.shape)}' for n, t in zip(inputs.names, inputs.flat))})") from exc
 
 
@@ -146,6 +145,21 @@ def _bind_placeholders(placeholders, inputs: ExampleInputs) -> list:
     return values
 
 
-def _node_in_message(exc: BaseException) -> str:
-    m = re.search(r"node (\S+)", str(exc))
-    return m.group(1) if m else ""
+class _NodeError(Exception):
+    def __init__(self, node: str):
+        super().__init__(node)
+        self.node = node
+
+
+class _ShapeProp(torch.fx.Interpreter):
+    """Like torch's ShapeProp (node.meta['tensor_meta']) but quiet: it does not print a
+    traceback on failure, it raises _NodeError naming the node for a one-line message."""
+
+    def run_node(self, n):
+        try:
+            result = super().run_node(n)
+        except Exception as exc:  # noqa: BLE001
+            raise _NodeError(f"{n.name} ({n.target})") from exc
+        if isinstance(result, torch.Tensor):
+            n.meta["tensor_meta"] = _extract_tensor_metadata(result)
+        return result

@@ -195,6 +195,8 @@ class ReconDatabase:
         os.close(fd)
         try:
             save_file(tensors, tmp, metadata=meta)
+            with open(tmp, "rb") as f:  # durable before it becomes visible
+                os.fsync(f.fileno())
             os.replace(tmp, self.root / fn)
         except BaseException:
             if os.path.exists(tmp):

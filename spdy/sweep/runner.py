@@ -23,6 +23,7 @@ from spdy.sweep.datasets import SHAPES, Data, load_dataset
 from spdy.sweep.metrics import learning_distance, sparsity
 from spdy.sweep.models import build_model, prunable_modules
 from spdy.sweep.noise import add_label_noise
+from spdy.sweep.summary import summarize
 from spdy.sweep.train import evaluate, gradient_of_loss, train
 
 _PURPOSE = {"init": 1, "shuffle": 2, "random": 3, "reinit": 4, "grad": 5}
@@ -51,7 +52,8 @@ class SweepResult:
     def to_json(self) -> dict:
         dense = self.levels[0]["test_acc"] if self.levels else None
         return {"config": self.config.to_json(), "levels": self.levels,
-                "dense_test_acc": dense, "best": self.best if self.levels else None}
+                "dense_test_acc": dense, "best": self.best if self.levels else None,
+                "summary": summarize(self.levels)}
 
 
 def _check_out_dir(cfg: SweepConfig, out: Path) -> None:

@@ -84,3 +84,26 @@ def test_shared_module_and_unknown_op_pin():
     groups = channel_groups(Odd(), X)
     assert _by_member(groups, "conv", "out").prunable
     assert not _by_member(groups, "conv2", "out").prunable
+
+
+def test_bottleneck_resnet50_pattern():
+    from spdy.chex._testmodels import TinyBottleneckNet
+    groups = channel_groups(TinyBottleneckNet(), X)
+    g = _by_member(groups, "layer2.0.conv3", "out")
+    assert {("layer2.0.downsample.0", "out"), ("layer2.1.conv3", "out"), ("fc", "in")} <= _keys(g)
+    assert g.size == 32 and g.prunable
+    stem = _by_member(groups, "stem.0", "out")  # stem output only meets layer1's downsample conv
+    assert _keys(stem) == {("stem.0", "out"), ("stem.1", "bn"), ("layer1.0.conv1", "in"),
+                           ("layer1.0.downsample.0", "in")}
+
+
+def test_tracing_leaves_modes_and_stats_alone():
+    model = SmallCNN()
+    model.bn1.eval()
+    before = model.bn2.running_mean.clone()
+    channel_groups(model, X)
+    assert model.training and not model.bn1.training and model.bn2.training
+    assert torch.equal(model.bn2.running_mean, before)
+    model.eval()
+    channel_groups(model, X)
+    assert not any(m.training for m in model.modules())

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from spdy.chex import ChannelSurgeryError, channel_groups, prune_channels, replay
-from spdy.chex._testmodels import MLP, CatNet, ResNet, SmallCNN
+from spdy.chex._testmodels import MLP, CatNet, ResNet, SmallCNN, TinyBottleneckNet
 
 X = torch.randn(3, 1, 28, 28)
-MODELS = [SmallCNN, MLP, CatNet, lambda: ResNet(blocks=(2, 2), widths=(8, 16))]
+MODELS = [SmallCNN, MLP, CatNet, TinyBottleneckNet, lambda: ResNet(blocks=(2, 2), widths=(8, 16))]
 
 
 def _randomize_bn(model):

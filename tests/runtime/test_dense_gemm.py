@@ -16,15 +16,22 @@ def _run(spec, params):
     rng = np.random.default_rng(0)
     G, M, N, K, Bt = spec.groups, spec.M, spec.N, spec.K, spec.batch
     a = rng.standard_normal((Bt, M, K) if spec.a == "act" else (G * M, K)).astype("float32")
-    b = rng.standard_normal((Bt, G * K, N) if spec.b == "act" else (K, N)).astype("float32")
+    b = rng.standard_normal((Bt, G * K, N) if spec.b in ("act", "panel") else (K, N)).astype("float32")
     bias = rng.standard_normal(G * M if spec.bias == "m" else N).astype("float32")
     ref = np.zeros((Bt, G * M, N), "float32")
     for bi in range(Bt):
         for g in range(G):
             A = a[bi] if spec.a == "act" else a[g * M:(g + 1) * M]
-            B = b[bi, g * K:(g + 1) * K] if spec.b == "act" else b
+            B = b[bi, g * K:(g + 1) * K] if spec.b in ("act", "panel") else b
             ref[bi, g * M:(g + 1) * M] = A @ B
-    args = [a if spec.a == "act" else pack_a(a, G, p.mr), b if spec.b == "act" else pack_b(b[None], 1, p.nr)]
+    if spec.b == "panel":  # (Bt, G*K, N) -> (Bt, NB, G*K, NR), as im2col writes it
+        nb = -(-N // p.nr)
+        bp = np.zeros((Bt, G * K, nb * p.nr), "float32")
+        bp[:, :, :N] = b
+        bp = np.ascontiguousarray(bp.reshape(Bt, G * K, nb, p.nr).transpose(0, 2, 1, 3))
+    else:
+        bp = b if spec.b == "act" else pack_b(b[None], 1, p.nr)
+    args = [a if spec.a == "act" else pack_a(a, G, p.mr), bp]
     if spec.bias != "none":
         args.append(bias)
         ref = ref + (bias[None, :, None] if spec.bias == "m" else bias[None, None, :])
@@ -45,6 +52,7 @@ def _run(spec, params):
     GemmSpec(M=11, N=45, K=19, a="act", b="packed", bias="n", residual=True, activation="relu"),
     GemmSpec(M=9, N=23, K=7, groups=3, batch=2, a="const", b="act", bias="m"),
     GemmSpec(M=5, N=40, K=17, batch=3, a="act", b="act"),
+    GemmSpec(M=6, N=37, K=9, groups=2, batch=2, a="const", b="panel", bias="m", activation="relu"),
 ])
 def test_all_candidates_agree(spec):
     cands = candidate_params(spec)[:6] + [GemmParams(mr=3, nr=16, ku=4), GemmParams(mr=2, nr=8, order="mn", ku=3)]

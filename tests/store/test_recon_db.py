@@ -127,4 +127,5 @@ def test_hash_calibration():
     assert hash_calibration(a) == hash_calibration(list(a))
     assert hash_calibration(a) != hash_calibration(b)
     assert hash_calibration([torch.ones(2, 3)]) != hash_calibration([torch.ones(3, 2)])
-    assert hash_calibration([torch.ones(2)]) != hash_calibration([torch.ones(2, dtype=torch.float64)])
+    f64 = torch.ones(2, dtype=torch.float64)
+    assert hash_calibration([torch.ones(2)]) != hash_calibration([f64])

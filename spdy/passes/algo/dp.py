@@ -60,26 +60,50 @@ def _as_tables(errors, times) -> tuple[np.ndarray, np.ndarray]:
     return np.where(usable, E, np.inf), np.where(usable, T, np.inf)
 
 
-def min_time(times) -> float:
-    """Sum over layers of each layer's fastest option: the least time any profile takes."""
-    T = _pad(times)
+def time_table(times) -> np.ndarray:
+    """[L][S] float array of a (possibly ragged) latency table, rows padded with inf."""
+    if len(times) == 0:
+        raise ValueError("need at least one layer")
+    T = np.full((len(times), max(len(r) for r in times)), np.inf)
+    for l, r in enumerate(times):
+        r = np.asarray(r, dtype=float).ravel()
+        T[l, :len(r)] = r
     if np.isnan(T).any() or (T < 0).any():
         raise ValueError("times must be >= 0 and not NaN")
-    return float(T.min(axis=1).sum())
+    bad = np.flatnonzero(~np.isfinite(T).any(axis=1))
+    if len(bad):
+        raise ValueError(f"layers {bad.tolist()} have no option with a finite time")
+    return T
 
 
-def _pad(times) -> np.ndarray:
-    n_opt = max(len(r) for r in times)
-    out = np.full((len(times), n_opt), np.inf)
-    for l, r in enumerate(times):
-        out[l, :len(r)] = np.asarray(r, dtype=float).ravel()
-    return out
+def min_time(times) -> float:
+    """Sum over layers of each layer's fastest option: the least time any profile takes."""
+    return float(time_table(times).min(axis=1).sum())
 
 
 def max_speedup(times, base: float, fixed: float) -> float:
     """Largest end-to-end speedup any profile reaches: ``base / (fixed + min_time)``."""
     denom = fixed + min_time(times)
     return math.inf if denom <= 0 else base / denom
+
+
+def infeasible_error(times, budget: float, base: float | None, fixed: float,
+                     detail: str) -> InfeasibleSpeedupError:
+    """The error for a budget no profile meets, naming requested and reachable speedup.
+
+    Without ``base`` the reference is option 0 of every layer (dense by the grid's
+    convention; a layer lacking it counts its slowest option) plus ``fixed``.
+    """
+    T = time_table(times)
+    t_min = float(T.min(axis=1).sum())
+    if base is None:
+        finite = np.where(np.isfinite(T), T, -np.inf).max(axis=1)
+        ref = float(np.where(np.isfinite(T[:, 0]), T[:, 0], finite).sum()) + fixed
+    else:
+        ref = float(base)
+    requested = ref / (budget + fixed) if budget + fixed > 0 else math.inf
+    reach = ref / (t_min + fixed) if t_min + fixed > 0 else math.inf
+    return InfeasibleSpeedupError(requested, reach, detail)
 
 
 def solve_dp(errors: Sequence[Sequence[float]], times: Sequence[Sequence[float]], budget: float,
@@ -100,12 +124,8 @@ def solve_dp(errors: Sequence[Sequence[float]], times: Sequence[Sequence[float]]
     fastest = T.argmin(axis=1)
     t_min = float(T[np.arange(L), fastest].sum())
     if not (t_min <= budget):
-        ref = float(T[:, 0].sum()) + fixed if base is None else float(base)
-        requested = ref / (budget + fixed) if budget + fixed > 0 else math.inf
-        reach = ref / (t_min + fixed) if t_min + fixed > 0 else math.inf
-        raise InfeasibleSpeedupError(
-            requested, reach,
-            f"time budget {budget:.6g} < {t_min:.6g}, the fastest option of every layer")
+        raise infeasible_error(T, budget, base, fixed, f"time budget {budget:.6g} < "
+                               f"{t_min:.6g}, the fastest option of every layer")
 
     if budget <= 0:  # only all-zero-time profiles fit; pick the best among zero-time options
         Ez = np.where(T <= 0, E, np.inf)

@@ -21,8 +21,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from spdy.errors import InfeasibleSpeedupError
-from spdy.passes.algo.dp import _as_tables, solve_dp
+from spdy.passes.algo.dp import infeasible_error, solve_dp, time_table
 
 __all__ = ["SearchResult", "error_table", "search", "uniform_profile", "gmp_profile"]
 
@@ -72,7 +71,7 @@ def search(eval_loss: Callable[[list[int]], float], times, budget: float, n_laye
     called after every try. Raises ``InfeasibleSpeedupError`` before any evaluation when
     the budget is out of reach (``base``/``fixed`` word it, see ``solve_dp``).
     """
-    _, T = _as_tables(np.zeros((len(times), max(len(r) for r in times))), times)
+    T = time_table(times)
     L, S = T.shape
     if max_evals is not None and max_evals < 1:
         raise ValueError(f"max_evals must be >= 1, got {max_evals}")
@@ -146,11 +145,7 @@ def _by_level(T: np.ndarray, lv: np.ndarray, level: int) -> np.ndarray:
 
 
 def _infeasible(T, budget, base, fixed, what):
-    t_min = float(T.min(axis=1).sum())
-    ref = float(T[:, 0].sum()) + fixed if base is None else float(base)
-    req = ref / (budget + fixed) if budget + fixed > 0 else math.inf
-    return InfeasibleSpeedupError(req, ref / (t_min + fixed) if t_min + fixed > 0 else math.inf,
-                                  what)
+    return infeasible_error(T, budget, base, fixed, what)
 
 
 def uniform_profile(times, budget: float, levels=None, *, base: float | None = None,
@@ -160,7 +155,7 @@ def uniform_profile(times, budget: float, levels=None, *, base: float | None = N
     With several formats the fastest format of that level is taken per layer; a layer that
     lacks the level uses its highest available level below it.
     """
-    _, T = _as_tables(np.zeros((len(times), max(len(r) for r in times))), times)
+    T = time_table(times)
     lv = _levels(levels, T.shape)
     for level in np.unique(lv[np.isfinite(T)]):
         ch = _by_level(T, lv, int(level))
@@ -185,7 +180,7 @@ def gmp_profile(weights: Mapping[str, object], times, level_sparsities: Sequence
     profile meets the budget wins. ``weights`` is ordered like the rows of ``times``;
     ``level_sparsities[i]`` is the sparsity of level index ``i``.
     """
-    _, T = _as_tables(np.zeros((len(times), max(len(r) for r in times))), times)
+    T = time_table(times)
     L = T.shape[0]
     if len(weights) != L:
         raise ValueError(f"{len(weights)} weight tensors for {L} layers")

@@ -1,6 +1,6 @@
 """Dense conv2d as (im2col +) register-tiled GEMM, NCHW in and out.
 
-C[b, co, p] = sum_k Wpacked[g, co, k] * Col[b, g*K + k, p] with p = oh*Wo + ow vectorized:
+C[b, co, p] = sum_k Wpacked[g, co, k] * Col[b, p // NR, g*K + k, p % NR] with p = oh*Wo + ow vectorized:
 the output stays NCHW (contiguous in p), so no layout transform is needed between layers.
 1x1 stride-1 unpadded convs read the input directly (no im2col). Grouped and depthwise convs
 are the same GEMM with one weight matrix per group.
@@ -32,7 +32,7 @@ def conv_gemm_spec(x_shape, weight_shape, *, stride, padding, dilation, groups, 
     Ho, Wo = conv_out_hw(H, W, KH, KW, stride, padding, dilation)
     direct = KH == KW == 1 and tuple(stride) == (1, 1) and not any(padding)
     spec = GemmSpec(M=Cout // groups, N=Ho * Wo, K=Cg * KH * KW, batch=B, groups=groups,
-                    a="const", b="act", bias="m" if has_bias else "none",
+                    a="const", b="act" if direct else "panel", bias="m" if has_bias else "none",
                     residual=has_residual, activation=activation)
     return spec, Ho, Wo, not direct
 
@@ -47,14 +47,15 @@ def emit_dense_conv2d(bb, x, weight: np.ndarray, bias, residual, *, stride, padd
         has_residual=residual is not None, activation=activation)
     B, C, H, W = x_shape
     Cout, Cg, KH, KW = weight.shape
+    params = choose_gemm_params(ctx, spec)
     if need_col:
+        sym = ctx.unique_symbol(f"{name}_im2col")
         col_fn = make_im2col(B, C, H, W, KH, KW, tuple(stride), tuple(padding), tuple(dilation),
-                             Ho, Wo, ctx.unique_symbol(f"{name}_im2col"))
-        sym = col_fn.attrs["global_symbol"]
-        col = call_kernel(bb, col_fn, sym, [x], (B, C * KH * KW, Ho * Wo))
+                             Ho, Wo, params.nr, sym)
+        nb = -(-(Ho * Wo) // params.nr)
+        col = call_kernel(bb, col_fn, sym, [x], (B, nb, C * KH * KW, params.nr))
     else:
         col = reshape(bb, x, (B, C, H * W))
-    params = choose_gemm_params(ctx, spec)
     sym = ctx.unique_symbol(f"{name}_conv")
     args = [const(pack_a(weight.reshape(Cout, -1), groups, params.mr)), col]
     if bias is not None:

@@ -10,6 +10,8 @@ Operands come in two kinds:
      "const" packed constant, (G, MB, K, MR): the MR scalars of a k contiguous   (conv weights)
   B: "act"   activation, buffer (Bt, G*K, N) row-major                 (im2col'd conv, bmm)
      "packed" constant, (G, NB, K, NR): one contiguous NR vector per k (Linear weights)
+     "panel"  activation already in panels, (Bt, NB, G*K, NR) (written so by im2col): a tile's
+              B panel is contiguous, so it streams from L1/L2 instead of K strided rows
 Tails (M % MR, N % NR) get their own tile bodies with smaller static sizes, so no masking,
 no padding of activations, and the full tiles stay branch free.
 """
@@ -31,7 +33,7 @@ class GemmSpec:
     batch: int = 1          # Bt: independent problems sharing nothing but the constant operand
     groups: int = 1         # G: conv groups; constant operands hold one matrix per group
     a: str = "act"          # "act" | "const"
-    b: str = "packed"       # "act" | "packed"
+    b: str = "packed"       # "act" | "packed" | "panel"
     bias: str = "none"      # "none" | "m" (per output row, conv channels) | "n" (per column, Linear)
     residual: bool = False
     activation: str = "none"
@@ -89,7 +91,8 @@ def buffer_shapes(spec: GemmSpec, p: GemmParams) -> dict[str, tuple[int, ...]]:
     MB, NB = -(-s.M // p.mr), -(-s.N // p.nr)
     shapes = {
         "A": (s.batch, s.M, s.K) if s.a == "act" else (G, MB, s.K, p.mr),
-        "B": (s.batch, G * s.K, s.N) if s.b == "act" else (G, NB, s.K, p.nr),
+        "B": {"act": (s.batch, G * s.K, s.N), "packed": (G, NB, s.K, p.nr),
+              "panel": (s.batch, NB, G * s.K, p.nr)}[s.b],
     }
     if s.bias == "m":
         shapes["bias"] = (G * s.M,)
@@ -112,11 +115,23 @@ def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
     shapes = buffer_shapes(s, p)
     args = ", ".join(f'{n}: T.Buffer({shp}, "float32")' for n, shp in shapes.items())
 
+    # Tile coordinates are written inline as expressions of the parallel index t: a TVMScript
+    # assignment (``mb = t % MB``) becomes a 4-byte workspace allocation per task in TVM 0.27.
+    IN, OUT = (MB, NB) if p.order == "nm" else (NB, MB)
+    inner_e, outer_e = f"(t % {IN})", f"(t // {IN} % {OUT})"
+    E = {"mb": inner_e if p.order == "nm" else outer_e, "nb": outer_e if p.order == "nm" else inner_e,
+         "g": f"(t // {IN * OUT} % {s.groups})" if s.groups > 1 else "0",
+         "b": f"(t // {IN * OUT * s.groups})" if s.batch > 1 else "0"}
+    E["m0"], E["n0"] = f"{E['mb']} * {MR}", f"{E['nb']} * {NR}"
+    b_, g_, mb_, nb_, m0_, n0_ = (E[k] for k in ("b", "g", "mb", "nb", "m0", "n0"))
+
     def a_load(i: str, k: str) -> str:
-        return f"A[b, m0 + {i}, {k}]" if s.a == "act" else f"A[g, mb, {k}, {i}]"
+        return f"A[{b_}, {m0_} + {i}, {k}]" if s.a == "act" else f"A[{g_}, {mb_}, {k}, {i}]"
 
     def b_load(k: str, v: str) -> str:
-        return f"B[b, g * {s.K} + {k}, n0 + {v}]" if s.b == "act" else f"B[g, nb, {k}, {v}]"
+        if s.b == "panel":
+            return f"B[{b_}, {nb_}, {g_} * {s.K} + {k}, {v}]"
+        return f"B[{b_}, {g_} * {s.K} + {k}, {n0_} + {v}]" if s.b == "act" else f"B[{g_}, {nb_}, {k}, {v}]"
 
     def tile(mr: int, nr: int, ind: str) -> list[str]:
         L = []
@@ -144,23 +159,23 @@ def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
         # epilogue
         L.append(f"{w}for i in T.unroll({mr}):")
         L.append(f"{w}    for v in T.vectorized({nr}):")
-        row = f"g * {s.M} + m0 + i"
+        row = f"{g_} * {s.M} + {m0_} + i"
         terms = ["acc[i, v]"]
         if s.bias == "m":
             terms.append(f"bias[{row}]")
         elif s.bias == "n":
-            terms.append("bias[n0 + v]")
+            terms.append(f"bias[{n0_} + v]")
         if s.residual:
-            terms.append(f"R[b, {row}, n0 + v]")
+            terms.append(f"R[{b_}, {row}, {n0_} + v]")
         if s.activation == "none" or len(terms) == 1:
             pre = " + ".join(terms)
             if s.activation != "none":
-                L.append(f"{w}        C[b, {row}, n0 + v] = {activation_expr(s.activation, pre)}")
+                L.append(f"{w}        C[{b_}, {row}, {n0_} + v] = {activation_expr(s.activation, pre)}")
             else:
-                L.append(f"{w}        C[b, {row}, n0 + v] = {pre}")
+                L.append(f"{w}        C[{b_}, {row}, {n0_} + v] = {pre}")
         else:
             L.append(f"{w}        acc[i, v] = {' + '.join(terms)}")
-            L.append(f"{w}        C[b, {row}, n0 + v] = {activation_expr(s.activation, 'acc[i, v]')}")
+            L.append(f"{w}        C[{b_}, {row}, {n0_} + v] = {activation_expr(s.activation, 'acc[i, v]')}")
         return L
 
     lines = [
@@ -170,16 +185,6 @@ def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
         f"    for t in T.parallel({s.batch * s.groups * MB * NB}):",
     ]
     w = "        "
-    inner, outer = ("mb", "nb") if p.order == "nm" else ("nb", "mb")
-    IN, OUT = (MB, NB) if p.order == "nm" else (NB, MB)
-    lines += [
-        f"{w}{inner} = t % {IN}",
-        f"{w}{outer} = t // {IN} % {OUT}",
-        f"{w}g = t // {IN * OUT} % {s.groups}",
-        f"{w}b = t // {IN * OUT * s.groups}",
-        f"{w}m0 = mb * {MR}",
-        f"{w}n0 = nb * {NR}",
-    ]
     cases = []
     for mtail in ([False, True] if MRt else [False]):
         for ntail in ([False, True] if NRt else [False]):
@@ -191,7 +196,7 @@ def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
         lines += tile(MRt if mtail else MR, NRt if ntail else NR, w)
     else:
         for idx, (mtail, ntail) in enumerate(cases):
-            cond = f"mb {'>=' if mtail else '<'} {MBf} and nb {'>=' if ntail else '<'} {NBf}"
+            cond = f"{mb_} {'>=' if mtail else '<'} {MBf} and {nb_} {'>=' if ntail else '<'} {NBf}"
             head = "if" if idx == 0 else ("else" if idx == len(cases) - 1 else "elif")
             lines.append(f"{w}else:" if head == "else" else f"{w}{head} {cond}:")
             lines += tile(MRt if mtail else MR, NRt if ntail else NR, w + "    ")
@@ -215,7 +220,9 @@ def default_params(spec: GemmSpec) -> GemmParams:
 def candidate_params(spec: GemmSpec) -> list[GemmParams]:
     """The tuner's modest search space (<= ~16 points), default first."""
     out = [default_params(spec)]
-    for mr, nr in [(4, 32), (6, 32), (8, 32), (4, 48), (2, 64), (8, 16), (4, 64), (3, 64), (12, 16)]:
+    # acc = mr*nr floats must stay <= 1 KiB: larger buffers leave the stack for the workspace
+    # allocator (a call per task) in TVM's lowering.
+    for mr, nr in [(4, 32), (6, 32), (8, 16), (4, 48), (2, 64), (3, 64), (12, 16), (6, 16), (2, 32)]:
         for order in ("nm", "mn"):
             p = GemmParams(mr=mr, nr=nr, order=order)
             e = effective_params(spec, p)

@@ -37,12 +37,12 @@ def make_matmul_legalizer(ctx, choose):
         batch_shape = tuple(np.broadcast_shapes(sa[:-2], sb[:-2]))
         Bt = int(np.prod(batch_shape)) if batch_shape else 1
         out_shape = batch_shape + (M, N)
-        if isinstance(b, relax.Constant) and len(sb) == 2:
+        if isinstance(b, tvm.ir.expr.Constant) and len(sb) == 2:
             # x @ W with a constant W: fold batch into M and pack W like a Linear weight
             spec = GemmSpec(M=Bt * M, N=N, K=K, a="act", b="packed")
             p = choose(spec)
             av = bb.normalize(relax.op.reshape(a, [1, Bt * M, K])) if sa != (1, Bt * M, K) else a
-            bp = const(pack_b(b.data.numpy()[None], 1, p.nr))
+            bp = const(pack_b(b.value.numpy()[None], 1, p.nr))
             sym = ctx.unique_symbol("matmul_const")
             y = call_kernel(bb, make_gemm(spec, p, sym), sym, [av, bp], (1, Bt * M, N))
             return relax.op.reshape(y, list(out_shape))

@@ -12,6 +12,7 @@ import numpy as np
 
 from .balance import work_list
 from .bsr import BSR
+from .direct_conv import direct_conv_source, plane_dims, tap_offsets
 from .templates import ConvGeom, Params, conv_source, linear_source
 
 
@@ -19,7 +20,7 @@ from .templates import ConvGeom, Params, conv_source, linear_source
 class SparseKernel:
     """A parsed kernel; call it with (x, *consts, [bias], [residual]) and an output of out_shape."""
     func: object                   # tvm.tirx.PrimFunc
-    consts: list[np.ndarray]       # data, indices, indptr, wrow, wt0, wt1, wptr
+    consts: list[np.ndarray]       # data, indices (direct conv: tap offsets), indptr, wrow, wt0, wt1, wptr
     out_shape: tuple[int, ...]
     source: str
 
@@ -60,8 +61,16 @@ def conv_kernel(bsr: BSR, g: ConvGeom, p: Params, *, bias: bool, residual: bool,
     """Kernel for a groups=1 conv whose weight [O, C, KH, KW] was flattened into bsr ([O, C*KH*KW])."""
     if bsr.shape != (g.o, g.c * g.kh * g.kw):
         raise ValueError(f"conv: BSR shape {bsr.shape} does not match {g}")
-    tiles = g.n * -(-(g.oh * g.ow) // p.qt)
-    consts = _bsr_consts(bsr, tiles, p.parts)
-    src = conv_source(g, bsr.block[0], consts[0].shape[0], consts[3].shape[0], p,
-                      bias=bias, residual=residual, act=act)
+    if p.conv == "direct":
+        _, ws, _ = plane_dims(g, p.qt)
+        consts = _bsr_consts(bsr, g.n * -(-(g.oh * ws) // p.qt), p.parts)
+        consts[1] = tap_offsets(consts[1], g, p.qt)     # block column -> input offset
+        src = direct_conv_source(g, bsr.block[0], consts[0].shape[0], consts[3].shape[0], p,
+                                 bias=bias, residual=residual, act=act)
+    elif p.conv == "im2col":
+        consts = _bsr_consts(bsr, g.n * -(-(g.oh * g.ow) // p.qt), p.parts)
+        src = conv_source(g, bsr.block[0], consts[0].shape[0], consts[3].shape[0], p,
+                          bias=bias, residual=residual, act=act)
+    else:
+        raise ValueError(f"unknown conv formulation {p.conv!r}; known: direct, im2col")
     return SparseKernel(_parse(src, symbol), consts, (g.n, g.o, g.oh, g.ow), src)

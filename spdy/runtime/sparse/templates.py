@@ -26,9 +26,11 @@ ACTIVATIONS = ("none", "relu", "relu6", "gelu")
 
 @dataclass(frozen=True)
 class Params:
-    """Template parameters (searched by the tuner): columns per register tile, thread parts."""
+    """Template parameters (searched by the tuner): columns per register tile, thread parts,
+    and for convs the formulation ("direct": phase planes, "im2col": packed tiles)."""
     qt: int = 16
     parts: int = 2
+    conv: str = "direct"
 
 
 def candidates(br: int, q: int, num_threads: int) -> list[Params]:
@@ -68,7 +70,17 @@ def _epilogue(expr: str, act: str) -> str:
 
 
 def _core(br: int, qt: int, parts: int, store: str) -> str:
-    """The parallel sparse GEMM over work items, accumulating into acc[BR, QT]."""
+    """The sparse GEMM reading packed tiles B[tile, k, q]."""
+    return _core_with(br, qt, parts, store, "B[tile, indices[j], q]")
+
+
+def _core_with(br: int, qt: int, parts: int, store: str, bexpr: str) -> str:
+    """The parallel sparse GEMM over work items, accumulating into acc[BR, QT].
+
+    `bexpr` is the B element of nonzero block j at tile column q. Loops are written as
+    `range(extent)` plus an offset: a loop whose start is loaded from a buffer that an
+    outer data-dependent loop indexes was miscompiled (TVM 0.27, wrong rows computed).
+    """
     return f'''
     for part in T.parallel({parts}):
         acc = T.alloc_buffer(({br}, {qt}), "float32")
@@ -83,7 +95,7 @@ def _core(br: int, qt: int, parts: int, store: str) -> str:
                     j = indptr[wrow[w]] + jj
                     for v in T.unroll({br}):
                         for q in T.vectorized({qt}):
-                            acc[v, q] = acc[v, q] + data[j, v] * B[tile, indices[j], q]
+                            acc[v, q] = acc[v, q] + data[j, v] * {bexpr}
 {store}'''
 
 

@@ -29,3 +29,13 @@ def best_params(build, cands, x, extra, target, **kw):
         times[p] = time_kernel(build(p), x, extra, target, **kw)
     best = min(times, key=times.get)
     return best, times[best], times
+
+
+def run_kernel(kernel, x: np.ndarray, extra: list[np.ndarray], target) -> np.ndarray:
+    """Run a SparseKernel once and return its output (numerics checks in benches)."""
+    import tvm
+    lib = tvm.tirx.build(kernel.func, target)
+    args = [tvm.runtime.tensor(np.ascontiguousarray(a))
+            for a in [x, *kernel.consts, *extra, np.zeros(kernel.out_shape, np.float32)]]
+    lib[str(kernel.func.attrs["global_symbol"])](*args)
+    return args[-1].numpy()

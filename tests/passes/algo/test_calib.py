@@ -86,7 +86,8 @@ def test_structure_dtype_and_label_mismatches():
     with pytest.raises(CalibrationError, match="dtype"):
         collect_calibration([torch.randint(0, 5, (2, 3, 8, 8))], EX)
     with pytest.raises(CalibrationError, match="labels"):
-        collect_calibration([(torch.randn(2, 3, 8, 8), torch.zeros(2)), torch.randn(2, 3, 8, 8)], EX)
+        collect_calibration([(torch.randn(2, 3, 8, 8), torch.zeros(2)),
+                             torch.randn(2, 3, 8, 8)], EX)
     with pytest.raises(CalibrationError, match="3 labels"):
         collect_calibration([(torch.randn(2, 3, 8, 8), torch.zeros(3))], EX)
 

@@ -149,3 +149,11 @@ def test_input_validation():
         solve_dp([[0.0]], [[1.0]], 1.0, buckets=0)
     with pytest.raises(ValueError):
         solve_dp([], [], 1.0)
+
+
+def test_infeasible_error_reference_without_base():
+    from spdy.passes.algo.dp import infeasible_error
+    # layer 1 lacks option 0: its slowest option stands in for dense
+    err = infeasible_error([[4.0, 2.0], [np.inf, 3.0, 1.0]], 1.0, None, 0.0, "x")
+    assert err.max_speedup == pytest.approx((4.0 + 3.0) / 3.0)
+    assert err.requested == pytest.approx(7.0)

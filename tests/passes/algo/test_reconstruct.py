@@ -159,3 +159,22 @@ def test_argument_validation():
         list(reconstruct_levels(W, H, [0.5], X=X))
     with pytest.raises(ValueError):
         list(reconstruct_levels(W, H, [1.0]))
+
+
+def test_partial_last_block_and_adaprune_blocks():
+    W, X = data(out=10, K=8)  # 10 rows, 4-row blocks: the last block has 2 rows
+    res = list(reconstruct_levels(W, hessian(X), [0.5, 0.75], "bsr4x1", "adaprune",
+                                  adaprune_steps=10))
+    for r, s in zip(res, [0.5, 0.75]):
+        blocks = torch.nn.functional.pad(r.mask, (0, 0, 0, 2), value=True)[:12]
+        full = blocks.reshape(3, 4, 8)[:, :2, :]  # compare the rows every block has
+        assert torch.all(full == full[:, :1, :])
+        assert int((~r.mask[::4]).sum()) == round(s * 3 * 8)  # block count exact
+        assert r.err <= layer_error(W, W * r.mask, hessian(X)) + 1e-9
+    assert torch.all(res[1].mask <= res[0].mask)
+
+
+def test_bad_arguments_fail_at_call_not_at_first_level():
+    W, X = data(out=4, K=6)
+    with pytest.raises(ValueError):
+        reconstruct_levels(W, hessian(X), [0.5, 0.4])  # no list(): raised eagerly

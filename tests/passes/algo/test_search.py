@@ -74,7 +74,8 @@ def test_search_improves_over_random_and_uniform():
     b = [h["best_loss"] for h in r.history]
     assert all(x >= y for x, y in zip(b, b[1:]))
     # close to the profile the DP gives with the hidden true sensitivities
-    oracle = loss(solve_dp(error_table(sens, np.broadcast_to(np.arange(S), (L, S))), T, budget, 2000))
+    true_e = error_table(sens, np.broadcast_to(np.arange(S), (L, S)))
+    oracle = loss(solve_dp(true_e, T, budget, 2000))
     assert r.best_loss <= 1.5 * oracle + 1e-9
 
 
@@ -136,7 +137,6 @@ def test_gmp_profile():
     ch = gmp_profile(weights, T, grid, budget)
     assert sum(T[l, o] for l, o in enumerate(ch)) <= budget
     assert ch[0] >= ch[-1]  # the smallest-magnitude layer is the most pruned
-    # least threshold: bumping any layer one level denser breaks the budget or equals
     assert gmp_profile(weights, T, grid, 1e9) == [0] * L
     with pytest.raises(InfeasibleSpeedupError):
         gmp_profile(weights, T, grid, 0.01, base=T[:, 0].sum())
@@ -151,3 +151,24 @@ def test_gmp_threshold_is_global():
     T = np.tile(1 - grid * 0.9, (2, 1))
     ch = gmp_profile(w, T, grid, T[0, 0] + T[0, -1] + 1e-9)
     assert ch == [0, len(grid) - 1]
+
+
+def test_ragged_tables_and_multiformat_search():
+    # layer 1 offers dense only (e.g. a layer kept dense); layers pick formats freely
+    grid = sparsity_levels(count=5)
+    opts = options(["bsr16x1", "1x1"], grid)
+    lv = level_index(opts)
+    full = np.concatenate([[1.0], 1 - 0.9 * grid[1:], 1 - 0.5 * grid[1:]])
+    times = [full, [1.0], full]
+    ch = uniform_profile(times, 2.0 + 1e-9, levels=lv)
+    assert ch[1] == 0 and opts[ch[0]].format == "bsr16x1"
+    assert 1.0 + 2 * full[ch[0]] <= 2.0 + 1e-9
+
+    def loss(choice):
+        return sum(opts[o].level ** 2 * w for o, w in zip(choice, (1.0, 0.0, 0.1)))
+
+    r = search(loss, times, 2.2, 3, seed=0, n_random=10, n_local=5, levels=np.tile(lv, (3, 1)),
+               n_levels=len(grid), buckets=500)
+    assert r.best_choice[1] == 0
+    assert opts[r.best_choice[0]].level <= opts[r.best_choice[2]].level  # layer 0 is sensitive
+    assert sum(np.asarray(t)[o] for t, o in zip(times, r.best_choice)) <= 2.2

@@ -1,0 +1,76 @@
+"""The `spdy` command: compile, inspect, bench, exit codes and one-line errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import spdy
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "spdy.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "mlp"
+    r = run("compile", "spdy.models:mlp", "--input", "1x64", "--no-tune", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
+def test_compile_prints_report(compiled):
+    out, r = compiled
+    assert "spdy dense artifact" in r.stdout and "PyTorch eager" in r.stdout
+    assert (out / "model.so").exists()
+
+
+def test_inspect_table_and_json(compiled):
+    out, _ = compiled
+    r = run("inspect", str(out))
+    assert r.returncode == 0
+    for name in ("trace", "canonicalize", "fuse-epilogues", "lower-to-tvm", "build-artifact", "measure-dense"):
+        assert name in r.stdout
+    r = run("inspect", str(out), "--pass", "canonicalize", "--json")
+    data = json.loads(r.stdout)
+    assert [p["pass"] for p in data["passlog"]] == ["canonicalize"]
+    assert data["passlog"][0]["stats"]["linear"] == 3
+    r = run("inspect", str(out), "--pass", "nope")
+    assert r.returncode == 2 and "no pass named 'nope'" in r.stderr
+
+
+def test_bench(compiled):
+    r = run("bench", str(compiled[0]), "--repeat", "3")
+    assert r.returncode == 0 and "median" in r.stdout
+
+
+def test_version():
+    r = run("--version")
+    assert r.stdout.strip() == f"spdy {spdy.__version__}"
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["compile", "spdy.models:mlp", "--input", "1x64", "--target", "cuda", "-o", "x"], 2, "accepted target forms"),
+    (["compile", "spdy.models:mlp", "--input", "1x65", "-o", "x"], 2, "check the input shapes"),
+    (["compile", "spdy.models:mlp", "--input", "1xa", "-o", "x"], 2, "cannot parse input shape"),
+    (["compile", "spdy.models.nope:f", "--input", "1x64", "-o", "x"], 2, "cannot import"),
+    (["compile", "spdy.models:mlp", "--input", "1x64", "--speedup", "2", "-o", "x"], 1, "not available yet"),
+    (["inspect", "does-not-exist"], 1, "does not exist"),
+])
+def test_errors_are_one_line(args, code, needle, tmp_path):
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == code, (r.returncode, r.stderr)
+    lines = [l for l in r.stderr.splitlines() if l.startswith("spdy: error")]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "x").exists()  # nothing written half-way
+
+
+def test_corrupted_artifact_dir(compiled, tmp_path):
+    import shutil
+    d = tmp_path / "a"
+    shutil.copytree(compiled[0], d)
+    (d / "manifest.json").write_text("garbage")
+    r = run("bench", str(d))
+    assert r.returncode == 1 and "corrupted" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,206 @@
+"""Block-sparse kernel benchmark: spdy BSR kernels vs PyTorch dense (and spdy dense) per layer.
+
+Layers: ResNet-18/50 convs (batch 1, 224x224 input; the 3-channel stem is left out, profiles
+keep it dense) and BERT-base linears (batch 1, seq 128) plus the ResNet fc layers (M = 1).
+Each (layer, format, sparsity) kernel is tuned over its template candidates (fastest of
+`candidates(...)`, timed with time_evaluator) and compared with torch's conv2d/linear on
+the same threads, in the same process, measured right before it (the machine is shared:
+compare ratios within one run). Bias is fused in both.
+
+Masks: random-normal weights with a per-output-channel scale (log-normal, sigma 0.5) so
+that magnitude pruning leaves uneven rows as real trained weights do, then magnitude
+pruning by block L2 norm (no pretrained weights offline).
+
+    python tools/bench/kernels_sparse.py [--quick] [--threads 2] [--no-dense] [--out PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+# conv: (name, Cin, Cout, H, k, stride, pad); linear: (name, M, K, N)
+RESNET18 = [
+    ("r18.l1.3x3", 64, 64, 56, 3, 1, 1),
+    ("r18.l2.3x3s2", 64, 128, 56, 3, 2, 1),
+    ("r18.l2.3x3", 128, 128, 28, 3, 1, 1),
+    ("r18.l2.ds", 64, 128, 56, 1, 2, 0),
+    ("r18.l3.3x3s2", 128, 256, 28, 3, 2, 1),
+    ("r18.l3.3x3", 256, 256, 14, 3, 1, 1),
+    ("r18.l3.ds", 128, 256, 28, 1, 2, 0),
+    ("r18.l4.3x3s2", 256, 512, 14, 3, 2, 1),
+    ("r18.l4.3x3", 512, 512, 7, 3, 1, 1),
+    ("r18.l4.ds", 256, 512, 14, 1, 2, 0),
+]
+RESNET50 = [
+    ("r50.l1.1x1a", 64, 64, 56, 1, 1, 0),
+    ("r50.l1.3x3", 64, 64, 56, 3, 1, 1),
+    ("r50.l1.1x1b", 64, 256, 56, 1, 1, 0),
+    ("r50.l1.1x1c", 256, 64, 56, 1, 1, 0),
+    ("r50.l2.1x1a", 256, 128, 56, 1, 1, 0),
+    ("r50.l2.3x3s2", 128, 128, 56, 3, 2, 1),
+    ("r50.l2.1x1b", 128, 512, 28, 1, 1, 0),
+    ("r50.l2.1x1c", 512, 128, 28, 1, 1, 0),
+    ("r50.l2.3x3", 128, 128, 28, 3, 1, 1),
+    ("r50.l2.ds", 256, 512, 56, 1, 2, 0),
+    ("r50.l3.1x1a", 512, 256, 28, 1, 1, 0),
+    ("r50.l3.3x3s2", 256, 256, 28, 3, 2, 1),
+    ("r50.l3.1x1b", 256, 1024, 14, 1, 1, 0),
+    ("r50.l3.1x1c", 1024, 256, 14, 1, 1, 0),
+    ("r50.l3.3x3", 256, 256, 14, 3, 1, 1),
+    ("r50.l3.ds", 512, 1024, 28, 1, 2, 0),
+    ("r50.l4.1x1a", 1024, 512, 14, 1, 1, 0),
+    ("r50.l4.3x3s2", 512, 512, 14, 3, 2, 1),
+    ("r50.l4.1x1b", 512, 2048, 7, 1, 1, 0),
+    ("r50.l4.1x1c", 2048, 512, 7, 1, 1, 0),
+    ("r50.l4.3x3", 512, 512, 7, 3, 1, 1),
+    ("r50.l4.ds", 1024, 2048, 14, 1, 2, 0),
+]
+LINEARS = [
+    ("r18.fc", 1, 512, 1000),
+    ("r50.fc", 1, 2048, 1000),
+    ("bert.qkv", 128, 768, 768),
+    ("bert.ffn1", 128, 768, 3072),
+    ("bert.ffn2", 128, 3072, 768),
+]
+FORMATS = ["bsr16x1", "bsr4x1", "bsr1x1"]
+SPARSITIES = [0.5, 0.7, 0.8, 0.9, 0.95]
+QUICK_LAYERS = {"r18.l1.3x3", "r18.l3.3x3", "r50.l1.1x1b", "r50.l3.1x1c", "bert.ffn1", "bert.ffn2"}
+QUICK_SPARSITIES = [0.7, 0.9]
+
+
+def make_weight(rng, shape):
+    """Random-normal weight with uneven output-channel norms (see module doc)."""
+    import numpy as np
+    w = rng.standard_normal(shape).astype("float32") * 0.05
+    scale = np.exp(0.5 * rng.standard_normal(shape[0])).astype("float32")
+    return w * scale.reshape(-1, *([1] * (len(shape) - 1)))
+
+
+def layer_problem(kind, shape, rng):
+    """(x, weight, bias, torch callable, kernel factory(bsr, params), q) for one layer."""
+    import torch
+    from spdy.runtime.sparse import ConvGeom, conv_kernel, linear_kernel
+    if kind == "conv":
+        _, cin, cout, h, k, s, p = shape
+        x = rng.standard_normal((1, cin, h, h)).astype("float32")
+        w = make_weight(rng, (cout, cin, k, k))
+        b = rng.standard_normal(cout).astype("float32")
+        g = ConvGeom(1, cin, h, h, cout, k, k, (s, s), (p, p, p, p), (1, 1))
+        xt, wt, bt = torch.tensor(x), torch.tensor(w), torch.tensor(b)
+        tfn = lambda: torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p)  # noqa: E731
+        mk = lambda bsr, prm: conv_kernel(bsr, g, prm, bias=True, residual=False, act="none")  # noqa: E731
+        return x, w, b, tfn, mk, g.oh * g.ow
+    _, m, kk, n = shape
+    x = rng.standard_normal((m, kk)).astype("float32")
+    w = make_weight(rng, (n, kk))
+    b = rng.standard_normal(n).astype("float32")
+    xt, wt, bt = torch.tensor(x), torch.tensor(w), torch.tensor(b)
+    tfn = lambda: torch.nn.functional.linear(xt, wt, bt)  # noqa: E731
+    mk = lambda bsr, prm: linear_kernel(bsr, x.shape, prm, bias=True, residual=False, act="none")  # noqa: E731
+    return x, w, b, tfn, mk, m
+
+
+def dense_ms(kind, shape, target, threads):
+    """spdy's own dense kernel for the layer (tools/bench/kernels.py builder), or None."""
+    try:
+        from tools.bench.kernels import build_layer
+        from spdy.runtime.emit_context import EmitContext
+        from spdy.runtime.measure import time_module
+        import tvm
+        full = (*shape, 1)  # + groups
+        vm, x, _, _ = build_layer(kind, full, EmitContext(target=target, num_threads=threads), target)
+        return time_module(vm, "main", [tvm.runtime.tensor(x)], repeat=5, min_repeat_ms=20).median * 1e3
+    except Exception as e:  # the dense path is someone else's; its absence must not stop this bench
+        print(f"  (spdy dense unavailable for {shape[0]}: {type(e).__name__}: {e})", flush=True)
+        return None
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="6 layers, sparsity 0.7 and 0.9")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-dense", action="store_true", help="skip the spdy dense kernel column")
+    ap.add_argument("--formats", default=",".join(FORMATS))
+    ap.add_argument("--out", default=str(ROOT / "tools/bench/results/kernels_sparse.json"))
+    args = ap.parse_args(argv)
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)
+    import numpy as np
+    import torch
+    import tvm
+    from spdy.runtime.measure import time_callable
+    from spdy.runtime.sparse import candidates, magnitude_mask, to_bsr
+    from spdy.runtime.sparse.timing import best_params
+    torch.set_num_threads(args.threads)
+    target = tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu(),
+                                "num-cores": args.threads})
+    layers = [("conv", s) for s in RESNET18 + RESNET50] + [("linear", s) for s in LINEARS]
+    sparsities = SPARSITIES
+    if args.quick:
+        layers = [l for l in layers if l[1][0] in QUICK_LAYERS]
+        sparsities = QUICK_SPARSITIES
+    formats = args.formats.split(",")
+    rows = []
+    print(f"{'layer':14s} {'format':8s} {'sp':>5s} {'torch ms':>9s} {'dense ms':>9s} {'sparse ms':>9s} "
+          f"{'x torch':>7s} {'x dense':>7s}  params", flush=True)
+    t_start = time.time()
+    for kind, shape in layers:
+        rng = np.random.default_rng(0)
+        x, w, b, tfn, mk, q = layer_problem(kind, shape, rng)
+        d_ms = None if args.no_dense else dense_ms(kind, shape, target, args.threads)
+        for fmt in formats:
+            for sp in sparsities:
+                wm = w * magnitude_mask(w, fmt, sp)
+                bsr = to_bsr(wm.reshape(w.shape[0], -1), fmt)
+                t_ms = time_callable(tfn, repeat=5, min_repeat_ms=20).median * 1e3
+                prm, sec, trials = best_params(lambda p: mk(bsr, p), candidates(bsr.block[0], q, args.threads),
+                                               x, [b], target, number=5, repeat=5)
+                s_ms = sec * 1e3
+                # numerics of the winning kernel
+                from spdy.runtime.sparse.timing import run_kernel
+                got = run_kernel(mk(bsr, prm), x, [b], target)
+                wt = torch.tensor(wm)
+                ref = (torch.nn.functional.conv2d(torch.tensor(x), wt, torch.tensor(b), stride=shape[5],
+                                                  padding=shape[6]) if kind == "conv"
+                       else torch.nn.functional.linear(torch.tensor(x), wt, torch.tensor(b))).numpy()
+                err = float(np.abs(got - ref).max())
+                row = dict(layer=shape[0], kind=kind, shape=list(shape[1:]), format=fmt, sparsity=sp,
+                           density=bsr.density, torch_ms=t_ms, spdy_dense_ms=d_ms, sparse_ms=s_ms,
+                           speedup_vs_torch=t_ms / s_ms, speedup_vs_dense=(d_ms / s_ms) if d_ms else None,
+                           params=vars(prm), trials={f"qt{p.qt}": v * 1e3 for p, v in trials.items()},
+                           max_abs_err=err)
+                rows.append(row)
+                vd = f"{row['speedup_vs_dense']:7.2f}" if d_ms else "      -"
+                dd = f"{d_ms:9.3f}" if d_ms else "        -"
+                print(f"{shape[0]:14s} {fmt:8s} {sp:5.2f} {t_ms:9.3f} {dd} {s_ms:9.3f} "
+                      f"{row['speedup_vs_torch']:7.2f} {vd}  qt={prm.qt}"
+                      + ("" if err < 1e-3 * max(1.0, float(np.abs(ref).max())) else f"  MISMATCH {err:.3g}"),
+                      flush=True)
+    summary = {}
+    for fmt in formats:
+        for sp in sparsities:
+            r = [x["speedup_vs_torch"] for x in rows if x["format"] == fmt and x["sparsity"] == sp]
+            rd = [x["speedup_vs_dense"] for x in rows if x["format"] == fmt and x["sparsity"] == sp
+                  and x["speedup_vs_dense"]]
+            if r:
+                summary[f"{fmt}@{sp}"] = {"median_vs_torch": float(np.median(r)), "min_vs_torch": float(min(r)),
+                                          "median_vs_spdy_dense": float(np.median(rd)) if rd else None}
+    print("\nmedian speedup vs torch dense (vs spdy dense) per format and sparsity:")
+    for k, v in summary.items():
+        vd = f" ({v['median_vs_spdy_dense']:.2f})" if v["median_vs_spdy_dense"] else ""
+        print(f"  {k:14s} {v['median_vs_torch']:6.2f}{vd}   min {v['min_vs_torch']:.2f}")
+    meta = dict(threads=args.threads, target=str(target), quick=args.quick, wall_s=time.time() - t_start,
+                torch=torch.__version__, tvm=tvm.__version__)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
