@@ -10,6 +10,17 @@ from spdy.runtime.emit_context import EmitContext
 from spdy.runtime.lower import lower_to_relax
 
 
+def sparse_layers(profile: dict | None) -> dict:
+    return {k: v for k, v in (profile or {}).items() if v.get("format", "dense") != "dense"}
+
+
+def lower(gm, ctx, profile: dict | None, tune: bool):
+    """Lower `gm` (masks baked into its weights) with the given profile; returns (lowered, emit ctx)."""
+    emit = EmitContext(target=ctx.target.to_tvm(), num_threads=ctx.options.get("num_threads", 1),
+                       tuner=ctx.artifacts.get("tuner") if tune else None, sparse=sparse_layers(profile))
+    return lower_to_relax(gm, ctx.inputs.args, ctx.inputs.kwargs, emit), emit
+
+
 @register
 @dataclass(frozen=True)
 class LowerToTvmPass(Pass):
@@ -20,12 +31,8 @@ class LowerToTvmPass(Pass):
 
     def run(self, gm, ctx) -> PassResult:
         baked = bake_masks(gm)
-        profile = ctx.artifacts.get("profile") or {}
-        sparse = {k: v for k, v in profile.items() if v.get("format", "dense") != "dense"}
-        emit = EmitContext(target=ctx.target.to_tvm(), num_threads=ctx.options.get("num_threads", 1),
-                           tuner=ctx.artifacts.get("tuner") if self.tune else None, sparse=sparse)
-        lowered = lower_to_relax(gm, ctx.inputs.args, ctx.inputs.kwargs, emit)
+        lowered, emit = lower(gm, ctx, ctx.artifacts.get("profile"), self.tune)
         ctx.artifacts["relax"] = lowered
         ctx.artifacts["emit_context"] = emit
         return PassResult(gm, baked > 0, {"kernels": dict(emit.stats), "masks_baked": baked,
-                                          "sparse_layers": len(sparse)})
+                                          "sparse_layers": len(emit.sparse)})

@@ -10,9 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from .gemm import GemmSpec, make_gemm, pack_a
-from .im2col import make_im2col
+from .im2col import im2col_offsets, make_im2col, make_pad
 from .relax_util import call_kernel, const, reshape, static_shape
 from .select import choose_gemm_params
+
+
+def relax_const_int32(a):
+    from tvm import relax
+    return relax.const(np.ascontiguousarray(a, dtype="int32"))
 
 
 def conv_out_hw(H, W, KH, KW, stride, padding, dilation):
@@ -49,11 +54,18 @@ def emit_dense_conv2d(bb, x, weight: np.ndarray, bias, residual, *, stride, padd
     Cout, Cg, KH, KW = weight.shape
     params = choose_gemm_params(ctx, spec)
     if need_col:
+        xp, Hp, Wp = x, H, W
+        if any(padding):
+            pt, pl, pb, pr = padding
+            Hp, Wp = H + pt + pb, W + pl + pr
+            sym = ctx.unique_symbol(f"{name}_pad")
+            xp = call_kernel(bb, make_pad(B, C, H, W, tuple(padding), sym), sym, [x], (B, C, Hp, Wp))
         sym = ctx.unique_symbol(f"{name}_im2col")
-        col_fn = make_im2col(B, C, H, W, KH, KW, tuple(stride), tuple(padding), tuple(dilation),
-                             Ho, Wo, params.nr, sym)
+        col_fn = make_im2col(B, C, Hp, Wp, KH, KW, tuple(stride), tuple(dilation), Ho, Wo, params.nr, sym)
         nb = -(-(Ho * Wo) // params.nr)
-        col = call_kernel(bb, col_fn, sym, [x], (B, nb, C * KH * KW, params.nr))
+        off = relax_const_int32(im2col_offsets(Ho, Wo, Wp, tuple(stride), params.nr))
+        col = call_kernel(bb, col_fn, sym, [reshape(bb, xp, (B, C, Hp * Wp)), off],
+                          (B, nb, C * KH * KW, params.nr))
     else:
         col = reshape(bb, x, (B, C, H * W))
     sym = ctx.unique_symbol(f"{name}_conv")

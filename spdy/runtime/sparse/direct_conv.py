@@ -116,5 +116,5 @@ def kernel({args}):
                   f"{ind}    if ({pp}) % {ws} < {ow} and {pp} < {npp}:"]
         lines += [f"{ind}        {x}" for x in st]
     store = "\n".join(lines) + "\n"
-    bexpr = f"Xph[(tile // {tpi}) * {nplanes * ps} + koff[j] + (tile % {tpi}) * {qt} + q]"
-    return src + _core_with(br, qt, p.parts, store, bexpr)
+    lets = f"                tbase: T.let = (tile // {tpi}) * {nplanes * ps} + (tile % {tpi}) * {qt}\n"
+    return src + _core_with(br, qt, p.parts, store, "Xph[tbase + koff[j] + q]", lets)

@@ -74,10 +74,13 @@ def _core(br: int, qt: int, parts: int, store: str) -> str:
     return _core_with(br, qt, parts, store, "B[tile, indices[j], q]")
 
 
-def _core_with(br: int, qt: int, parts: int, store: str, bexpr: str) -> str:
+def _core_with(br: int, qt: int, parts: int, store: str, bexpr: str, tile_lets: str = "") -> str:
     """The parallel sparse GEMM over work items, accumulating into acc[BR, QT].
 
-    `bexpr` is the B element of nonzero block j at tile column q. Loops are written as
+    `bexpr` is the B element of nonzero block j at tile column q; `tile_lets` may bind
+    per-tile values (`name: T.let = ...`, 16 spaces indent) it uses. Scalars are bound with
+    `T.let` (a plain `x = ...` makes a mutable local in memory and keeps the accumulators out
+    of registers: measured 40x slower). Loops are written as
     `range(extent)` plus an offset: a loop whose start is loaded from a buffer that an
     outer data-dependent loop indexes was miscompiled (TVM 0.27, wrong rows computed).
     """
@@ -85,14 +88,14 @@ def _core_with(br: int, qt: int, parts: int, store: str, bexpr: str) -> str:
     for part in T.parallel({parts}):
         acc = T.alloc_buffer(({br}, {qt}), "float32")
         for wi in range(wptr[part + 1] - wptr[part]):
-            w = wptr[part] + wi
+            w: T.let = wptr[part] + wi
             for ti in range(wt1[w] - wt0[w]):
-                tile = wt0[w] + ti
-                for v in T.unroll({br}):
+                tile: T.let = wt0[w] + ti
+{tile_lets}                for v in T.unroll({br}):
                     for q in T.vectorized({qt}):
                         acc[v, q] = T.float32(0)
                 for jj in range(indptr[wrow[w] + 1] - indptr[wrow[w]]):
-                    j = indptr[wrow[w]] + jj
+                    j: T.let = indptr[wrow[w]] + jj
                     for v in T.unroll({br}):
                         for q in T.vectorized({qt}):
                             acc[v, q] = acc[v, q] + data[j, v] * {bexpr}

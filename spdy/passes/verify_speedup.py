@@ -1,0 +1,48 @@
+"""verify-speedup: measure the artifact against the dense artifact (and PyTorch eager), end to end.
+
+The speedup spdy promises is the measured one: both artifacts run interleaved on the target
+on the same input, and the ratio of medians is what the report calls the speedup.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spdy.measure import artifact_fn, interleaved, torch_eager_fn
+from spdy.passes.base import Pass, PassResult
+from spdy.passes.registry import register
+
+
+def measure_round(ctx, rounds: int, min_time_s: float) -> dict:
+    built, dense = ctx.need("executable"), ctx.need("dense_executable")
+    threads = ctx.options.get("num_threads", 1)
+    arrays = [t.contiguous().numpy() for t in ctx.inputs.flat]
+    fns = {"artifact": artifact_fn(built.runner, arrays), "dense_artifact": artifact_fn(dense.runner, arrays),
+           "torch_eager": torch_eager_fn(ctx.model.eval(), ctx.inputs.args, ctx.inputs.kwargs, threads)}
+    res = interleaved(fns, rounds=rounds, min_time_s=min_time_s)
+    art, den, eager = (res[k]["median_ms"] for k in ("artifact", "dense_artifact", "torch_eager"))
+    return {"artifact": res["artifact"], "dense_artifact": res["dense_artifact"], "torch_eager": res["torch_eager"],
+            "threads": threads, "measured_speedup": den / art, "speedup_vs_torch_eager": eager / art,
+            "dense_vs_torch_eager": eager / den}
+
+
+@register
+@dataclass(frozen=True)
+class VerifySpeedupPass(Pass):
+    name = "verify-speedup"
+    requires = ("executable", "dense_executable")
+    provides = ("verified",)
+    rounds: int = 7
+    min_time_s: float = 0.05
+
+    def run(self, gm, ctx) -> PassResult:
+        m = measure_round(ctx, self.rounds, self.min_time_s)
+        predicted = ctx.artifacts.get("predicted_speedup")
+        m["predicted_speedup"] = predicted
+        m["round"] = len(ctx.artifacts.setdefault("rounds", []))
+        ctx.artifacts["rounds"].append(m)
+        ctx.artifacts["verified"] = m
+        ctx.artifacts["baseline"] = {"dense_artifact": m["dense_artifact"], "torch_eager": m["torch_eager"],
+                                     "threads": m["threads"], "speedup_vs_torch_eager": m["dense_vs_torch_eager"]}
+        return PassResult(gm, False, {"artifact_ms": round(m["artifact"]["median_ms"], 3),
+                                      "dense_ms": round(m["dense_artifact"]["median_ms"], 3),
+                                      "measured_speedup": round(m["measured_speedup"], 3)})
