@@ -103,6 +103,8 @@ def validate(cfg: SweepConfig) -> None:
             raise SweepConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.batch_size <= 0:
         raise SweepConfigError(f"batch size must be positive, got {cfg.batch_size}")
+    if not (0.0 <= cfg.momentum < 1.0) or cfg.weight_decay < 0:
+        raise SweepConfigError("momentum must be in [0, 1) and weight decay >= 0")
     if not cfg.lr > 0:
         raise SweepConfigError(f"learning rate must be positive, got {cfg.lr}")
     if cfg.retrain == "rewind" and cfg.rewind_epoch > cfg.epochs_dense:

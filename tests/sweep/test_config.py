@@ -26,6 +26,8 @@ def no_training(monkeypatch):
     ({"exclude": ("nope",)}, "match no"),
     ({"model": "resnet"}, "unknown model"),
     ({"rewind_epoch": 99}, "rewind epoch"),
+    ({"momentum": 1.0}, "momentum"),
+    ({"batch_size": 0}, "batch size"),
 ])
 def test_bad_config_errors_early(tmp_path, small_cfg, no_training, changes, match):
     with pytest.raises(SweepConfigError, match=match) as e:

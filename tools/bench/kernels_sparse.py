@@ -107,6 +107,22 @@ def layer_problem(kind, shape, rng):
     return x, w, b, tfn, mk, m
 
 
+def torch_samples(fn, repeat: int = 9, min_ms: float = 20.0) -> list[float]:
+    """Per-repeat mean seconds of a torch callable (same scheme as time_evaluator)."""
+    for _ in range(2):
+        fn()
+    t0 = time.perf_counter()
+    fn()
+    number = max(1, int(min_ms / 1e3 / max(time.perf_counter() - t0, 1e-7)))
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        out.append((time.perf_counter() - t0) / number)
+    return out
+
+
 def dense_ms(kind, shape, target, threads):
     """spdy's own dense kernel for the layer (tools/bench/kernels.py builder), or None."""
     try:
@@ -114,9 +130,10 @@ def dense_ms(kind, shape, target, threads):
         from spdy.runtime.emit_context import EmitContext
         from spdy.runtime.measure import time_module
         import tvm
-        full = (*shape, 1)  # + groups
+        full = (*shape, 1) if kind == "conv" else shape  # + groups
         vm, x, _, _ = build_layer(kind, full, EmitContext(target=target, num_threads=threads), target)
-        return time_module(vm, "main", [tvm.runtime.tensor(x)], repeat=5, min_repeat_ms=20).median * 1e3
+        m = time_module(vm, "main", [tvm.runtime.tensor(x)], repeat=7, min_repeat_ms=20)
+        return m.median * 1e3
     except Exception as e:  # the dense path is someone else's; its absence must not stop this bench
         print(f"  (spdy dense unavailable for {shape[0]}: {type(e).__name__}: {e})", flush=True)
         return None
@@ -134,7 +151,6 @@ def main(argv=None):
     import numpy as np
     import torch
     import tvm
-    from spdy.runtime.measure import time_callable
     from spdy.runtime.sparse import candidates, magnitude_mask, to_bsr
     from spdy.runtime.sparse.timing import best_params
     torch.set_num_threads(args.threads)
@@ -148,7 +164,7 @@ def main(argv=None):
     formats = args.formats.split(",")
     rows = []
     print(f"{'layer':14s} {'format':8s} {'sp':>5s} {'torch ms':>9s} {'dense ms':>9s} {'sparse ms':>9s} "
-          f"{'x torch':>7s} {'x dense':>7s}  params", flush=True)
+          f"{'x torch':>7s} {'x dense':>7s} {'x t.min':>7s}  params", flush=True)
     t_start = time.time()
     for kind, shape in layers:
         rng = np.random.default_rng(0)
@@ -158,10 +174,12 @@ def main(argv=None):
             for sp in sparsities:
                 wm = w * magnitude_mask(w, fmt, sp)
                 bsr = to_bsr(wm.reshape(w.shape[0], -1), fmt)
-                t_ms = time_callable(tfn, repeat=5, min_repeat_ms=20).median * 1e3
-                prm, sec, trials = best_params(lambda p: mk(bsr, p), candidates(bsr.block[0], q, args.threads),
-                                               x, [b], target, number=5, repeat=5)
-                s_ms = sec * 1e3
+                t_samples = torch_samples(tfn)
+                prm, samples, trials = best_params(lambda p: mk(bsr, p),
+                                                   candidates(bsr.block[0], q, args.threads, kind),
+                                                   x, [b], target, number=5, repeat=9)
+                t_ms, t_min = float(np.median(t_samples)) * 1e3, min(t_samples) * 1e3
+                s_ms, s_min = float(np.median(samples)) * 1e3, min(samples) * 1e3
                 # numerics of the winning kernel
                 from spdy.runtime.sparse.timing import run_kernel
                 got = run_kernel(mk(bsr, prm), x, [b], target)
@@ -171,15 +189,17 @@ def main(argv=None):
                        else torch.nn.functional.linear(torch.tensor(x), wt, torch.tensor(b))).numpy()
                 err = float(np.abs(got - ref).max())
                 row = dict(layer=shape[0], kind=kind, shape=list(shape[1:]), format=fmt, sparsity=sp,
-                           density=bsr.density, torch_ms=t_ms, spdy_dense_ms=d_ms, sparse_ms=s_ms,
-                           speedup_vs_torch=t_ms / s_ms, speedup_vs_dense=(d_ms / s_ms) if d_ms else None,
+                           density=bsr.density, torch_ms=t_ms, torch_min_ms=t_min, spdy_dense_ms=d_ms,
+                           sparse_ms=s_ms, sparse_min_ms=s_min,
+                           speedup_vs_torch=t_ms / s_ms, speedup_vs_torch_min=t_min / s_min,
+                           speedup_vs_dense=(d_ms / s_ms) if d_ms else None,
                            params=vars(prm), trials={f"qt{p.qt}": v * 1e3 for p, v in trials.items()},
                            max_abs_err=err)
                 rows.append(row)
                 vd = f"{row['speedup_vs_dense']:7.2f}" if d_ms else "      -"
                 dd = f"{d_ms:9.3f}" if d_ms else "        -"
                 print(f"{shape[0]:14s} {fmt:8s} {sp:5.2f} {t_ms:9.3f} {dd} {s_ms:9.3f} "
-                      f"{row['speedup_vs_torch']:7.2f} {vd}  qt={prm.qt}"
+                      f"{row['speedup_vs_torch']:7.2f} {vd} {row['speedup_vs_torch_min']:7.2f}  qt={prm.qt}"
                       + ("" if err < 1e-3 * max(1.0, float(np.abs(ref).max())) else f"  MISMATCH {err:.3g}"),
                       flush=True)
     summary = {}
@@ -188,13 +208,16 @@ def main(argv=None):
             r = [x["speedup_vs_torch"] for x in rows if x["format"] == fmt and x["sparsity"] == sp]
             rd = [x["speedup_vs_dense"] for x in rows if x["format"] == fmt and x["sparsity"] == sp
                   and x["speedup_vs_dense"]]
+            rm = [x["speedup_vs_torch_min"] for x in rows if x["format"] == fmt and x["sparsity"] == sp]
             if r:
                 summary[f"{fmt}@{sp}"] = {"median_vs_torch": float(np.median(r)), "min_vs_torch": float(min(r)),
+                                          "median_vs_torch_bestof": float(np.median(rm)),
                                           "median_vs_spdy_dense": float(np.median(rd)) if rd else None}
-    print("\nmedian speedup vs torch dense (vs spdy dense) per format and sparsity:")
+    print("\nper format and sparsity, median over layers of: speedup vs torch dense (ratio of medians),"
+          " [ratio of best-of-repeats], (vs spdy dense); worst layer")
     for k, v in summary.items():
         vd = f" ({v['median_vs_spdy_dense']:.2f})" if v["median_vs_spdy_dense"] else ""
-        print(f"  {k:14s} {v['median_vs_torch']:6.2f}{vd}   min {v['min_vs_torch']:.2f}")
+        print(f"  {k:14s} {v['median_vs_torch']:6.2f} [{v['median_vs_torch_bestof']:.2f}]{vd}   worst {v['min_vs_torch']:.2f}")
     meta = dict(threads=args.threads, target=str(target), quick=args.quick, wall_s=time.time() - t_start,
                 torch=torch.__version__, tvm=tvm.__version__)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

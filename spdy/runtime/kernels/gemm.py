@@ -181,7 +181,7 @@ def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
     lines = [
         "@T.prim_func",
         f"def main({args}):",
-        f'    T.func_attr({{"global_symbol": "{symbol}", "tir.noalias": True, "spdy.kernel": "gemm"}})',
+        f'    T.func_attr({{"global_symbol": "{symbol}", "tir.noalias": True, "op_pattern": 8, "spdy.kernel": "gemm"}})',
         f"    for t in T.parallel({s.batch * s.groups * MB * NB}):",
     ]
     w = "        "

@@ -23,7 +23,7 @@ def pad_source(batch, C, H, W, padding, symbol) -> str:
     return f"""
 @T.prim_func
 def main(X: T.Buffer(({batch}, {C}, {H}, {W}), "float32"), Xp: T.Buffer(({batch}, {C}, {Hp}, {Wp}), "float32")):
-    T.func_attr({{"global_symbol": "{symbol}", "tir.noalias": True, "spdy.kernel": "pad"}})
+    T.func_attr({{"global_symbol": "{symbol}", "tir.noalias": True, "op_pattern": 8, "spdy.kernel": "pad"}})
     for t in T.parallel({batch * C}):
         for h in range({Hp}):
             for w in range({Wp}):
@@ -66,7 +66,7 @@ def im2col_source(batch, C, H, W, KH, KW, stride, dilation, Ho, Wo, nr, symbol) 
 @T.prim_func
 def main(X: T.Buffer(({batch}, {C}, {H * W}), "float32"), Off: T.Buffer(({NB * nr},), "int32"),
          Col: T.Buffer(({batch}, {NB}, {R}, {nr}), "float32")):
-    T.func_attr({{"global_symbol": "{symbol}", "tir.noalias": True, "spdy.kernel": "im2col"}})
+    T.func_attr({{"global_symbol": "{symbol}", "tir.noalias": True, "op_pattern": 8, "spdy.kernel": "im2col"}})
     for t in T.parallel({batch * NB}):
         for r in range({R}):
             for v in range({nr}):

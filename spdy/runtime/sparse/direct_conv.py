@@ -71,39 +71,39 @@ def kernel({args}):
 '''
     if residual:
         src += f'    Rf = T.decl_buffer(({g.n}, {g.o}, {oh * ow}), "float32", data=res.data)\n'
-    # phase planes: one parallel pass over (image, channel); zero padding and slack included
-    src += f'''    Xph = T.alloc_buffer(({g.n * nplanes * ps},), "float32")
-    for nc in T.parallel({g.n * g.c}):
-        for ph in range({sh * sw}):
-            for y in range({hs}):
-                for x in range({ws}):
-                    Xph[(nc * {sh * sw} + ph) * {ps} + y * {ws} + x] = T.if_then_else(
-                        0 <= y * {sh} + ph // {sw} - {pt} and y * {sh} + ph // {sw} - {pt} < {g.h}
-                        and 0 <= x * {sw} + ph % {sw} - {pl} and x * {sw} + ph % {sw} - {pl} < {g.w},
-                        X[nc // {g.c}, nc % {g.c}, T.min(T.max(y * {sh} + ph // {sw} - {pt}, 0), {g.h - 1}),
-                          T.min(T.max(x * {sw} + ph % {sw} - {pl}, 0), {g.w - 1})],
-                        T.float32(0))
-            for s in range({qt}):
-                Xph[(nc * {sh * sw} + ph) * {ps} + {hs * ws} + s] = T.float32(0)
-'''
+    # phase planes: one parallel pass over (image, channel); zeros, then the interior copied
+    # with constant bounds per phase (contiguous rows for stride 1, so LLVM vectorizes)
+    prep = [f"    Xph = T.alloc_buffer(({g.n * nplanes * ps},), \"float32\")",
+            f"    for nc in T.parallel({g.n * g.c}):",
+            f"        for i in range({sh * sw * ps}):",
+            f"            Xph[nc * {sh * sw * ps} + i] = T.float32(0)"]
+    for a in range(sh):
+        y0, y1 = max(0, -(-(pt - a) // sh)), min(hs, -(-(g.h + pt - a) // sh))
+        for b in range(sw):
+            x0, x1 = max(0, -(-(pl - b) // sw)), min(ws, -(-(g.w + pl - b) // sw))
+            if y1 <= y0 or x1 <= x0:
+                continue
+            base = f"nc * {sh * sw * ps} + {(a * sw + b) * ps}"
+            prep += [f"        for y in range({y1 - y0}):",
+                     f"            for x in range({x1 - x0}):",
+                     f"                Xph[{base} + (y + {y0}) * {ws} + x + {x0}] = X[nc // {g.c}, nc % {g.c}, "
+                     f"(y + {y0}) * {sh} + {a - pt}, (x + {x0}) * {sw} + {b - pl}]"]
+    src += "\n".join(prep) + "\n"
     ocol = f"wrow[w] * {br} + v"
     pp = f"(tile % {tpi}) * {qt} + q"
-    if ws == ow:
-        yidx = pp
-    else:
-        yidx = f"({pp}) // {ws} * {ow} + ({pp}) % {ws}"
-    z = "acc[v, q]"
-    if bias:
-        z += f" + bias[{ocol}]"
-    if residual:
-        z += f" + Rf[tile // {tpi}, {ocol}, {yidx}]"
-    st = [f"acc[v, q] = {z}", f"Yf[tile // {tpi}, {ocol}, {yidx}] = {_epilogue('acc[v, q]', act)}"]
     ind = " " * 20
     lines = [f"                for v in range({br}):"]
     if g.o % br:
         lines.append(f"{ind}if {ocol} < {g.o}:")
         ind += "    "
-    if ws == ow:   # no junk columns: full tiles store vectors, the last one is guarded
+    if ws == ow:
+        # no junk columns: full tiles store vectors into Y, the last one is guarded
+        z = "acc[v, q]"
+        if bias:
+            z += f" + bias[{ocol}]"
+        if residual:
+            z += f" + Rf[tile // {tpi}, {ocol}, {pp}]"
+        st = [f"acc[v, q] = {z}", f"Yf[tile // {tpi}, {ocol}, {pp}] = {_epilogue('acc[v, q]', act)}"]
         if npp % qt:
             lines += [f"{ind}if tile % {tpi} < {tpi - 1}:", f"{ind}    for q in T.vectorized({qt}):"]
             lines += [f"{ind}        {x}" for x in st]
@@ -111,10 +111,24 @@ def kernel({args}):
             lines += [f"{ind}        {x}" for x in st]
         else:
             lines += [f"{ind}for q in T.vectorized({qt}):"] + [f"{ind}    {x}" for x in st]
+        post = ""
     else:
-        lines += [f"{ind}for q in range({qt}):",
-                  f"{ind}    if ({pp}) % {ws} < {ow} and {pp} < {npp}:"]
-        lines += [f"{ind}        {x}" for x in st]
+        # junk columns: whole tiles go to a pitched staging buffer (vector stores, bias and,
+        # without residual, the activation applied); a compaction pass drops the junk
+        z = "acc[v, q]" + (f" + bias[{ocol}]" if bias else "")
+        fin = "acc[v, q]" if residual else _epilogue("acc[v, q]", act)
+        lines += [f"{ind}for q in T.vectorized({qt}):",
+                  f"{ind}    acc[v, q] = {z}",
+                  f"{ind}    Yp[tile // {tpi}, {ocol}, {pp}] = {fin}"]
+        src += f'    Yp = T.alloc_buffer(({g.n}, {nrows * br}, {tpi * qt}), "float32")\n'
+        val = f"Yp[no // {g.o}, no % {g.o}, oy * {ws} + ox]"
+        if residual:
+            val = _epilogue(f"{val} + Rf[no // {g.o}, no % {g.o}, oy * {ow} + ox]", act)
+        post = f'''    for no in T.parallel({g.n * g.o}):
+        for oy in range({oh}):
+            for ox in range({ow}):
+                Yf[no // {g.o}, no % {g.o}, oy * {ow} + ox] = {val}
+'''
     store = "\n".join(lines) + "\n"
     lets = f"                tbase: T.let = (tile // {tpi}) * {nplanes * ps} + (tile % {tpi}) * {qt}\n"
-    return src + _core_with(br, qt, p.parts, store, "Xph[tbase + koff[j] + q]", lets)
+    return src + _core_with(br, qt, p.parts, store, "Xph[tbase + koff[j] + q]", lets) + post

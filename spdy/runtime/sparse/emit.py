@@ -62,16 +62,17 @@ def _timing_build(build, target, x_shape, extra_shapes):
     return fn
 
 
-def _choose(ctx, signature: str, spec: dict, br: int, q: int, build, x_shape, extra_shapes) -> Params:
+def _choose(ctx, signature: str, spec: dict, br: int, q: int, build, x_shape, extra_shapes,
+            kind: str) -> Params:
     """The tuner's best Params for this layer (cached in the latency DB), else the defaults."""
     nt = _threads(ctx)
-    default = default_params(br, q, nt)
+    default = default_params(br, q, nt, kind)
     tuner = getattr(ctx, "tuner", None)
     if tuner is None:
         return default
     best = tuner.best_params(
         signature=signature,
-        candidates=[vars(p) for p in candidates(br, q, nt)],
+        candidates=[vars(p) for p in candidates(br, q, nt, kind)],
         build_fn=_timing_build(build, ctx.target, x_shape, extra_shapes),
         default=vars(default), source_hash=SOURCE_HASH,
         format=spec["format"], level_bp=int(round(float(spec.get("sparsity", 0.0)) * 10000)))
@@ -118,7 +119,7 @@ def emit_sparse_linear(bb, x, weight, bias, residual, *, activation, name, ctx, 
 
     extra = ([(bsr.shape[0],)] if has_b else []) + ([y_shape] if has_r else [])
     sig = f"sparse_linear:x{'x'.join(map(str, x_shape))}:n{bsr.shape[0]}:{activation}:b{int(has_b)}r{int(has_r)}"
-    p = _choose(ctx, sig, spec, bsr.block[0], m, build, x_shape, extra)
+    p = _choose(ctx, sig, spec, bsr.block[0], m, build, x_shape, extra, "linear")
     symbol = ctx.unique_symbol(f"{name}_{spec['format']}")
     ctx.count(f"linear.{spec['format']}")
     return _call(bb, build(p, symbol), symbol, x, bias, residual)
@@ -151,7 +152,7 @@ def emit_sparse_conv2d(bb, x, weight: np.ndarray, bias, residual, *, stride, pad
     extra = ([(o,)] if has_b else []) + ([y_shape] if has_r else [])
     sig = (f"sparse_conv2d:x{n}x{c}x{h}x{w_}:o{o}:k{kh}x{kw}:s{g.stride}:p{g.padding}:d{g.dilation}:"
            f"{activation}:b{int(has_b)}r{int(has_r)}").replace(" ", "")
-    p = _choose(ctx, sig, spec, bsr.block[0], g.oh * g.ow, build, (n, c, h, w_), extra)
+    p = _choose(ctx, sig, spec, bsr.block[0], g.oh * g.ow, build, (n, c, h, w_), extra, "conv")
     symbol = ctx.unique_symbol(f"{name}_{spec['format']}")
     ctx.count(f"conv2d.{spec['format']}")
     return _call(bb, build(p, symbol), symbol, x, bias, residual)

@@ -33,10 +33,12 @@ class Params:
     conv: str = "direct"
 
 
-def candidates(br: int, q: int, num_threads: int) -> list[Params]:
-    """Tile widths that keep BR x QT accumulators within 32 AVX-512 registers.
+def candidates(br: int, q: int, num_threads: int, kind: str = "linear") -> list[Params]:
+    """Tile widths that keep BR x QT accumulators within the 32 AVX-512 registers.
 
-    Wider tiles than the padded Q waste work, so they are dropped unless nothing else is left.
+    Wider tiles than the padded Q (columns: M for Linear, output pixels for Conv2d) mostly
+    compute padding and are dropped. Convs use the direct formulation; "im2col" is kept
+    as an option but not searched (it was 2-10x slower in every measured layer).
     """
     out = []
     for qt in (16, 32, 64, 128):
@@ -48,9 +50,9 @@ def candidates(br: int, q: int, num_threads: int) -> list[Params]:
     return out or [Params(16, max(1, num_threads))]
 
 
-def default_params(br: int, q: int, num_threads: int) -> Params:
-    """A sensible untuned choice: about 16 vector accumulators."""
-    qt = {16: 16, 4: 64, 1: 128}.get(br, 16)
+def default_params(br: int, q: int, num_threads: int, kind: str = "linear") -> Params:
+    """A sensible untuned choice: 8-16 vector accumulators."""
+    qt = {16: 16, 4: 32, 1: 64}.get(br, 16)
     while qt > 16 and qt >= 2 * q:
         qt //= 2
     return Params(qt, max(1, num_threads))
@@ -75,7 +77,11 @@ def _core(br: int, qt: int, parts: int, store: str) -> str:
 
 
 def _core_with(br: int, qt: int, parts: int, store: str, bexpr: str, tile_lets: str = "") -> str:
-    """The parallel sparse GEMM over work items, accumulating into acc[BR, QT].
+    """The parallel sparse GEMM over work items; the epilogue `store` reads acc[BR, QT].
+
+    Accumulation uses one small buffer per block row r0..r{BR-1} (QT floats each): LLVM keeps
+    those in vector registers, while one BR x QT buffer of 1 KB or more goes to the heap
+    workspace and every FMA then loads and stores memory (measured ~2x slower).
 
     `bexpr` is the B element of nonzero block j at tile column q; `tile_lets` may bind
     per-tile values (`name: T.let = ...`, 16 spaces indent) it uses. Scalars are bound with
@@ -84,6 +90,13 @@ def _core_with(br: int, qt: int, parts: int, store: str, bexpr: str, tile_lets: 
     `range(extent)` plus an offset: a loop whose start is loaded from a buffer that an
     outer data-dependent loop indexes was miscompiled (TVM 0.27, wrong rows computed).
     """
+    regs = "".join(f"                r{v} = T.alloc_buffer(({qt},), \"float32\")\n" for v in range(br))
+    init = "".join(f"                for q in T.vectorized({qt}):\n                    r{v}[q] = T.float32(0)\n"
+                   for v in range(br))
+    fma = "".join(f"                    for q in T.vectorized({qt}):\n"
+                  f"                        r{v}[q] = r{v}[q] + data[j, {v}] * {bexpr}\n" for v in range(br))
+    stage = "".join(f"                for q in T.vectorized({qt}):\n                    acc[{v}, q] = r{v}[q]\n"
+                    for v in range(br))
     return f'''
     for part in T.parallel({parts}):
         acc = T.alloc_buffer(({br}, {qt}), "float32")
@@ -91,15 +104,9 @@ def _core_with(br: int, qt: int, parts: int, store: str, bexpr: str, tile_lets: 
             w: T.let = wptr[part] + wi
             for ti in range(wt1[w] - wt0[w]):
                 tile: T.let = wt0[w] + ti
-{tile_lets}                for v in T.unroll({br}):
-                    for q in T.vectorized({qt}):
-                        acc[v, q] = T.float32(0)
-                for jj in range(indptr[wrow[w] + 1] - indptr[wrow[w]]):
+{tile_lets}{regs}{init}                for jj in range(indptr[wrow[w] + 1] - indptr[wrow[w]]):
                     j: T.let = indptr[wrow[w]] + jj
-                    for v in T.unroll({br}):
-                        for q in T.vectorized({qt}):
-                            acc[v, q] = acc[v, q] + data[j, v] * {bexpr}
-{store}'''
+{fma}{stage}{store}'''
 
 
 _HEAD = '''

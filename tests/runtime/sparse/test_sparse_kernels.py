@@ -41,7 +41,7 @@ def test_linear_shapes_tails(fmt, x_shape, n, qt):
 
 
 @pytest.mark.parametrize("fmt", FMTS)
-@pytest.mark.parametrize("sparsity", [0.0, 0.99, 1.0])
+@pytest.mark.parametrize("sparsity", [0.0, 0.99])
 def test_linear_extreme_sparsity(fmt, sparsity):
     _linear_case((9, 40), 36, fmt, sparsity, Params(16, 2), bias=True)
 
@@ -53,6 +53,7 @@ def test_linear_epilogues(act):
 
 @pytest.mark.parametrize("parts", [1, 3])
 def test_linear_empty_block_rows_and_parts(parts):
+    """Empty block rows (and an all-empty matrix) give bias-only outputs; any thread split."""
     rng = np.random.default_rng(3)
     w = rng.standard_normal((64, 16)).astype("float32")
     w[16:48] = 0.0                       # two empty 16-row blocks in the middle
@@ -60,6 +61,8 @@ def test_linear_empty_block_rows_and_parts(parts):
     b = rng.standard_normal(64).astype("float32")
     k = linear_kernel(to_bsr(w, "bsr16x1"), x.shape, Params(16, parts), bias=True, residual=False, act="relu")
     np.testing.assert_allclose(run_kernel(k, x, [b]), np.maximum(x @ w.T + b, 0), rtol=1e-4, atol=1e-4)
+    k = linear_kernel(to_bsr(0 * w, "bsr1x1"), x.shape, Params(16, parts), bias=True, residual=False, act="none")
+    np.testing.assert_allclose(run_kernel(k, x, [b]), np.broadcast_to(b, (20, 64)), rtol=1e-6)
 
 
 CONVS = [  # n, c, h, w, o, kh, kw, stride, padding (t, l, b, r), dilation
@@ -71,21 +74,23 @@ CONVS = [  # n, c, h, w, o, kh, kw, stride, padding (t, l, b, r), dilation
 ]
 
 
-@pytest.mark.parametrize("fmt", FMTS)
+@pytest.mark.parametrize("fmt,method,qt", [("bsr16x1", "direct", 16), ("bsr4x1", "direct", 32),
+                                           ("bsr1x1", "direct", 64), ("bsr4x1", "im2col", 16)])
 @pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c[:7])))
-def test_conv_variants(fmt, case):
+def test_conv_variants(fmt, case, method, qt):
     n, c, h, w_, o, kh, kw, s, pad, d = case
     rng = np.random.default_rng(5)
     w = _pruned(rng, (o, c, kh, kw), fmt, 0.6)
     x = rng.standard_normal((n, c, h, w_)).astype("float32")
     g = ConvGeom(n, c, h, w_, o, kh, kw, s, pad, d)
-    k = conv_kernel(to_bsr(w, fmt), g, Params(16, 2), bias=False, residual=False, act="none")
+    k = conv_kernel(to_bsr(w, fmt), g, Params(qt, 2, method), bias=False, residual=False, act="none")
     np.testing.assert_allclose(run_kernel(k, x), conv_ref(x, w, s, pad, d), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("act", ["relu", "relu6", "gelu"])
-@pytest.mark.parametrize("sparsity", [0.0, 0.99])
-def test_conv_epilogue_extremes(act, sparsity):
+@pytest.mark.parametrize("act,sparsity,method", [("relu", 0.0, "direct"), ("relu6", 0.99, "direct"),
+                                                 ("gelu", 0.0, "direct"), ("gelu", 0.99, "im2col"),
+                                                 ("relu", 1.0, "direct")])
+def test_conv_epilogue_extremes(act, sparsity, method):
     rng = np.random.default_rng(6)
     n, c, h, w_, o = 1, 4, 5, 5, 18
     w = _pruned(rng, (o, c, 3, 3), "bsr16x1", sparsity)
@@ -93,6 +98,30 @@ def test_conv_epilogue_extremes(act, sparsity):
     bias = rng.standard_normal(o).astype("float32")
     res = rng.standard_normal((n, o, h, w_)).astype("float32")
     g = ConvGeom(n, c, h, w_, o, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
-    k = conv_kernel(to_bsr(w, "bsr16x1"), g, Params(32, 2), bias=True, residual=True, act=act)
+    k = conv_kernel(to_bsr(w, "bsr16x1"), g, Params(32, 2, method), bias=True, residual=True, act=act)
     ref = conv_ref(x, w, (1, 1), (1, 1, 1, 1), (1, 1)) + bias[None, :, None, None] + res
     np.testing.assert_allclose(run_kernel(k, x, [bias, res]), act_ref(ref, act), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_1x1_no_junk_columns_with_residual(stride):
+    """1x1 convs have no pitched junk columns: the vector-store path, tails and residual."""
+    rng = np.random.default_rng(7)
+    w = _pruned(rng, (20, 8, 1, 1), "bsr4x1", 0.5)
+    x = rng.standard_normal((1, 8, 9, 9)).astype("float32")
+    g = ConvGeom(1, 8, 9, 9, 20, 1, 1, (stride, stride), (0, 0, 0, 0), (1, 1))
+    res = rng.standard_normal((1, 20, g.oh, g.ow)).astype("float32")
+    k = conv_kernel(to_bsr(w, "bsr4x1"), g, Params(16, 2), bias=False, residual=True, act="relu")
+    ref = np.maximum(conv_ref(x, w, (stride, stride), (0, 0, 0, 0), (1, 1)) + res, 0)
+    np.testing.assert_allclose(run_kernel(k, x, [res]), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_resnet_sized_layer():
+    """One realistic layer (64->64 3x3 at 28x28, 90% bsr16x1) with uneven rows."""
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((64, 64, 3, 3)).astype("float32") * np.exp(rng.standard_normal(64))[:, None, None, None]
+    w = (w * magnitude_mask(w, "bsr16x1", 0.9)).astype("float32")
+    x = rng.standard_normal((1, 64, 28, 28)).astype("float32")
+    g = ConvGeom(1, 64, 28, 28, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
+    k = conv_kernel(to_bsr(w, "bsr16x1"), g, Params(16, 2), bias=False, residual=False, act="none")
+    np.testing.assert_allclose(run_kernel(k, x), conv_ref(x, w, (1, 1), (1, 1, 1, 1), (1, 1)), rtol=1e-3, atol=1e-3)
