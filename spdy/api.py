@@ -113,7 +113,8 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
         report["measured_speedup"] = ctx.artifacts["verified"]["measured_speedup"]
     final_profile = ctx.artifacts.get("profile", {})
     report["profile"] = final_profile
-    return CompiledModel(built, report, final_profile, records, pruned_model=gm)
+    return CompiledModel(built, report, final_profile, records, pruned_model=gm,
+                         example=(inputs.args, inputs.kwargs))
 
 
 NOISE = 0.03  # measured speedups within 3% of the target count as meeting it

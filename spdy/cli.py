@@ -28,12 +28,13 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return dims
 
 
-def load_factory(spec: str):
-    """PKG.MOD:FACTORY -> a torch module (the factory is called with no arguments)."""
+def load_factory(spec: str, kind: str = "model"):
+    """PKG.MOD:FACTORY -> the factory's result (called with no arguments): a torch module
+    for kind="model", any iterable for a calibration set."""
     import torch
     mod_name, sep, attr = spec.partition(":")
     if not sep or not mod_name or not attr:
-        raise UsageError(f"model must be given as PKG.MOD:FACTORY (e.g. spdy.models:resnet18), got {spec!r}")
+        raise UsageError(f"{kind} must be given as PKG.MOD:FACTORY (e.g. spdy.models:resnet18), got {spec!r}")
     try:
         module = importlib.import_module(mod_name)
     except ImportError as exc:
@@ -41,10 +42,18 @@ def load_factory(spec: str):
     if not hasattr(module, attr):
         raise UsageError(f"{mod_name!r} has no attribute {attr!r}")
     obj = getattr(module, attr)
+    if kind != "model":
+        return obj() if callable(obj) else obj
     model = obj if isinstance(obj, torch.nn.Module) else obj()
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
     return model.eval()
+
+
+def _progress(phase: str, step: int, total: int) -> None:
+    """One updating line per long phase on stderr."""
+    end = "\n" if step >= total else ""
+    print(f"\r  {phase}: {step}/{total}", end=end, file=sys.stderr, flush=True)
 
 
 def _fmt_ms(d: dict | None) -> str:
@@ -61,8 +70,15 @@ def print_report(report: dict, out=sys.stdout) -> None:
               f"PyTorch eager {_fmt_ms(base.get('torch_eager'))}   "
               f"(spdy is {base.get('speedup_vs_torch_eager', 0):.2f}x PyTorch eager)", file=out)
     for r in report.get("rounds", []):
-        print(f"round {r.get('round')}: predicted {r.get('predicted_speedup', 0):.2f}x  "
-              f"measured {r.get('measured_speedup', 0):.2f}x", file=out)
+        pred = r.get("predicted_speedup")
+        print(f"round {r.get('round')}   predicted {f'{pred:.2f}x' if pred else '-':>6}   measured "
+              f"{r['measured_speedup']:.2f}x  (artifact {_fmt_ms(r['artifact'])}, dense {_fmt_ms(r['dense_artifact'])}, "
+              f"{r['speedup_vs_torch_eager']:.2f}x PyTorch eager)", file=out)
+    prof = report.get("profile") or {}
+    if any(v.get("format") != "dense" for v in prof.values()):
+        print("profile", file=out)
+        for name, v in prof.items():
+            print(f"  {name:<32} {v['format']:<8} {v['sparsity']:.2%}", file=out)
 
 
 def print_passlog(records: list[dict], only: str | None = None, out=sys.stdout) -> None:
@@ -88,8 +104,16 @@ def cmd_compile(args) -> int:
     inputs = tuple(torch.randn(parse_shape(s), generator=gen).to(dtype) for s in (args.input or []))
     if not inputs:
         raise UsageError("give at least one --input shape, e.g. --input 1x3x224x224")
+    calib = None
+    if args.calib:
+        calib = load_factory(args.calib, kind="calibration set")
+    elif args.speedup > 1.0:
+        raise UsageError("a sparse compile (--speedup > 1) needs calibration data: --calib PKG.MOD:FACTORY "
+                         "returning an iterable of inputs or (input, label) pairs")
     cm = spdy.compile(model, inputs, speedup=args.speedup, target=args.target, num_threads=args.threads,
-                      tune=not args.no_tune, measure=not args.no_measure)
+                      tune=not args.no_tune, measure=not args.no_measure, calib=calib, method=args.method,
+                      formats=tuple(args.formats.split(",")), n_samples=args.samples, max_evals=args.max_evals,
+                      progress=_progress)
     out = cm.save(args.output)
     print_report(cm.report)
     print(f"artifact   {out}")
@@ -131,22 +155,8 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    import torch
-    import spdy
-    from spdy.models import EXAMPLES
-    factory, shape = EXAMPLES[args.model]
-    model = factory()
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    print(f"spdy demo: compiling the built-in {args.model} for input {'x'.join(map(str, shape))} "
-          f"on this CPU ...", flush=True)
-    cm = spdy.compile(model, (x,), speedup=args.speedup, tune=not args.no_tune)
-    out = cm.save(args.output)
-    err = float((cm(x) - model(x)).abs().max())
-    print_report(cm.report)
-    print(f"max |spdy - torch| = {err:.2e}")
-    print()
-    print_passlog(cm.passlog)
-    print(f"\nartifact written to {out}; inspect it with `spdy inspect {out}`")
+    from spdy.demo import run_demo
+    run_demo(args.model, args.speedup, args.output, tune=not args.no_tune, progress=_progress)
     return 0
 
 
@@ -174,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--no-tune", action="store_true")
     c.add_argument("--no-measure", action="store_true")
+    c.add_argument("--calib", help="PKG.MOD:FACTORY returning the calibration iterable (needed for --speedup > 1)")
+    c.add_argument("--method", default="spdy", choices=["spdy", "uniform", "gmp"])
+    c.add_argument("--formats", default="bsr16x1", help="comma-separated sparse formats the search may use")
+    c.add_argument("--samples", type=int, default=1024, help="calibration samples")
+    c.add_argument("--max-evals", type=int, default=0, help="cap on search evaluations (0: none)")
     c.add_argument("-o", "--output", required=True)
     c.set_defaults(func=cmd_compile)
 
@@ -189,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="compile a built-in example and print its report")
-    d.add_argument("--model", default="resnet18", choices=sorted(__import__("spdy.models", fromlist=["EXAMPLES"]).EXAMPLES))
-    d.add_argument("--speedup", type=float, default=1.0)
+    d.add_argument("--model", default="mnist_cnn",
+                   choices=["mnist_cnn", *sorted(__import__("spdy.models", fromlist=["EXAMPLES"]).EXAMPLES)])
+    d.add_argument("--speedup", type=float, default=2.0)
     d.add_argument("--no-tune", action="store_true")
     d.add_argument("-o", "--output", default="demo-out")
     d.set_defaults(func=cmd_demo)

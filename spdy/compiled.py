@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spdy.errors import SpdyError
 from spdy.runtime.artifact import ArtifactRunner, save_artifact
 
 
@@ -13,12 +14,13 @@ class CompiledModel:
     `passlog` say what was done and measured; `save(dir)` writes a directory `spdy.load` reads.
     """
 
-    def __init__(self, built, report: dict, profile: dict, passlog: list, pruned_model=None):
+    def __init__(self, built, report: dict, profile: dict, passlog: list, pruned_model=None, example=None):
         self._built = built
         self.report = report
         self.profile = profile
         self.passlog = passlog
         self.pruned_model = pruned_model
+        self._example = example  # (args, kwargs) the model was compiled for
 
     @property
     def runner(self) -> ArtifactRunner:
@@ -30,6 +32,23 @@ class CompiledModel:
 
     def __call__(self, *args, **kwargs):
         return self.runner(*args, **kwargs)
+
+    def export_onnx(self, path, opset: int = 17) -> Path:
+        """Write the pruned torch model (reconstructed weights, standard ops) as ONNX, so the
+        same pruned weights can run in onnxruntime and other runtimes."""
+        import torch
+        from spdy.ir.standardize import to_standard_ops
+        if self.pruned_model is None or self._example is None:
+            raise SpdyError("this CompiledModel has no pruned torch model to export")
+        std = to_standard_ops(self.pruned_model).eval()
+        args, kwargs = self._example
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with torch.no_grad():
+            torch.onnx.export(std, tuple(args) + ((kwargs,) if kwargs else ()), str(tmp), dynamo=False,
+                              opset_version=opset, input_names=self.runner.input_names)
+        tmp.replace(path)
+        return path
 
     def save(self, out_dir) -> Path:
         return save_artifact(out_dir, self._built.executable, self._built.manifest, {

@@ -32,6 +32,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from spdy.passes.algo.reconstruct import ALGO_VERSION
+
 INDEX = "index.json"
 VERSION = 1
 
@@ -77,10 +79,12 @@ def hash_calibration(batches: Iterable) -> str:
 
 
 def entry_key(weight, method: str, fmt: str, calib: str, options: Mapping | None = None) -> str:
-    """The key of one (layer, format) entry: sha256 over all it depends on."""
+    """The key of one (layer, format) entry: sha256 over all it depends on, including the
+    version of the reconstruction algorithm (so an improved solver rebuilds, not reuses)."""
     h = hashlib.sha256(b"recon-v1")
     tensor_digest(weight, h)
-    meta = {"method": method, "fmt": fmt, "calib": calib, "options": dict(options or {})}
+    meta = {"method": method, "fmt": fmt, "calib": calib, "options": dict(options or {}),
+            "algo": ALGO_VERSION}
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
     return h.hexdigest()
 

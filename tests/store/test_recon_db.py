@@ -129,3 +129,11 @@ def test_hash_calibration():
     assert hash_calibration([torch.ones(2, 3)]) != hash_calibration([torch.ones(3, 2)])
     f64 = torch.ones(2, dtype=torch.float64)
     assert hash_calibration([torch.ones(2)]) != hash_calibration([f64])
+
+
+def test_algorithm_version_is_part_of_the_key(monkeypatch):
+    import spdy.store.recon_db as rdb
+    w = W()
+    k1 = entry_key(w, "obs", "1x1", "c")
+    monkeypatch.setattr(rdb, "ALGO_VERSION", rdb.ALGO_VERSION + 1)
+    assert entry_key(w, "obs", "1x1", "c") != k1

@@ -10,7 +10,7 @@ pruned models have the same widths and MACs. The budget is stated in the JSON (E
 Reports MNIST test accuracy, MACs, parameters and PyTorch eager latency (batch 1, median).
 
     nice -n 19 python tools/bench/chex.py [--n-train 20000] [--epochs 4] [--dense-epochs 3]
-        [--finetune-epochs 1] [--sparsities 0.5,0.7] [--threads 1] [--out tools/bench/results/chex.json]
+        [--finetune-epochs 1] [--sparsities 0.5,0.7] [--seeds 0,1] [--threads 1] [--out PATH]
 """
 from __future__ import annotations
 
@@ -116,6 +116,53 @@ def prune_like(dense, groups, counts: dict[int, int], criterion: str, seed: int)
     return small
 
 
+def run_seed(args, seed: int) -> list[dict]:
+    """Dense baseline, then per sparsity CHEX and the two prune-finetune baselines."""
+    x_tr, y_tr, x_te, y_te, source = load_data(args.n_train, seed)
+    dl = loader(x_tr, y_tr, args.batch, seed)
+    tag = {"seed": seed, "data": source}
+    torch.manual_seed(seed)
+    dense = residual_cnn()
+    t0 = time.time()
+    fit(dense, dl, args.dense_epochs, args.lr)
+    rows = [{"method": "dense", "sparsity": 0.0, **tag, "train_s": time.time() - t0,
+             **describe(dense, x_te, y_te)}]
+    groups = channel_groups(dense, x_te[:2])
+    for s in [float(v) for v in args.sparsities.split(",")]:
+        torch.manual_seed(seed)
+        model = residual_cnn()
+        t0 = time.time()
+        res = train(model, dl, channel_sparsity=s, epochs=args.epochs, delta0=args.delta0,
+                    delta_t_epochs=args.delta_t_epochs, t_max_epochs=args.t_max_frac * args.epochs,
+                    lr=args.lr, seed=seed, progress=sys.stderr.isatty())
+        rows.append({"method": "chex", "sparsity": s, **tag, "achieved_channel_sparsity": res.channel_sparsity,
+                     "train_s": time.time() - t0, "widths": res.log["final"]["channels"],
+                     **describe(res.model, x_te, y_te)})
+        final = res.log["final"]["channels"]  # group name -> kept count (same names as `groups`)
+        counts = {g.id: final[g.name] for g in groups if g.prunable}
+        for crit in ("l1", "random"):
+            small = prune_like(dense, groups, counts, crit, seed)
+            acc0 = accuracy(small, x_te, y_te)
+            t0 = time.time()
+            fit(small, dl, args.finetune_epochs, args.lr * 0.1)
+            rows.append({"method": f"{crit}+finetune", "sparsity": s, **tag, "acc_before_finetune": acc0,
+                         "train_s": time.time() - t0, **describe(small, x_te, y_te)})
+        _print(rows)
+    return rows
+
+
+def summary(rows) -> list[dict]:
+    """Mean/min/max test accuracy per (method, sparsity) over seeds."""
+    out = {}
+    for r in rows:
+        out.setdefault((r["method"], r["sparsity"]), []).append(r)
+    return [{"method": m, "sparsity": s, "seeds": len(rs),
+             "test_acc_mean": statistics.mean(r["test_acc"] for r in rs),
+             "test_acc_min": min(r["test_acc"] for r in rs), "test_acc_max": max(r["test_acc"] for r in rs),
+             "macs_mean": statistics.mean(r["macs"] for r in rs),
+             "eager_ms_median": statistics.median(r["eager_ms"] for r in rs)} for (m, s), rs in out.items()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-train", type=int, default=20000)
@@ -129,57 +176,32 @@ def main() -> None:
     ap.add_argument("--delta-t-epochs", type=float, default=0.25)
     ap.add_argument("--t-max-frac", type=float, default=0.72)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="comma-separated; each seed reruns everything")
     ap.add_argument("--out", default=str(ROOT / "tools" / "bench" / "results" / "chex.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-
-    x_tr, y_tr, x_te, y_te, source = load_data(args.n_train, args.seed)
-    dl = loader(x_tr, y_tr, args.batch, args.seed)
-    rows, t_start = [], time.time()
-
-    torch.manual_seed(args.seed)
-    dense = residual_cnn()
-    t0 = time.time()
-    fit(dense, dl, args.dense_epochs, args.lr)
-    rows.append({"method": "dense", "sparsity": 0.0, "train_s": time.time() - t0, **describe(dense, x_te, y_te)})
-    groups = channel_groups(dense, x_te[:2])
-
-    for s in [float(v) for v in args.sparsities.split(",")]:
-        torch.manual_seed(args.seed)
-        model = residual_cnn()
-        t0 = time.time()
-        res = train(model, dl, channel_sparsity=s, epochs=args.epochs, delta0=args.delta0,
-                    delta_t_epochs=args.delta_t_epochs, t_max_epochs=args.t_max_frac * args.epochs,
-                    lr=args.lr, seed=args.seed, progress=sys.stderr.isatty())
-        rows.append({"method": "chex", "sparsity": s, "achieved_channel_sparsity": res.channel_sparsity,
-                     "train_s": time.time() - t0, "widths": res.log["final"]["channels"],
-                     **describe(res.model, x_te, y_te)})
-        final = res.log["final"]["channels"]  # group name -> kept count (same names as `groups`)
-        counts = {g.id: final[g.name] for g in groups if g.prunable}
-        for crit in ("l1", "random"):
-            small = prune_like(dense, groups, counts, crit, args.seed)
-            acc0 = accuracy(small, x_te, y_te)
-            t0 = time.time()
-            fit(small, dl, args.finetune_epochs, args.lr * 0.1)
-            rows.append({"method": f"{crit}+finetune", "sparsity": s, "acc_before_finetune": acc0,
-                         "train_s": time.time() - t0, **describe(small, x_te, y_te)})
-        _print(rows)
-
-    out = {"bench": "chex", "data": source, "n_train": len(x_tr), "n_test": len(x_te),
+    t_start = time.time()
+    rows = []
+    for seed in [int(v) for v in args.seeds.split(",")]:
+        rows += run_seed(args, seed)
+    out = {"bench": "chex", "model": "spdy.chex._testmodels.residual_cnn()", "n_train": args.n_train,
            "budget_epochs": {"chex": args.epochs, "dense": args.dense_epochs, "finetune": args.finetune_epochs},
+           "same_flops": "l1/random keep CHEX's final per-group channel counts",
            "args": vars(args), "host": platform.node(), "torch": torch.__version__,
-           "threads": args.threads, "wall_s": time.time() - t_start, "rows": rows}
+           "threads": args.threads, "wall_s": time.time() - t_start, "summary": summary(rows), "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     _print(rows)
+    for r in out["summary"]:
+        print(f"{r['method']:<16}{r['sparsity']:>5.2f}  mean {100 * r['test_acc_mean']:.2f}%  "
+              f"[{100 * r['test_acc_min']:.2f}, {100 * r['test_acc_max']:.2f}]  seeds={r['seeds']}")
     print(f"wrote {args.out}")
 
 
 def _print(rows) -> None:
-    print(f"{'method':<16}{'S':>5}{'test acc':>10}{'MMACs':>9}{'params':>9}{'eager ms':>10}{'train s':>9}")
+    print(f"{'method':<16}{'S':>5}{'seed':>5}{'test acc':>10}{'MMACs':>9}{'params':>9}{'eager ms':>10}{'train s':>9}")
     for r in rows:
-        print(f"{r['method']:<16}{r['sparsity']:>5.2f}{100 * r['test_acc']:>9.2f}%{r['macs'] / 1e6:>9.3f}"
+        print(f"{r['method']:<16}{r['sparsity']:>5.2f}{r['seed']:>5}{100 * r['test_acc']:>9.2f}%{r['macs'] / 1e6:>9.3f}"
               f"{r['params']:>9}{r['eager_ms']:>10.3f}{r['train_s']:>9.1f}")
 
 

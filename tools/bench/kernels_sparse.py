@@ -4,7 +4,7 @@ Layers: ResNet-18/50 convs (batch 1, 224x224 input; the 3-channel stem is left o
 keep it dense) and BERT-base linears (batch 1, seq 128) plus the ResNet fc layers (M = 1).
 Each (layer, format, sparsity) kernel is tuned over its template candidates (fastest of
 `candidates(...)`, timed with time_evaluator) and compared with torch's conv2d/linear on
-the same threads, in the same process, measured right before it (the machine is shared:
+the same threads, in the same process, in alternating rounds (the machine is shared:
 compare ratios within one run). Bias is fused in both.
 
 Masks: random-normal weights with a per-output-channel scale (log-normal, sigma 0.5) so
@@ -107,20 +107,34 @@ def layer_problem(kind, shape, rng):
     return x, w, b, tfn, mk, m
 
 
-def torch_samples(fn, repeat: int = 9, min_ms: float = 20.0) -> list[float]:
-    """Per-repeat mean seconds of a torch callable (same scheme as time_evaluator)."""
-    for _ in range(2):
-        fn()
+def _calls_for(fn, min_ms: float) -> int:
     t0 = time.perf_counter()
     fn()
-    number = max(1, int(min_ms / 1e3 / max(time.perf_counter() - t0, 1e-7)))
-    out = []
-    for _ in range(repeat):
+    return max(1, int(min_ms / 1e3 / max(time.perf_counter() - t0, 1e-7)))
+
+
+def paired(tfn, lib, symbol, targs, rounds: int = 11, min_ms: float = 10.0):
+    """Alternate torch and spdy timings round by round: (torch seconds, spdy seconds) lists.
+
+    The machine is shared and its load drifts; pairing each spdy sample with a torch sample
+    taken just before it makes the per-round ratio (reported as the median) robust to drift.
+    """
+    import tvm
+    for _ in range(2):
+        tfn()
+    nt = _calls_for(tfn, min_ms)
+    f = lib[symbol]
+    f(*targs)
+    ns = _calls_for(lambda: f(*targs), min_ms)
+    ev = lib.time_evaluator(symbol, tvm.cpu(), number=ns, repeat=1)
+    tt, ss = [], []
+    for _ in range(rounds):
         t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        out.append((time.perf_counter() - t0) / number)
-    return out
+        for _ in range(nt):
+            tfn()
+        tt.append((time.perf_counter() - t0) / nt)
+        ss.append(float(ev(*targs).mean))
+    return tt, ss
 
 
 def dense_ms(kind, shape, target, threads):
@@ -164,7 +178,7 @@ def main(argv=None):
     formats = args.formats.split(",")
     rows = []
     print(f"{'layer':14s} {'format':8s} {'sp':>5s} {'torch ms':>9s} {'dense ms':>9s} {'sparse ms':>9s} "
-          f"{'x torch':>7s} {'x dense':>7s} {'x t.min':>7s}  params", flush=True)
+          f"{'x torch':>7s} {'x dense':>7s} {'x best':>7s}  params", flush=True)
     t_start = time.time()
     for kind, shape in layers:
         rng = np.random.default_rng(0)
@@ -174,24 +188,26 @@ def main(argv=None):
             for sp in sparsities:
                 wm = w * magnitude_mask(w, fmt, sp)
                 bsr = to_bsr(wm.reshape(w.shape[0], -1), fmt)
-                t_samples = torch_samples(tfn)
-                prm, samples, trials = best_params(lambda p: mk(bsr, p),
-                                                   candidates(bsr.block[0], q, args.threads, kind),
-                                                   x, [b], target, number=5, repeat=9)
-                t_ms, t_min = float(np.median(t_samples)) * 1e3, min(t_samples) * 1e3
-                s_ms, s_min = float(np.median(samples)) * 1e3, min(samples) * 1e3
-                # numerics of the winning kernel
-                from spdy.runtime.sparse.timing import run_kernel
-                got = run_kernel(mk(bsr, prm), x, [b], target)
+                prm, _, trials = best_params(lambda p: mk(bsr, p),
+                                             candidates(bsr.block[0], q, args.threads, kind),
+                                             x, [b], target, number=3, repeat=5)
+                k = mk(bsr, prm)
+                lib = tvm.tirx.build(k.func, target)
+                targs = [tvm.runtime.tensor(np.ascontiguousarray(a))
+                         for a in [x, *k.consts, b, np.zeros(k.out_shape, np.float32)]]
+                tt, ss = paired(tfn, lib, str(k.func.attrs["global_symbol"]), targs)
+                t_ms, s_ms = float(np.median(tt)) * 1e3, float(np.median(ss)) * 1e3
+                got = targs[-1].numpy()
                 wt = torch.tensor(wm)
                 ref = (torch.nn.functional.conv2d(torch.tensor(x), wt, torch.tensor(b), stride=shape[5],
                                                   padding=shape[6]) if kind == "conv"
                        else torch.nn.functional.linear(torch.tensor(x), wt, torch.tensor(b))).numpy()
                 err = float(np.abs(got - ref).max())
                 row = dict(layer=shape[0], kind=kind, shape=list(shape[1:]), format=fmt, sparsity=sp,
-                           density=bsr.density, torch_ms=t_ms, torch_min_ms=t_min, spdy_dense_ms=d_ms,
-                           sparse_ms=s_ms, sparse_min_ms=s_min,
-                           speedup_vs_torch=t_ms / s_ms, speedup_vs_torch_min=t_min / s_min,
+                           density=bsr.density, torch_ms=t_ms, torch_min_ms=min(tt) * 1e3, spdy_dense_ms=d_ms,
+                           sparse_ms=s_ms, sparse_min_ms=min(ss) * 1e3,
+                           speedup_vs_torch=float(np.median(np.asarray(tt) / np.asarray(ss))),
+                           speedup_vs_torch_min=min(tt) / min(ss),
                            speedup_vs_dense=(d_ms / s_ms) if d_ms else None,
                            params=vars(prm), trials={f"qt{p.qt}": v * 1e3 for p, v in trials.items()},
                            max_abs_err=err)
@@ -213,8 +229,8 @@ def main(argv=None):
                 summary[f"{fmt}@{sp}"] = {"median_vs_torch": float(np.median(r)), "min_vs_torch": float(min(r)),
                                           "median_vs_torch_bestof": float(np.median(rm)),
                                           "median_vs_spdy_dense": float(np.median(rd)) if rd else None}
-    print("\nper format and sparsity, median over layers of: speedup vs torch dense (ratio of medians),"
-          " [ratio of best-of-repeats], (vs spdy dense); worst layer")
+    print("\nper format and sparsity, median over layers of: speedup vs torch dense (median of paired"
+          " ratios), [ratio of best rounds], (vs spdy dense); worst layer")
     for k, v in summary.items():
         vd = f" ({v['median_vs_spdy_dense']:.2f})" if v["median_vs_spdy_dense"] else ""
         print(f"  {k:14s} {v['median_vs_torch']:6.2f} [{v['median_vs_torch_bestof']:.2f}]{vd}   worst {v['min_vs_torch']:.2f}")

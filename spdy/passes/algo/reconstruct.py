@@ -35,6 +35,9 @@ import torch.nn.functional as F
 from spdy.errors import CalibrationError
 
 METHODS = ("obs", "lstsq", "adaprune")
+# Bump when the numbers reconstruct_levels produces change (masks, solver, defaults): the
+# reconstruction database hashes it into every key, so old entries are never reused.
+ALGO_VERSION = 2
 _SMALL = 1 << 22  # elements (W + H) below which a layer runs on one thread by default
 
 
@@ -294,6 +297,38 @@ def _adaprune(W: torch.Tensor, start: torch.Tensor, keep: torch.Tensor, H: torch
     return best
 
 
+class Prepared(NamedTuple):
+    """H with its damped form and OBS factor, computed once per layer (``prepare``)."""
+
+    H: torch.Tensor  # float64, undamped
+    damp: float
+    Hd: torch.Tensor  # float64, damped
+    U: torch.Tensor  # float32 upper Cholesky factor of Hd^-1
+    Hd32: torch.Tensor
+
+
+def prepare(H: torch.Tensor | Hessian, damp: float = 0.01, threads: int | None = None
+            ) -> Prepared:
+    """Factor a layer's Hessian once; pass the result as ``H`` to ``reconstruct_levels``
+    for each format (the factorisation is the costliest step of a big layer's first level).
+    """
+    H = (H.H if isinstance(H, Hessian) else H).to(torch.float64)
+    if threads is None and H.numel() < _SMALL:
+        threads = 1
+    with _threads(threads):
+        Hd = _damped(H, damp)
+        return Prepared(H, float(damp), Hd, _inv_chol_upper(Hd).to(torch.float32),
+                        Hd.to(torch.float32))
+
+
+def _factor(H: torch.Tensor, damp: float, method: str):
+    """Damped H; for "obs" also the float32 upper Cholesky factor of its inverse."""
+    Hd = _damped(H, damp)
+    if method != "obs":
+        return Hd, None, None
+    return Hd, _inv_chol_upper(Hd).to(torch.float32), Hd.to(torch.float32)
+
+
 class LevelResult(NamedTuple):
     level: int
     mask: torch.Tensor  # bool, True = kept, shape of W
@@ -301,7 +336,7 @@ class LevelResult(NamedTuple):
     err: float  # layer_error against the dense weights
 
 
-def reconstruct_levels(W: torch.Tensor, H: torch.Tensor | Hessian | None,
+def reconstruct_levels(W: torch.Tensor, H: torch.Tensor | Hessian | Prepared | None,
                        sparsities: Sequence[float], fmt: str = "1x1", method: str = "obs", *,
                        X: torch.Tensor | None = None, damp: float = 0.01, blocksize: int = 128,
                        refine_iters: int = 5, adaprune_steps: int = 50,
@@ -316,7 +351,8 @@ def reconstruct_levels(W: torch.Tensor, H: torch.Tensor | Hessian | None,
     hold < 4M elements (small ops lose to thread synchronisation, badly so on a busy
     machine: 6-10x measured here), torch's setting above.
     ``W``: [out, K] or a conv weight [out, C, kh, kw] (flattened to [out, C*kh*kw]).
-    Give either ``H`` (``X^T X / n`` or a ``Hessian``) or ``X=``. ``sparsities`` must be
+    Give either ``H`` (``X^T X / n``, a ``Hessian``, or ``prepare(H, damp)``, whose damp
+    then wins over ``damp=``) or ``X=``. ``sparsities`` must be
     non-decreasing (0.0 = dense, yielded unchanged). ``resume=(level, mask, weight)``
     skips levels up to ``level`` and continues the progressive chain from that entry,
     which is how an interrupted database build resumes.
@@ -333,6 +369,9 @@ def reconstruct_levels(W: torch.Tensor, H: torch.Tensor | Hessian | None,
         if H is not None:
             raise ValueError("give H or X, not both")
         H = hessian(X)
+    prepared = H if isinstance(H, Prepared) else None
+    if prepared is not None:
+        H = prepared.H
     if isinstance(H, Hessian):
         H = H.H
     if H is None:
@@ -341,16 +380,21 @@ def reconstruct_levels(W: torch.Tensor, H: torch.Tensor | Hessian | None,
     W2 = W.detach().reshape(shape[0], -1).to(torch.float64)
     K = W2.shape[1]
     if tuple(H.shape) != (K, K):
-        raise ValueError(f"H must be [{K}, {K}] for a weight with {K} inputs, got {tuple(H.shape)}")
+        raise ValueError(f"H must be [{K}, {K}] for a weight with {K} inputs, "
+                         f"got {tuple(H.shape)}")
     H = H.to(torch.float64)
-    Hd = _damped(H, damp)
+    if threads is None and W2.numel() + H.numel() < _SMALL:
+        threads = 1
     # float64 for the factorisations; the O(out * K^2) sweep, CG (and the reported error
     # of big layers) run in float32 as in SparseGPT: 2x faster, and the errors they fit
     # are far above float32 rounding. 5 CG steps got within 1-3% of exact least squares
     # on post-ReLU-like Hessians (64x576, 50-95% sparsity), each step costing one
     # [out,K]x[K,K] product: ResNet-50's 42 levels are ~8 such products per layer-level.
-    U = _inv_chol_upper(Hd).to(torch.float32) if method == "obs" else None
-    Hd32 = Hd.to(torch.float32) if method == "obs" else None
+    if prepared is not None:
+        Hd, U, Hd32 = prepared.Hd, prepared.U, prepared.Hd32
+    else:
+        with _threads(threads):
+            Hd, U, Hd32 = _factor(H, damp, method)
 
     keep, cur = None, W2
     start = 0
@@ -366,15 +410,14 @@ def reconstruct_levels(W: torch.Tensor, H: torch.Tensor | Hessian | None,
 
 def _iter_levels(W2, H, Hd, U, Hd32, s, br, method, start, keep, cur, shape, dtype,
                  blocksize, refine_iters, adaprune_steps, adaprune_lr, threads):
-    H32 = H.to(torch.float32)
+    H_err = H if W2.numel() + H.numel() < _SMALL else H.to(torch.float32)
     for i in range(start, len(s)):
-        if s[i] == 0.0 and keep is None:
-            keep_i = torch.ones_like(W2, dtype=torch.bool)
-            new = W2.clone()
-        else:
-            keep_i = next_mask(cur, keep, s[i], br)
-            with _threads(threads if threads is not None
-                          else 1 if W2.numel() + H.numel() < _SMALL else None):
+        with _threads(threads):
+            if s[i] == 0.0 and keep is None:
+                keep_i = torch.ones_like(W2, dtype=torch.bool)
+                new = W2.clone()
+            else:
+                keep_i = next_mask(cur, keep, s[i], br)
                 if method == "obs":
                     new = _obs(W2, keep_i, U, blocksize)
                     if refine_iters > 0:
@@ -384,8 +427,7 @@ def _iter_levels(W2, H, Hd, U, Hd32, s, br, method, start, keep, cur, shape, dty
                     new = _lstsq(W2, keep_i, Hd)
                 else:
                     new = _adaprune(W2, cur, keep_i, H, adaprune_steps, adaprune_lr)
-            new = new * keep_i
+                new = new * keep_i
+            err = layer_error(W2, new, H_err)
         keep, cur = keep_i, new
-        H_err = H if W2.numel() + H.numel() < _SMALL else H32
-        yield LevelResult(i, keep_i.reshape(shape), new.to(dtype).reshape(shape),
-                          layer_error(W2, new, H_err))
+        yield LevelResult(i, keep_i.reshape(shape), new.to(dtype).reshape(shape), err)

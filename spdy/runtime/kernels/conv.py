@@ -35,9 +35,13 @@ def conv_gemm_spec(x_shape, weight_shape, *, stride, padding, dilation, groups, 
     if C != Cg * groups or Cout % groups:
         raise ValueError(f"conv shapes do not match groups={groups}: x {x_shape}, w {weight_shape}")
     Ho, Wo = conv_out_hw(H, W, KH, KW, stride, padding, dilation)
+    pt, pl, pb, pr = padding
     direct = KH == KW == 1 and tuple(stride) == (1, 1) and not any(padding)
+    # stride-1 convs with a spatial kernel read the padded input directly (no im2col)
+    conv = ((Cg, KH, KW, dilation[0], dilation[1], Ho, Wo, H + pt + pb, W + pl + pr)
+            if tuple(stride) == (1, 1) and not direct else ())
     spec = GemmSpec(M=Cout // groups, N=Ho * Wo, K=Cg * KH * KW, batch=B, groups=groups,
-                    a="const", b="act" if direct else "panel", bias="m" if has_bias else "none",
+                    a="const", b="act" if direct else ("direct" if conv else "panel"), conv=conv, bias="m" if has_bias else "none",
                     residual=has_residual, activation=activation)
     return spec, Ho, Wo, not direct
 
@@ -60,6 +64,9 @@ def emit_dense_conv2d(bb, x, weight: np.ndarray, bias, residual, *, stride, padd
             Hp, Wp = H + pt + pb, W + pl + pr
             sym = ctx.unique_symbol(f"{name}_pad")
             xp = call_kernel(bb, make_pad(B, C, H, W, tuple(padding), sym), sym, [x], (B, C, Hp, Wp))
+    if spec.b == "direct":
+        col = xp
+    elif need_col:
         sym = ctx.unique_symbol(f"{name}_im2col")
         col_fn = make_im2col(B, C, Hp, Wp, KH, KW, tuple(stride), tuple(dilation), Ho, Wo, params.nr, sym)
         nb = -(-(Ho * Wo) // params.nr)

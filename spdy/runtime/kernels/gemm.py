@@ -12,6 +12,9 @@ Operands come in two kinds:
      "packed" constant, (G, NB, K, NR): one contiguous NR vector per k (Linear weights)
      "panel"  activation already in panels, (Bt, NB, G*K, NR) (written so by im2col): a tile's
               B panel is contiguous, so it streams from L1/L2 instead of K strided rows
+     "direct" the padded conv input (Bt, G*Cg, Hp, Wp) of a stride-1 conv: the NR lanes are
+              NR consecutive output pixels of one row, i.e. a contiguous run of an input row
+              per tap, so no im2col copy at all
 Tails (M % MR, N % NR) get their own tile bodies with smaller static sizes, so no masking,
 no padding of activations, and the full tiles stay branch free.
 """
@@ -37,6 +40,9 @@ class GemmSpec:
     bias: str = "none"      # "none" | "m" (per output row, conv channels) | "n" (per column, Linear)
     residual: bool = False
     activation: str = "none"
+    # b == "direct": stride-1 convolution read straight from the padded input, no im2col.
+    # (Cg, KH, KW, dh, dw, Ho, Wo, Hp, Wp); N = Ho*Wo, K = Cg*KH*KW, tiles never cross a row.
+    conv: tuple = ()
 
     def signature(self) -> str:
         return "gemm:" + ",".join(f"{k}={v}" for k, v in asdict(self).items())
@@ -61,8 +67,8 @@ class GemmParams:
 def effective_params(spec: GemmSpec, p: GemmParams) -> GemmParams:
     """Clamp tile sizes to the problem (a 7-column conv needs no 32-lane tile)."""
     mr = max(1, min(p.mr, spec.M))
-    nr = max(1, min(p.nr, spec.N))
-    ku = max(1, min(p.ku, spec.K))
+    nr = max(1, min(p.nr, spec.conv[6] if spec.b == "direct" else spec.N))
+    ku = 1 if spec.b == "direct" else max(1, min(p.ku, spec.K))
     return GemmParams(mr=mr, nr=nr, order=p.order, ku=ku)
 
 
@@ -89,11 +95,19 @@ def buffer_shapes(spec: GemmSpec, p: GemmParams) -> dict[str, tuple[int, ...]]:
     """Shapes of the kernel's parameters, in call order: A, B, [bias], [residual], C."""
     s, G = spec, spec.groups
     MB, NB = -(-s.M // p.mr), -(-s.N // p.nr)
+    if s.b == "direct":
+        Cg, KH, KW, dh, dw, Ho, Wo, Hp, Wp = s.conv
+        return _finish_shapes(s, {"A": (G, MB, s.K, p.mr), "B": (s.batch, G * Cg, Hp, Wp)})
     shapes = {
         "A": (s.batch, s.M, s.K) if s.a == "act" else (G, MB, s.K, p.mr),
         "B": {"act": (s.batch, G * s.K, s.N), "packed": (G, NB, s.K, p.nr),
               "panel": (s.batch, NB, G * s.K, p.nr)}[s.b],
     }
+    return _finish_shapes(s, shapes)
+
+
+def _finish_shapes(s: GemmSpec, shapes: dict) -> dict:
+    G = s.groups
     if s.bias == "m":
         shapes["bias"] = (G * s.M,)
     elif s.bias == "n":
@@ -110,8 +124,16 @@ def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
         raise ValueError("activation A with groups is not supported")
     MR, NR = p.mr, p.nr
     MBf, MRt = divmod(s.M, MR)
-    NBf, NRt = divmod(s.N, NR)
-    MB, NB = MBf + (MRt > 0), NBf + (NRt > 0)
+    direct = s.b == "direct"
+    if direct:
+        Cg, KH, KW, dh, dw, Ho, Wo, Hp, Wp = s.conv
+        NBf, NRt = divmod(Wo, NR)       # tiles per output row
+        NBw = NBf + (NRt > 0)
+        NB = Ho * NBw
+    else:
+        NBf, NRt = divmod(s.N, NR)
+        NB = NBf + (NRt > 0)
+    MB = MBf + (MRt > 0)
     shapes = buffer_shapes(s, p)
     args = ", ".join(f'{n}: T.Buffer({shp}, "float32")' for n, shp in shapes.items())
 
@@ -123,12 +145,20 @@ def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
          "g": f"(t // {IN * OUT} % {s.groups})" if s.groups > 1 else "0",
          "b": f"(t // {IN * OUT * s.groups})" if s.batch > 1 else "0"}
     E["m0"], E["n0"] = f"{E['mb']} * {MR}", f"{E['nb']} * {NR}"
+    if direct:  # nb = (output row, tile within the row); n0 = first output pixel of the tile
+        E["oh"], E["owb"] = f"({E['nb']} // {NBw})", f"({E['nb']} % {NBw})"
+        E["n0"] = f"({E['oh']} * {Wo} + {E['owb']} * {NR})"
     b_, g_, mb_, nb_, m0_, n0_ = (E[k] for k in ("b", "g", "mb", "nb", "m0", "n0"))
+    ntile_ = E["owb"] if direct else nb_   # the index compared against NBf for the N tail
 
     def a_load(i: str, k: str) -> str:
         return f"A[{b_}, {m0_} + {i}, {k}]" if s.a == "act" else f"A[{g_}, {mb_}, {k}, {i}]"
 
     def b_load(k: str, v: str) -> str:
+        if direct:  # k is "ci, kh, kw" here
+            ci, kh, kw = k.split(",")
+            return (f"B[{b_}, {g_} * {Cg} + {ci}, {E['oh']} + {kh} * {dh}, "
+                    f"{E['owb']} * {NR} + {kw} * {dw} + {v}]")
         if s.b == "panel":
             return f"B[{b_}, {nb_}, {g_} * {s.K} + {k}, {v}]"
         return f"B[{b_}, {g_} * {s.K} + {k}, {n0_} + {v}]" if s.b == "act" else f"B[{g_}, {nb_}, {k}, {v}]"
@@ -140,12 +170,17 @@ def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
         L.append(f"{w}for i in T.unroll({mr}):")
         L.append(f"{w}    for v in T.vectorized({nr}):")
         L.append(f"{w}        acc[i, v] = T.float32(0)")
-        def body(kx: str) -> list[str]:
+        def body(kx: str, bk: str | None = None) -> list[str]:
             return [f"for i in T.unroll({mr}):",
                     f"    for v in T.vectorized({nr}):",
-                    f"        acc[i, v] = acc[i, v] + {a_load('i', kx)} * {b_load(kx, 'v')}"]
+                    f"        acc[i, v] = acc[i, v] + {a_load('i', kx)} * {b_load(bk or kx, 'v')}"]
         ku = p.ku
-        if ku > 1:
+        if direct:
+            L.append(f"{w}for ci in range({Cg}):")
+            L.append(f"{w}    for kh in range({KH}):")
+            L.append(f"{w}        for kw in range({KW}):")
+            L += [w + "            " + ln for ln in body(f"ci * {KH * KW} + kh * {KW} + kw", "ci,kh,kw")]
+        elif ku > 1:
             kf, kt = divmod(s.K, ku)
             L.append(f"{w}for ko in range({kf}):")
             L.append(f"{w}    for kk in T.unroll({ku}):")
@@ -196,7 +231,7 @@ def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
         lines += tile(MRt if mtail else MR, NRt if ntail else NR, w)
     else:
         for idx, (mtail, ntail) in enumerate(cases):
-            cond = f"{mb_} {'>=' if mtail else '<'} {MBf} and {nb_} {'>=' if ntail else '<'} {NBf}"
+            cond = f"{mb_} {'>=' if mtail else '<'} {MBf} and {ntile_} {'>=' if ntail else '<'} {NBf}"
             head = "if" if idx == 0 else ("else" if idx == len(cases) - 1 else "elif")
             lines.append(f"{w}else:" if head == "else" else f"{w}{head} {cond}:")
             lines += tile(MRt if mtail else MR, NRt if ntail else NR, w + "    ")
@@ -210,6 +245,9 @@ def make_gemm(spec: GemmSpec, params: GemmParams, symbol: str = "main"):
 
 def default_params(spec: GemmSpec) -> GemmParams:
     """Good untuned parameters: 4x32 tiles (8 zmm accumulators), or a GEMV shape for tiny M."""
+    if spec.b == "direct":
+        # 16 lanes = one zmm; widths like 28 or 56 compile to masked/split vectors (2-3x slower)
+        return GemmParams(mr=8, nr=16, order="nm")
     if spec.M <= 2:
         return GemmParams(mr=spec.M, nr=64, order="nm")
     if spec.b == "act" and spec.a == "const":
@@ -220,6 +258,13 @@ def default_params(spec: GemmSpec) -> GemmParams:
 def candidate_params(spec: GemmSpec) -> list[GemmParams]:
     """The tuner's modest search space (<= ~16 points), default first."""
     out = [default_params(spec)]
+    if spec.b == "direct":
+        for mr, nr in [(4, 16), (6, 16), (12, 16), (4, 32), (6, 32), (8, 8), (12, 8)]:
+            for order in ("nm", "mn"):
+                e = effective_params(spec, GemmParams(mr=mr, nr=nr, order=order))
+                if e not in out and e.mr * e.nr <= 255:
+                    out.append(e)
+        return out[:16]
     # acc = mr*nr floats must stay <= 1 KiB: larger buffers leave the stack for the workspace
     # allocator (a call per task) in TVM's lowering.
     for mr, nr in [(4, 32), (6, 32), (8, 16), (4, 48), (2, 64), (3, 64), (12, 16), (6, 16), (2, 32)]:

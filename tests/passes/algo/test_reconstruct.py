@@ -178,3 +178,19 @@ def test_bad_arguments_fail_at_call_not_at_first_level():
     W, X = data(out=4, K=6)
     with pytest.raises(ValueError):
         reconstruct_levels(W, hessian(X), [0.5, 0.4])  # no list(): raised eagerly
+
+
+def test_prepared_hessian_gives_the_same_levels():
+    from spdy.passes.algo.reconstruct import prepare
+    W, X = data()
+    H = hessian(X)
+    P = prepare(H, damp=0.05)
+    for fmt in ("1x1", "bsr4x1"):
+        a = list(reconstruct_levels(W, H, LEVELS, fmt, "obs", damp=0.05))
+        b = list(reconstruct_levels(W, P, LEVELS, fmt, "obs"))
+        for x, y in zip(a, b):
+            assert torch.equal(x.mask, y.mask) and torch.equal(x.weight, y.weight)
+            assert x.err == y.err
+    c = list(reconstruct_levels(W, P, LEVELS, "1x1", "lstsq"))
+    d = list(reconstruct_levels(W, H, LEVELS, "1x1", "lstsq", damp=0.05))
+    assert all(torch.equal(x.weight, y.weight) for x, y in zip(c, d))

@@ -1,0 +1,107 @@
+"""Sparse compiles: a given profile, and the SPDY search with its speedup check."""
+import numpy as np
+import pytest
+import torch
+
+import spdy
+from spdy.errors import CalibrationError, InfeasibleSpeedupError, SpdyError
+
+
+class Wide(torch.nn.Module):
+    """Big enough layers that 90% block sparsity is clearly faster than dense."""
+
+    def __init__(self, width=512, depth=4):
+        super().__init__()
+        self.inp = torch.nn.Linear(64, width)
+        self.hidden = torch.nn.ModuleList(torch.nn.Linear(width, width) for _ in range(depth))
+        self.out = torch.nn.Linear(width, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.inp(x))
+        for h in self.hidden:
+            x = torch.relu(h(x))
+        return self.out(x)
+
+
+@pytest.fixture(scope="module")
+def wide():
+    torch.manual_seed(0)
+    return Wide().eval(), torch.randn(16, 64, generator=torch.Generator().manual_seed(1))
+
+
+def test_profile_compile_runs_the_pruned_weights(wide):
+    model, x = wide
+    prof = {"hidden.0": {"format": "bsr16x1", "sparsity": 0.9}, "hidden.1": {"format": "bsr4x1", "sparsity": 0.8},
+            "hidden.2": {"format": "bsr1x1", "sparsity": 0.7}}
+    cm = spdy.compile(model, (x,), profile=prof, tune=False)
+    ref = cm.pruned_model(x)
+    np.testing.assert_allclose(cm(x).numpy(), ref.detach().numpy(), atol=1e-4)
+    w = cm.pruned_model.get_submodule("hidden.0").weight.detach()
+    blocks = w.reshape(512 // 16, 16, 512).abs().sum(1)  # [block rows, cols]: zero or not, per 16x1 block
+    assert float((blocks == 0).float().mean()) == pytest.approx(0.9, abs=0.01)
+    assert (w.reshape(32, 16, 512) == 0).all(1).sum() == (blocks == 0).sum()  # whole blocks pruned
+    assert cm.report["pruned"]["hidden.1"] == pytest.approx(0.8, abs=0.01)
+    assert cm.report["measured_speedup"] > 0 and cm.report["rounds"][0]["dense_artifact"]["median_ms"] > 0
+    assert cm.profile["hidden.0"] == {"format": "bsr16x1", "sparsity": 0.9}
+
+
+def test_bad_profile_lists_valid_names(wide):
+    model, x = wide
+    with pytest.raises(SpdyError) as e:
+        spdy.compile(model, (x,), profile={"nope": {"format": "bsr16x1", "sparsity": 0.5},
+                                           "hidden.0": {"format": "bsr8x8", "sparsity": 0.5}}, measure=False)
+    msg = str(e.value)
+    assert "unknown layer 'nope'" in msg and "unknown format 'bsr8x8'" in msg
+    assert "hidden.3" in msg and "bsr16x1" in msg
+
+
+CALIB = [torch.randn(16, 64, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+
+
+def test_spdy_meets_speedup_on_the_measured_artifact(wide, tmp_path):
+    model, x = wide
+    cm = spdy.compile(model, (x,), speedup=1.5, calib=CALIB, n_samples=64, grid_levels=6, max_evals=12,
+                      tune=False, workdir=tmp_path)
+    r = cm.report
+    assert r["measured_speedup"] >= 1.5 * 0.97
+    assert r["rounds"] and all("measured_speedup" in x and x["predicted_speedup"] for x in r["rounds"])
+    assert set(cm.profile) == {"inp", "hidden.0", "hidden.1", "hidden.2", "hidden.3", "out"}
+    assert cm.profile["inp"]["format"] == "dense" and cm.profile["out"]["format"] == "dense"
+    assert any(p["sparsity"] > 0 for p in cm.profile.values())
+    np.testing.assert_allclose(cm(x).numpy(), cm.pruned_model(x).detach().numpy(), atol=1e-4)
+    passes = [p["pass"] for p in cm.passlog]
+    assert passes[:7] == ["trace", "canonicalize", "fuse-epilogues", "dense-baseline", "insert-masks",
+                          "profile-latency", "build-database"]
+    # a second compile reuses the latency table and the reconstruction database
+    cm2 = spdy.compile(model, (x,), speedup=1.5, calib=CALIB, n_samples=64, grid_levels=6, max_evals=12,
+                       tune=False)
+    stats = {p["pass"]: p["stats"] for p in cm2.passlog}
+    assert stats["profile-latency"]["cache_misses"] == 0
+    assert stats["build-database"]["built"] == 0 and stats["build-database"]["reused"] > 0
+
+
+def test_infeasible_speedup_names_the_maximum(wide):
+    model, x = wide
+    with pytest.raises(InfeasibleSpeedupError) as e:
+        spdy.compile(model, (x,), speedup=50, calib=CALIB, n_samples=32, grid_levels=4, tune=False)
+    assert 1.0 < e.value.max_speedup < 50 and "largest reachable speedup" in str(e.value)
+    assert e.value.exit_code == 3
+
+
+@pytest.mark.parametrize("calib,needle", [([], "empty"), ([torch.randn(16, 65)], "shape"),
+                                          ([torch.full((16, 64), float("nan"))], "NaN")])
+def test_bad_calibration_fails_before_long_work(wide, calib, needle, tmp_path):
+    model, x = wide
+    with pytest.raises(CalibrationError, match=needle):
+        spdy.compile(model, (x,), speedup=2.0, calib=calib, workdir=tmp_path)
+    assert not (tmp_path / "passlog.jsonl").exists()  # no pass ran
+
+
+def test_nan_weights_fail_early(wide, tmp_path):
+    model, x = wide
+    bad = Wide().eval()
+    bad.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        bad.hidden[1].weight[0, 0] = float("nan")
+    with pytest.raises(CalibrationError, match="hidden.1"):
+        spdy.compile(bad, (x,), speedup=2.0, calib=CALIB, workdir=tmp_path)
