@@ -19,7 +19,7 @@ from spdy.ir.ops import CONV2D, LINEAR
 from spdy.ir.tensors import get_tensor
 from spdy.passes.algo.calib import check_finite_weights, collect_calibration
 from spdy.passes.algo.grid import level_bp
-from spdy.passes.algo.reconstruct import Hessian, conv_inputs_to_X, reconstruct_levels
+from spdy.passes.algo.reconstruct import Hessian, conv_inputs_to_X, prepare, reconstruct_levels
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 from spdy.store.recon_db import ReconDatabase, hash_calibration
@@ -86,6 +86,8 @@ class BuildDatabasePass(Pass):
     n_samples: int = 1024
     batch_size: int = 64
     damp: float = 0.01
+    refine_iters: int = 5
+    threads: int = 1              # per-layer solves are small: 1 thread beats 2 on a busy machine
 
     def run(self, gm, ctx) -> PassResult:
         table = ctx.need("latency_table")
@@ -104,17 +106,20 @@ class BuildDatabasePass(Pass):
         formats = sorted({o.format for o in table.options if o.format != DENSE})
         for i, layer in enumerate(rows):
             w = get_tensor(gm, layer.weight).detach().float()
+            prepared = None  # factor H once per layer, only if some level is missing
             for fmt in formats:
                 fmt_opts = [o for o in table.options if o.format == fmt]
                 db.bind(layer.qualname, w, method=self.method, fmt=fmt, calib=calib_hash,
-                        options={"damp": self.damp})
+                        options={"damp": self.damp, "refine_iters": self.refine_iters})
                 missing = db.missing(layer.qualname, [o.bp for o in fmt_opts], fmt)
                 skipped += len(fmt_opts) - len(missing)
                 if not missing:
                     continue
                 sparsities = [0.0] + [o.sparsity for o in fmt_opts]
-                for res in reconstruct_levels(w, hessians[layer.qualname], sparsities, fmt, self.method,
-                                              damp=self.damp):
+                if prepared is None:
+                    prepared = prepare(hessians[layer.qualname], self.damp, threads=self.threads)
+                for res in reconstruct_levels(w, prepared, sparsities, fmt, self.method, damp=self.damp,
+                                              refine_iters=self.refine_iters, threads=self.threads):
                     if res.level == 0:
                         continue
                     bp = level_bp(sparsities[res.level])

@@ -286,3 +286,25 @@ class LatencyDB:
 
 def entry_json(e: LatencyEntry) -> dict:
     return asdict(e)
+
+
+def cli(args) -> int:
+    """``spdy cache stats | export FILE | import FILE | clear`` (args.action, args.file)."""
+    from spdy.errors import SpdyError
+    if args.action in ("export", "import") and not getattr(args, "file", None):
+        raise SpdyError(f"spdy cache {args.action} needs a FILE")
+    with LatencyDB() as db:
+        if args.action == "stats":
+            print(json.dumps(db.stats(), indent=1))
+        elif args.action == "export":
+            print(f"exported {db.export_json(args.file)} entries to {args.file}")
+        elif args.action == "import":
+            try:
+                n = db.import_json(args.file)
+            except (OSError, ValueError, KeyError) as e:
+                raise SpdyError(f"cannot import {args.file}: {e}") from None
+            print(f"imported {n} entries from {args.file}")
+        elif args.action == "clear":
+            db.clear()
+            print(f"cleared {db.path}")
+    return 0

@@ -1,5 +1,6 @@
 """The `spdy` command: compile, inspect, bench, exit codes and one-line errors."""
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -55,7 +56,6 @@ def test_version():
     (["compile", "spdy.models:mlp", "--input", "1x65", "-o", "x"], 2, "check the input shapes"),
     (["compile", "spdy.models:mlp", "--input", "1xa", "-o", "x"], 2, "cannot parse input shape"),
     (["compile", "spdy.models.nope:f", "--input", "1x64", "-o", "x"], 2, "cannot import"),
-    (["compile", "spdy.models:mlp", "--input", "1x64", "--speedup", "2", "-o", "x"], 1, "not available yet"),
     (["inspect", "does-not-exist"], 1, "does not exist"),
 ])
 def test_errors_are_one_line(args, code, needle, tmp_path):
@@ -74,3 +74,21 @@ def test_corrupted_artifact_dir(compiled, tmp_path):
     (d / "manifest.json").write_text("garbage")
     r = run("bench", str(d))
     assert r.returncode == 1 and "corrupted" in r.stderr and "Traceback" not in r.stderr
+
+
+def calib_factory():
+    import torch
+    return [torch.randn(1, 64) for _ in range(8)]
+
+
+def test_infeasible_speedup_exit_code_3(tmp_path):
+    r = run("compile", "spdy.models:mlp", "--input", "1x64", "--speedup", "50", "--calib",
+            "tests.e2e.test_cli:calib_factory", "--samples", "8", "--no-tune", "-o", str(tmp_path / "o"),
+            cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 3, r.stderr
+    assert "largest reachable speedup" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_sparse_compile_needs_calib(tmp_path):
+    r = run("compile", "spdy.models:mlp", "--input", "1x64", "--speedup", "2", "-o", str(tmp_path / "o"))
+    assert r.returncode == 2 and "--calib" in r.stderr

@@ -64,3 +64,33 @@ def test_sparse_layer_without_sparse_package_names_layer(monkeypatch):
         emit_conv2d(None, None, np.zeros((1, 1, 1, 1), "float32"), None, None, stride=(1, 1),
                     padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, activation="none",
                     name="blk.conv", ctx=ctx)
+
+
+class _PickTuner:
+    """A stand-in tuner that returns the i-th candidate: every template point the real tuner
+    may choose is then checked through the real emitter."""
+
+    def __init__(self, i):
+        self.i, self.seen = i, 0
+
+    def best_params(self, signature, candidates, build_fn, *, default=None, source_hash="", **kw):
+        self.seen = len(candidates)
+        return candidates[min(self.i, len(candidates) - 1)]
+
+
+@pytest.mark.parametrize("i", [2, 6])
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2)], ids=["direct", "im2col"])
+def test_conv_candidates_match_torch(i, stride):
+    from spdy.runtime.emit_context import EmitContext
+    from spdy.runtime.kernels import emit_conv2d
+    from _dense_util import target
+    rng = np.random.default_rng(i)
+    x = rng.standard_normal((1, 6, 19, 21)).astype("float32")
+    w = rng.standard_normal((14, 3, 3, 3)).astype("float32")  # 7 outputs per group: M tails
+    ref = torch.relu(torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), stride=stride,
+                                                padding=1, groups=2)).numpy()
+    ctx = EmitContext(target=target(), tuner=_PickTuner(i))
+    got, _ = build_and_run([x], lambda bb, vs, c: emit_conv2d(
+        bb, vs[0], w, None, None, stride=stride, padding=(1, 1, 1, 1), dilation=(1, 1), groups=2,
+        activation="relu", name="c", ctx=c), ctx=ctx)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)

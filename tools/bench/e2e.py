@@ -1,169 +1,410 @@
-"""Whole-model dense latency: spdy's kernels + Relax pipeline vs PyTorch eager and onnxruntime.
+"""Whole-model latency, batch 1: spdy artifacts (dense and block-sparse) vs dense runtimes.
 
-Models (defined here; BN already folded into conv biases, as spdy's lowering does):
-ResNet-18 (1x3x224x224) and the BERT-base FFN block ([128,768] -> 3072 -> GELU -> 768).
-The model goes through torch.export and TVM's frontend with conv2d/linear routed to spdy's
-emitters (custom_convert_map), then ``spdy.runtime.kernels.relax_pipeline``. Same threads for
-all runtimes, interleaved rounds, medians and ratios (peer / spdy; > 1 means spdy faster).
+For each model the bench compiles, through the public API,
+  * the dense spdy artifact:      ``spdy.compile(model, (x,), tune=...)``
+  * block-sparse spdy artifacts:  ``spdy.compile(model, (x,), profile={layer: {"format": "bsr16x1",
+    "sparsity": s}}, tune=...)`` for s in --sparsities (uniform magnitude masks; ResNet-18: every
+    conv but the first, fc stays dense; BERT: every Linear),
+and times them against the *dense* model in PyTorch eager, onnxruntime and OpenVINO (f32 precision
+hint), all on --threads threads (TVM_NUM_THREADS, torch.set_num_threads, ORT intra_op_num_threads,
+OV INFERENCE_NUM_THREADS). onnxruntime and OpenVINO have no sparse kernels, so they run the dense
+model; their latency does not depend on the weight values.
 
-    python tools/bench/e2e.py [--models resnet18,bert_ffn] [--threads 2] [--rounds 5] [--tune] [--out PATH]
+Timing: every runtime is called the same way from Python with inputs bound in advance (a TVM
+tensor, a numpy feed, an OV infer request). One *round* times each runtime once (a median of
+--repeat samples, each >= --min-ms long); the order of runtimes rotates between rounds and
+rounds interleave, so load from other processes hits all runtimes alike. Reported: the median of
+the round medians, and ratios ``other_ms / this_ms`` (> 1 means this runtime is faster).
+
+Numerics are checked on the same input: spdy dense, onnxruntime and OpenVINO against PyTorch eager
+(dense); each sparse artifact against the original torch model with the artifact's masks applied.
+
+    python tools/bench/e2e.py                                   # resnet18,bert_ffn; tuned; 80%/90%
+    python tools/bench/e2e.py --models resnet18,bert_ffn,bert_block --rounds 9
+    python tools/bench/e2e.py --quick --no-tune                 # smoke run: 3 rounds, 90% only
+
+Writes a table to stdout and JSON to tools/bench/results/e2e.json (--out).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
+import platform
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# model name -> (factory attribute in spdy.models, input shape, which layers a sparse profile prunes)
+MODELS = {
+    "resnet18": ("resnet18", (1, 3, 224, 224), "convs_but_first"),
+    "bert_ffn": ("bert_ffn_block", (1, 128, 768), "all_linear"),
+    "bert_block": ("bert_encoder_block", (1, 128, 768), "all_linear"),
+}
+PEERS = ("torch", "onnxruntime", "openvino")
 
 
-def resnet18():
+def log(msg: str) -> None:
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- tuner statistics
+_TUNERS: list = []
+
+
+def _track_tuners() -> None:
+    """Remember every Tuner spdy.compile creates, to report its cache hits/misses and tune time."""
+    from spdy.runtime import tune
+    if getattr(tune.Tuner, "_e2e_tracked", False):
+        return
+    orig = tune.Tuner.__post_init__
+
+    def post_init(self):
+        orig(self)
+        _TUNERS.append(self)
+
+    tune.Tuner.__post_init__ = post_init
+    tune.Tuner._e2e_tracked = True
+
+
+def _tuner_stats(start: int) -> dict:
+    out = {"hits": 0, "misses": 0, "tuned": 0, "tune_s": 0.0}
+    for t in _TUNERS[start:]:
+        for k in out:
+            out[k] += t.stats.get(k, 0)
+    out["tune_s"] = round(out["tune_s"], 2)
+    return out
+
+
+# ----------------------------------------------------------------------------- compile
+def sparse_layers(report_layers: list[dict], rule: str) -> list[str]:
+    if rule == "convs_but_first":
+        convs = [l["qualname"] for l in report_layers if l["kind"] == "conv2d"]
+        return convs[1:]
+    if rule == "all_linear":
+        return [l["qualname"] for l in report_layers if l["kind"] == "linear"]
+    raise ValueError(rule)
+
+
+def compile_spdy(model, x, *, tune: bool, threads: int, profile: dict | None = None):
+    import spdy
+    n0 = len(_TUNERS)
+    t0 = time.perf_counter()
+    cm = spdy.compile(model, (x,), tune=tune, num_threads=threads, profile=profile, measure=False)
+    wall = time.perf_counter() - t0
+    passes = {r["pass"]: r.get("wall_s") for r in cm.passlog}
+    info = {"compile_s": round(wall, 2), "tuner": _tuner_stats(n0),
+            "lower_s": passes.get("lower-to-tvm"), "build_s": passes.get("build-artifact"),
+            "pass_wall_s": passes}
+    lower = [r.get("stats", {}) for r in cm.passlog if r["pass"] == "lower-to-tvm"]
+    if lower:
+        info["kernels"] = lower[-1].get("kernels")
+    apply = [r.get("stats", {}) for r in cm.passlog if r["pass"] == "apply-profile"]
+    if apply:
+        sp = apply[-1].get("sparsity", {})
+        info["achieved_sparsity"] = {"min": min(sp.values()), "max": max(sp.values())} if sp else None
+    return cm, info
+
+
+def masked_copy(model, pruned_gm, layers: list[str]):
+    """The original torch model with the artifact's masks applied (zeros where pruned_gm has zeros).
+
+    pruned_gm folds BN and uses spdy custom ops, so only its zero pattern is taken: BN folding scales
+    whole output channels and does not move zeros."""
     import torch
-    from torch import nn
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1)
-            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1)
-            self.ds = nn.Conv2d(cin, cout, 1, stride, 0) if stride != 1 or cin != cout else None
-
-        def forward(self, x):
-            y = torch.relu(self.c1(x))
-            y = self.c2(y)
-            return torch.relu(y + (self.ds(x) if self.ds is not None else x))
-
-    class ResNet18(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.stem = nn.Conv2d(3, 64, 7, 2, 3)
-            self.pool = nn.MaxPool2d(3, 2, 1)
-            chans = [(64, 64, 1), (64, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2),
-                     (256, 256, 1), (256, 512, 2), (512, 512, 1)]
-            self.blocks = nn.Sequential(*[Block(a, b, s) for a, b, s in chans])
-            self.fc = nn.Linear(512, 1000)
-
-        def forward(self, x):
-            x = self.pool(torch.relu(self.stem(x)))
-            x = self.blocks(x)
-            return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1))
-
-    return ResNet18().eval(), (torch.randn(1, 3, 224, 224),)
+    m = copy.deepcopy(model).eval()
+    sd = pruned_gm.state_dict()
+    params = dict(m.named_parameters())
+    with torch.no_grad():
+        for q in layers:
+            name = f"{q}.weight"
+            pw, w = sd.get(name), params.get(name)
+            if pw is None or w is None or tuple(pw.shape) != tuple(w.shape):
+                raise RuntimeError(f"cannot map the mask of {q}: pruned weight "
+                                   f"{None if pw is None else tuple(pw.shape)} vs {None if w is None else tuple(w.shape)}")
+            w.mul_((pw != 0).to(w.dtype))
+    return m
 
 
-def bert_ffn():
+# ----------------------------------------------------------------------------- runtimes
+def make_torch(model, x, threads: int):
     import torch
-    from torch import nn
-    m = nn.Sequential(nn.Linear(768, 3072), nn.GELU(), nn.Linear(3072, 768)).eval()
-    return m, (torch.randn(128, 768),)
+    torch.set_num_threads(threads)
+
+    def run():
+        with torch.inference_mode():
+            return model(x)
+    return run, lambda: run().numpy()
 
 
-MODELS = {"resnet18": resnet18, "bert_ffn": bert_ffn}
+def make_spdy(cm, x):
+    import numpy as np
+    import tvm
+    runner = cm.runner
+    arr = [tvm.runtime.tensor(np.ascontiguousarray(x.numpy()), runner.device)]
+    f = runner.vm["main"]
+    return (lambda: f(*arr)), (lambda: runner.run_numpy([a.numpy() for a in arr])[0])
 
 
-def to_relax(model, inputs, ctx):
-    """torch.export -> Relax, with conv2d/linear emitted by spdy's kernels."""
+def export_onnx(model, x, path: Path) -> Path:
     import torch
-    from tvm.relax.frontend.torch import from_exported_program
-    from spdy.runtime.kernels import emit_conv2d, emit_linear
-    ep = torch.export.export(model, inputs)
-    sig = ep.graph_signature
-    params = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}
-    state = ep.state_dict
-
-    def tensor(node):
-        return None if node is None else state[params[node.name]].detach().numpy()
-
-    def conv(node, imp):
-        a = list(node.args) + [None] * (7 - len(node.args))
-        x, w, b, stride, pad, dil, groups = a[:7]
-        stride, pad, dil = stride or [1, 1], pad or [0, 0], dil or [1, 1]
-        return emit_conv2d(imp.block_builder, imp.env[x], tensor(w), tensor(b), None,
-                           stride=tuple(stride), padding=(pad[0], pad[1], pad[0], pad[1]),
-                           dilation=tuple(dil), groups=groups or 1, activation="none",
-                           name=node.name, ctx=ctx)
-
-    def linear(node, imp):
-        x, w = node.args[:2]
-        b = node.args[2] if len(node.args) > 2 else None
-        return emit_linear(imp.block_builder, imp.env[x], tensor(w), tensor(b), None,
-                           activation="none", name=node.name, ctx=ctx)
-
-    return from_exported_program(ep, run_ep_decomposition=False,
-                                 custom_convert_map={"conv2d.default": conv, "linear.default": linear})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # torch 2.13: dynamo=True needs onnxscript (not installed); the legacy exporter works as is
+        torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                          opset_version=17)
+    return path
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="resnet18,bert_ffn")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--tune", action="store_true")
-    ap.add_argument("--out", default=str(ROOT / "tools/bench/results/e2e_dense.json"))
-    args = ap.parse_args(argv)
-    os.environ["TVM_NUM_THREADS"] = str(args.threads)
+def make_ort(onnx_path: Path, x, threads: int):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x.numpy()}
+    run = lambda: sess.run(None, feed)  # noqa: E731
+    return run, lambda: run()[0], {"version": ort.__version__}
+
+
+def make_openvino(onnx_path: Path, x, threads: int):
+    import openvino as ov
+    core = ov.Core()
+    cfg = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
+           "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", cfg)
+    req = compiled.create_infer_request()
+    req.set_input_tensor(ov.Tensor(x.numpy()))
+    out = compiled.output(0)
+
+    def result():
+        req.infer()
+        return req.get_tensor(out).data.copy()
+    got = {k: str(compiled.get_property(k)) for k in ("INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT")}
+    return req.infer, result, {"version": ov.__version__, "config": got}
+
+
+# ----------------------------------------------------------------------------- timing
+def time_once(fn, repeat: int, min_ms: float) -> float:
+    """Median seconds per call over `repeat` samples of >= min_ms each (after a warm-up)."""
+    import numpy as np
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-6)
+    number = max(1, int(round(min_ms / 1e3 / one)))
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - t0) / number)
+    return float(np.median(samples))
+
+
+def bench_rounds(runners: dict, rounds: int, repeat: int, min_ms: float) -> dict:
+    import numpy as np
+    names = list(runners)
+    per = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for n in order:
+            per[n].append(time_once(runners[n], repeat, min_ms) * 1e3)
+            time.sleep(0.05)  # let spinning worker threads of the previous runtime park
+        log(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {per[n][-1]:.2f}" for n in names))
+    out = {}
+    for n, v in per.items():
+        a = np.asarray(v)
+        out[n] = {"median_ms": float(np.median(a)), "min_ms": float(a.min()),
+                  "p10_ms": float(np.percentile(a, 10)), "p90_ms": float(np.percentile(a, 90)),
+                  "rounds_ms": [round(float(t), 4) for t in v]}
+    return out
+
+
+def errs(a, b) -> dict:
+    import numpy as np
+    a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
+    d = float(np.abs(a - b).max())
+    return {"max_abs": d, "rel": d / max(float(np.abs(b).max()), 1e-30)}
+
+
+# ----------------------------------------------------------------------------- one model
+def run_model(name: str, args, tmp: Path) -> dict:
     import numpy as np
     import torch
-    import tvm
-    from tvm import relax
-    from spdy.runtime.emit_context import EmitContext
-    from spdy.runtime.kernels import relax_pipeline
-    from spdy.runtime.measure import time_callable, time_module
-    torch.set_num_threads(args.threads)
-    target = tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu(),
-                                "num-cores": args.threads})
-    tuner = None
-    if args.tune:
-        from spdy.runtime.tune import Tuner
-        tuner = Tuner(target, num_threads=args.threads)
-    results = {}
-    for name in args.models.split(","):
-        model, inputs = MODELS[name]()
-        ctx = EmitContext(target=target, num_threads=args.threads, tuner=tuner)
-        t0 = time.time()
-        mod = to_relax(model, inputs, ctx)
-        ex = tvm.compile(mod, target, relax_pipeline=relax_pipeline(target, ctx))
-        build_s = time.time() - t0
-        vm = relax.VirtualMachine(ex, tvm.cpu())
-        xs = [tvm.runtime.tensor(i.numpy()) for i in inputs]
-        with torch.no_grad():
-            ref = model(*inputs).numpy()
-        out = vm["main"](*xs)
-        out = out[0] if isinstance(out, (list, tuple)) or type(out).__name__ == "Array" else out
-        err = float(np.abs(out.numpy() - ref).max())
-        ort = None
+    import spdy.models
+    factory, shape, rule = MODELS[name]
+    torch.manual_seed(0)
+    model = getattr(spdy.models, factory)().eval()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref = model(x).numpy()
+    res: dict = {"input_shape": list(shape), "compile": {}, "numerics": {}, "sparse_layers": None, "skipped": {}}
+    runners: dict = {}
+
+    # spdy dense
+    log(f"{name}: compiling dense (tune={args.tune})")
+    cm, info = compile_spdy(model, x, tune=args.tune, threads=args.threads)
+    res["compile"]["spdy_dense"] = info
+    log(f"{name}: dense compiled in {info['compile_s']} s, tuner {info['tuner']}")
+    run, out = make_spdy(cm, x)
+    res["numerics"]["spdy_dense"] = errs(out(), ref)
+    runners["spdy_dense"] = run
+    layers = sparse_layers(cm.report["layers"], rule)
+    res["sparse_layers"] = layers
+
+    # spdy sparse
+    for s in args.sparsities:
+        label = f"spdy_bsr16x1_{int(round(s * 100))}"
+        prof = {q: {"format": "bsr16x1", "sparsity": s} for q in layers}
+        log(f"{name}: compiling {label} ({len(layers)} sparse layers)")
         try:
-            import onnxruntime as ort_mod
-            p = Path("/tmp") / f"spdy_e2e_{name}.onnx"
-            torch.onnx.export(model, inputs, str(p), dynamo=False)
-            so = ort_mod.SessionOptions()
-            so.intra_op_num_threads = args.threads
-            so.inter_op_num_threads = 1
-            sess = ort_mod.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
-            feed = {sess.get_inputs()[0].name: inputs[0].numpy()}
-            ort = lambda: sess.run(None, feed)  # noqa: E731
-        except Exception as e:  # benchmark-only extra
-            print(f"onnxruntime unavailable for {name}: {e}", file=sys.stderr)
-        samples = {"spdy": [], "torch": [], "onnxruntime": []}
-        for _ in range(args.rounds):  # interleaved rounds
-            samples["spdy"].append(time_module(vm, "main", xs, repeat=3, min_repeat_ms=50).median)
-            with torch.no_grad():
-                samples["torch"].append(time_callable(lambda: model(*inputs), repeat=3, min_repeat_ms=50).median)
-            if ort:
-                samples["onnxruntime"].append(time_callable(ort, repeat=3, min_repeat_ms=50).median)
-        med = {k: float(np.median(v)) * 1e3 for k, v in samples.items() if v}
-        res = dict(model=name, build_s=build_s, max_abs_err=err, median_ms=med,
-                   ratio_vs={k: med[k] / med["spdy"] for k in med if k != "spdy"}, stats=dict(ctx.stats))
-        results[name] = res
-        print(json.dumps(res), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"threads": args.threads, "target": str(target),
-                                          "results": results}, indent=1))
+            cs, info = compile_spdy(model, x, tune=args.tune, threads=args.threads, profile=prof)
+        except Exception as e:  # report and go on with the other rows
+            msg = f"{type(e).__name__}: {e}"
+            log(f"{name}: {label} failed: {msg[:2000]}")
+            res["skipped"][label] = msg[:4000]
+            continue
+        res["compile"][label] = info
+        log(f"{name}: {label} compiled in {info['compile_s']} s, tuner {info['tuner']}")
+        run, out = make_spdy(cs, x)
+        mm = masked_copy(model, cs.pruned_model, layers)
+        with torch.inference_mode():
+            mref = mm(x).numpy()
+        res["numerics"][label] = errs(out(), mref)
+        runners[label] = run
+
+    # dense peers
+    runners["torch"] = make_torch(model, x, args.threads)[0]
+    onnx_path = None
+    if "onnxruntime" in args.peers or "openvino" in args.peers:
+        try:
+            onnx_path = export_onnx(model, x, tmp / f"{name}.onnx")
+        except Exception as e:
+            res["skipped"]["onnx_export"] = f"{type(e).__name__}: {e}"[:2000]
+    for peer, make in (("onnxruntime", make_ort), ("openvino", make_openvino)):
+        if peer not in args.peers or onnx_path is None:
+            continue
+        try:
+            run, out, meta = make(onnx_path, x, args.threads)
+            res["numerics"][peer] = errs(out(), ref)
+            res.setdefault("peer_info", {})[peer] = meta
+            runners[peer] = run
+        except ImportError as e:
+            res["skipped"][peer] = f"not installed ({e})"
+        except Exception as e:
+            res["skipped"][peer] = f"{type(e).__name__}: {e}"[:2000]
+    for k, v in res["numerics"].items():
+        if v["rel"] > 1e-3:
+            log(f"{name}: WARNING {k} differs from its reference: {v}")
+
+    log(f"{name}: timing {list(runners)} x {args.rounds} rounds")
+    load0 = os.getloadavg()
+    res["timing"] = bench_rounds(runners, args.rounds, args.repeat, args.min_ms)
+    res["loadavg_before_after"] = [round(load0[0], 2), round(os.getloadavg()[0], 2)]
+    med = {k: v["median_ms"] for k, v in res["timing"].items()}
+    res["ratios"] = {k: {f"vs_{o}": med[o] / med[k] for o in ("torch", "onnxruntime", "openvino", "spdy_dense")
+                         if o in med and o != k} for k in med}
+    return res
+
+
+# ----------------------------------------------------------------------------- output
+def print_table(results: dict, header: str) -> None:
+    cols = ("torch", "onnxruntime", "openvino", "spdy_dense")
+    print(header)
+    line = f"{'model':<11} {'runtime':<18} {'median ms':>10} {'min ms':>8}  " + \
+           "  ".join(f"{'x vs ' + c.replace('onnxruntime', 'ort').replace('openvino', 'ov'):>15}" for c in cols)
+    print(line)
+    print("-" * len(line))
+    for name, r in results.items():
+        if "timing" not in r:
+            print(f"{name:<11} FAILED: {r.get('error', '?')[:200]}")
+            continue
+        for k, t in r["timing"].items():
+            rat = r["ratios"][k]
+            cells = "  ".join(f"{rat['vs_' + c]:>15.2f}" if "vs_" + c in rat else f"{'-':>15}" for c in cols)
+            print(f"{name:<11} {k:<18} {t['median_ms']:>10.2f} {t['min_ms']:>8.2f}  {cells}")
+        for k, v in r["skipped"].items():
+            print(f"{name:<11} {k:<18} skipped: {v.splitlines()[0][:150]}")
+    print("x vs R = R's median / this row's median (> 1: this row is faster than R).")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--models", default="resnet18,bert_ffn", help=f"comma list of {','.join(MODELS)}")
+    ap.add_argument("--sparsities", default=None, help="comma list (default 0.8,0.9; --quick: 0.9)")
+    ap.add_argument("--peers", default=",".join(PEERS), help="dense runtimes to compare against")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7; --quick 3)")
+    ap.add_argument("--repeat", type=int, default=None, help="samples per runtime per round (default 5)")
+    ap.add_argument("--min-ms", type=float, default=None, help="min length of one sample (default 100 ms)")
+    ap.add_argument("--no-tune", dest="tune", action="store_false", help="spdy kernels with default params")
+    ap.add_argument("--quick", action="store_true", help="3 rounds, 3 x 50 ms samples, 90%% sparsity only")
+    ap.add_argument("--out", default=str(ROOT / "tools/bench/results/e2e.json"))
+    args = ap.parse_args(argv)
+    args.rounds = args.rounds or (3 if args.quick else 7)
+    args.repeat = args.repeat or (3 if args.quick else 5)
+    args.min_ms = args.min_ms or (50.0 if args.quick else 100.0)
+    args.sparsities = [float(s) for s in (args.sparsities or ("0.9" if args.quick else "0.8,0.9")).split(",") if s]
+    args.peers = [p for p in args.peers.split(",") if p]
+    models = [m for m in args.models.split(",") if m]
+    bad = [m for m in models if m not in MODELS]
+    if bad:
+        ap.error(f"unknown model(s) {bad}; choose from {list(MODELS)}")
+
+    # thread counts before any runtime starts its pool
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import torch
+    import tvm
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    _track_tuners()
+
+    t_start = time.time()
+    meta = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": "python tools/bench/e2e.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "threads": args.threads, "tune": args.tune, "rounds": args.rounds, "repeat": args.repeat,
+            "min_sample_ms": args.min_ms, "sparsities": args.sparsities, "cpu_count": os.cpu_count(),
+            "host_cpu": tvm.target.codegen.llvm_get_system_cpu(), "machine": platform.machine(),
+            "versions": {"torch": torch.__version__, "tvm": tvm.__version__}, "loadavg_start": os.getloadavg()}
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="spdy-e2e-") as tmp:
+        for name in models:
+            try:
+                results[name] = run_model(name, args, Path(tmp))
+            except Exception as e:
+                import traceback
+                log(f"{name} failed:\n{traceback.format_exc()}")
+                results[name] = {"error": f"{type(e).__name__}: {e}"[:4000]}
+    meta["loadavg_end"] = os.getloadavg()
+    meta["total_s"] = round(time.time() - t_start, 1)
+    for peer, mod in (("onnxruntime", "onnxruntime"), ("openvino", "openvino")):
+        try:
+            meta["versions"][peer] = __import__(mod).__version__
+        except ImportError:
+            meta["versions"][peer] = None
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(out.name + ".tmp")
+    tmp_out.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str) + "\n")
+    os.replace(tmp_out, out)
+    la = meta["loadavg_start"]
+    print_table(results, f"e2e, batch 1, {args.threads} threads, tune={args.tune}, {args.rounds} interleaved "
+                         f"rounds, medians; load avg {la[0]:.1f} at start; {meta['command']}")
+    print(f"JSON: {out}")
+    return 0 if all("timing" in r for r in results.values()) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,8 +2,8 @@
 
 Layers: ResNet-18/50 convs (batch 1, 224x224 input; the 3-channel stem is left out, profiles
 keep it dense) and BERT-base linears (batch 1, seq 128) plus the ResNet fc layers (M = 1).
-Each (layer, format, sparsity) kernel is tuned over its template candidates (fastest of
-`candidates(...)`, timed with time_evaluator) and compared with torch's conv2d/linear on
+Each (layer, format, sparsity) kernel uses its default template parameters, or with --tune
+the fastest of `candidates(...)` (time_evaluator), and is compared with torch's conv2d/linear on
 the same threads, in the same process, in alternating rounds (the machine is shared:
 compare ratios within one run). Bias is fused in both.
 
@@ -11,7 +11,8 @@ Masks: random-normal weights with a per-output-channel scale (log-normal, sigma 
 that magnitude pruning leaves uneven rows as real trained weights do, then magnitude
 pruning by block L2 norm (no pretrained weights offline).
 
-    python tools/bench/kernels_sparse.py [--quick] [--threads 2] [--no-dense] [--out PATH]
+    python tools/bench/kernels_sparse.py [--quick] [--tune] [--threads 2] [--no-dense]
+        [--formats bsr16x1,...] [--sparsities 0.9,...] [--layers r18.,bert.] [--out PATH]
 """
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ def _calls_for(fn, min_ms: float) -> int:
     return max(1, int(min_ms / 1e3 / max(time.perf_counter() - t0, 1e-7)))
 
 
-def paired(tfn, lib, symbol, targs, rounds: int = 11, min_ms: float = 10.0):
+def paired(tfn, lib, symbol, targs, rounds: int = 7, min_ms: float = 5.0):
     """Alternate torch and spdy timings round by round: (torch seconds, spdy seconds) lists.
 
     The machine is shared and its load drifts; pairing each spdy sample with a torch sample
@@ -159,13 +160,18 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-dense", action="store_true", help="skip the spdy dense kernel column")
     ap.add_argument("--formats", default=",".join(FORMATS))
+    ap.add_argument("--sparsities", default=None, help="comma list, default 0.5,0.7,0.8,0.9,0.95")
+    ap.add_argument("--layers", default=None, help="comma list of layer-name prefixes, e.g. r18.,bert.")
+    ap.add_argument("--tune", action="store_true", help="search the template candidates per kernel "
+                    "(default: the untuned default parameters)")
+    ap.add_argument("--rounds", type=int, default=7, help="paired torch/spdy timing rounds")
     ap.add_argument("--out", default=str(ROOT / "tools/bench/results/kernels_sparse.json"))
     args = ap.parse_args(argv)
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     import numpy as np
     import torch
     import tvm
-    from spdy.runtime.sparse import candidates, magnitude_mask, to_bsr
+    from spdy.runtime.sparse import candidates, default_params, magnitude_mask, to_bsr
     from spdy.runtime.sparse.timing import best_params
     torch.set_num_threads(args.threads)
     target = tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu(),
@@ -176,6 +182,11 @@ def main(argv=None):
         layers = [l for l in layers if l[1][0] in QUICK_LAYERS]
         sparsities = QUICK_SPARSITIES
     formats = args.formats.split(",")
+    if args.sparsities:
+        sparsities = [float(v) for v in args.sparsities.split(",")]
+    if args.layers:
+        pre = tuple(args.layers.split(","))
+        layers = [l for l in layers if l[1][0].startswith(pre)]
     rows = []
     print(f"{'layer':14s} {'format':8s} {'sp':>5s} {'torch ms':>9s} {'dense ms':>9s} {'sparse ms':>9s} "
           f"{'x torch':>7s} {'x dense':>7s} {'x best':>7s}  params", flush=True)
@@ -188,14 +199,17 @@ def main(argv=None):
             for sp in sparsities:
                 wm = w * magnitude_mask(w, fmt, sp)
                 bsr = to_bsr(wm.reshape(w.shape[0], -1), fmt)
-                prm, _, trials = best_params(lambda p: mk(bsr, p),
-                                             candidates(bsr.block[0], q, args.threads, kind),
-                                             x, [b], target, number=3, repeat=5)
+                if args.tune:
+                    prm, _, trials = best_params(lambda p: mk(bsr, p),
+                                                 candidates(bsr.block[0], q, args.threads, kind),
+                                                 x, [b], target, number=3, repeat=3)
+                else:
+                    prm, trials = default_params(bsr.block[0], q, args.threads, kind), {}
                 k = mk(bsr, prm)
                 lib = tvm.tirx.build(k.func, target)
                 targs = [tvm.runtime.tensor(np.ascontiguousarray(a))
                          for a in [x, *k.consts, b, np.zeros(k.out_shape, np.float32)]]
-                tt, ss = paired(tfn, lib, str(k.func.attrs["global_symbol"]), targs)
+                tt, ss = paired(tfn, lib, str(k.func.attrs["global_symbol"]), targs, rounds=args.rounds)
                 t_ms, s_ms = float(np.median(tt)) * 1e3, float(np.median(ss)) * 1e3
                 got = targs[-1].numpy()
                 wt = torch.tensor(wm)
@@ -234,7 +248,8 @@ def main(argv=None):
     for k, v in summary.items():
         vd = f" ({v['median_vs_spdy_dense']:.2f})" if v["median_vs_spdy_dense"] else ""
         print(f"  {k:14s} {v['median_vs_torch']:6.2f} [{v['median_vs_torch_bestof']:.2f}]{vd}   worst {v['min_vs_torch']:.2f}")
-    meta = dict(threads=args.threads, target=str(target), quick=args.quick, wall_s=time.time() - t_start,
+    meta = dict(threads=args.threads, target=str(target), quick=args.quick, tuned=args.tune,
+                wall_s=time.time() - t_start, load_avg=os.getloadavg(),
                 torch=torch.__version__, tvm=tvm.__version__)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=1))

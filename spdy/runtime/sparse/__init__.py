@@ -2,10 +2,11 @@
 
 bsr.py       masks by block magnitude, dense <-> BSR (numpy only)
 balance.py   per-thread work lists over uneven block rows
-templates.py TVMScript kernel sources (Linear, Conv2d via im2col tiles) and their candidates
+templates.py TVMScript kernel sources (Linear; Conv2d via im2col) and tuning candidates
+direct_conv.py Conv2d without im2col: B rows read from zero-padded stride-phase planes
 kernels.py   (PrimFunc, constant arrays) for one layer
 emit.py      the Relax emitters the lowering calls for layers marked sparse
-timing.py    compile-and-time helpers for benches
+timing.py    compile-and-time helpers for benches (the lowering tunes through spdy.runtime.tune)
 """
 from .bsr import BSR, FORMATS, block_norms, block_shape, magnitude_mask, prune_to_bsr, to_bsr
 from .emit import emit_sparse_conv2d, emit_sparse_linear

@@ -1,17 +1,18 @@
 """TVMScript sources of the block-sparse kernels, generated per shape and parameters.
 
 Why generated text: a kernel's argument list depends on the layer (bias and residual are
-optional, conv has im2col, tails need guards only when present); writing one Python
-function per combination would multiply code, so the source is assembled here and parsed
-with `tvm.script.parser.parse`. Every size is a compile-time constant.
+optional, tails need guards only when present); writing one Python function per
+combination would multiply code, so the source is assembled here and parsed with
+`tvm.script.parser.parse`. Every size is a compile-time constant.
 
 One formulation serves Linear and Conv2d ("column-vector" GEMM):
-    Z[R, Q] = W[R, K] @ B[K, Q]     W in BSR (BR x 1 blocks), B dense, packed as [TILES, K, QT]
+    Z[R, Q] = W[R, K] @ B[K, Q]     W in BSR (BR x 1 blocks), B dense
 A register tile is one block row (BR output channels) x QT columns, vectorized over QT;
 for each nonzero block (k, w[0..BR)) it does BR vector FMAs with one loaded B row, so the
-same code works for 16x1, 4x1 and 1x1 blocks. The kernel first packs its input into B
-(Linear: X[M, K] transposed, Q = M; Conv: im2col, Q = OH*OW per image), padding Q up to
-whole tiles with zeros so the hot loop has no tail; only stores are guarded.
+same code works for 16x1, 4x1 and 1x1 blocks. Linear packs X[M, K] transposed into tiles
+B[TILES, K, QT] (Q = M, padded to whole tiles with zeros so the hot loop has no tail; only
+stores are guarded). Conv2d reads B rows straight from the input (direct_conv.py); the
+im2col variant here (Params.conv == "im2col") is kept as a reference and fallback.
 Rows (output channels) are padded to whole blocks by the BSR conversion; stores skip them.
 Threads: `parts` parallel iterations, each walking its list of (block row, tile range)
 work items from `balance.work_list` (load balance over uneven rows).
