@@ -59,6 +59,7 @@ def _save_atomic(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, images=images, labels=labels)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

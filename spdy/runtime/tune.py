@@ -86,7 +86,14 @@ class Tuner:
         if not self.use_db:
             return None
         if self.db is None:
-            self.db = LatencyDB()
+            try:
+                self.db = LatencyDB()
+            except Exception as e:  # unwritable cache dir etc.: tune without caching
+                import warnings
+                warnings.warn(f"latency database unavailable ({e}); tuning without a cache",
+                              RuntimeWarning, stacklevel=2)
+                self.use_db = False
+                return None
         return self.db
 
     def key(self, signature: str, source_hash: str, *, format: str = "dense", level_bp: int = 0) -> LatencyKey:

@@ -21,7 +21,7 @@ def _sparsity_axis(ax, levels: list[dict]) -> list[float]:
     remaining = [max(100.0 * (1.0 - r["sparsity"]), 1e-3) for r in levels]
     ax.set_xscale("log")
     ax.invert_xaxis()
-    ticks = [t for t in (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1) if t >= min(remaining) * 0.9]
+    ticks = [t for t in (100, 50, 10, 5, 1, 0.5, 0.1) if t >= min(remaining) * 0.9]
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 - v:g}"))
@@ -35,6 +35,7 @@ def _save(fig, path: Path) -> None:
     os.close(fd)
     fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     plt.close(fig)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, path)
 
 

@@ -60,10 +60,10 @@ CALIB = [torch.randn(16, 64, generator=torch.Generator().manual_seed(i)) for i i
 
 def test_spdy_meets_speedup_on_the_measured_artifact(wide, tmp_path):
     model, x = wide
-    cm = spdy.compile(model, (x,), speedup=1.5, calib=CALIB, n_samples=64, grid_levels=6, max_evals=12,
+    cm = spdy.compile(model, (x,), speedup=1.3, calib=CALIB, n_samples=64, grid_levels=6, max_evals=12,
                       tune=False, workdir=tmp_path)
     r = cm.report
-    assert r["measured_speedup"] >= 1.5 * 0.97
+    assert r["measured_speedup"] >= 1.3 * 0.97
     assert r["rounds"] and all("measured_speedup" in x and x["predicted_speedup"] for x in r["rounds"])
     assert set(cm.profile) == {"inp", "hidden.0", "hidden.1", "hidden.2", "hidden.3", "out"}
     assert cm.profile["inp"]["format"] == "dense" and cm.profile["out"]["format"] == "dense"
@@ -73,7 +73,7 @@ def test_spdy_meets_speedup_on_the_measured_artifact(wide, tmp_path):
     assert passes[:7] == ["trace", "canonicalize", "fuse-epilogues", "dense-baseline", "insert-masks",
                           "profile-latency", "build-database"]
     # a second compile reuses the latency table and the reconstruction database
-    cm2 = spdy.compile(model, (x,), speedup=1.5, calib=CALIB, n_samples=64, grid_levels=6, max_evals=12,
+    cm2 = spdy.compile(model, (x,), speedup=1.3, calib=CALIB, n_samples=64, grid_levels=6, max_evals=12,
                        tune=False)
     stats = {p["pass"]: p["stats"] for p in cm2.passlog}
     assert stats["profile-latency"]["cache_misses"] == 0

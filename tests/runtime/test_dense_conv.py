@@ -78,14 +78,15 @@ class _PickTuner:
         return candidates[min(self.i, len(candidates) - 1)]
 
 
-@pytest.mark.parametrize("i", [2, 6])
+@pytest.mark.parametrize("i,hw", [(2, (19, 21)), (6, (19, 21)), (0, (7, 9)), (3, (7, 9))])
 @pytest.mark.parametrize("stride", [(1, 1), (2, 2)], ids=["direct", "im2col"])
-def test_conv_candidates_match_torch(i, stride):
+def test_conv_candidates_match_torch(i, hw, stride):
+    """Big images vectorize over pixels; small ones (7x9) over output channels (vec="m")."""
     from spdy.runtime.emit_context import EmitContext
     from spdy.runtime.kernels import emit_conv2d
     from _dense_util import target
     rng = np.random.default_rng(i)
-    x = rng.standard_normal((1, 6, 19, 21)).astype("float32")
+    x = rng.standard_normal((1, 6) + hw).astype("float32")
     w = rng.standard_normal((14, 3, 3, 3)).astype("float32")  # 7 outputs per group: M tails
     ref = torch.relu(torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), stride=stride,
                                                 padding=1, groups=2)).numpy()

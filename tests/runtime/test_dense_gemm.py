@@ -55,7 +55,8 @@ def _run(spec, params):
     GemmSpec(M=6, N=37, K=9, groups=2, batch=2, a="const", b="panel", bias="m", activation="relu"),
 ])
 def test_all_candidates_agree(spec):
-    cands = candidate_params(spec)[:3] + [GemmParams(mr=3, nr=16, ku=4), GemmParams(mr=2, nr=8, order="mn", ku=3)]
+    cands = candidate_params(spec)[:3] + [GemmParams(mr=3, nr=16, ku=4), GemmParams(mr=2, nr=8, order="mn", ku=3),
+                                          GemmParams(mr=4, nr=3, vec="m")]
     for p in cands:
         got, ref = _run(spec, p)
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4, err_msg=str(p))

@@ -284,7 +284,8 @@ def run_model(name: str, args, tmp: Path) -> dict:
         runners[label] = run
 
     # dense peers
-    runners["torch"] = make_torch(model, x, args.threads)[0]
+    if "torch" in args.peers:
+        runners["torch"] = make_torch(model, x, args.threads)[0]
     onnx_path = None
     if "onnxruntime" in args.peers or "openvino" in args.peers:
         try:
@@ -314,6 +315,12 @@ def run_model(name: str, args, tmp: Path) -> dict:
     med = {k: v["median_ms"] for k, v in res["timing"].items()}
     res["ratios"] = {k: {f"vs_{o}": med[o] / med[k] for o in ("torch", "onnxruntime", "openvino", "spdy_dense")
                          if o in med and o != k} for k in med}
+    # per-round paired ratios (both measured in the same round, so under similar load), median over rounds
+    import numpy as np
+    rt = {k: np.asarray(v["rounds_ms"]) for k, v in res["timing"].items()}
+    res["paired_ratios"] = {k: {f"vs_{o}": float(np.median(rt[o] / rt[k]))
+                                for o in ("torch", "onnxruntime", "openvino", "spdy_dense") if o in rt and o != k}
+                            for k in rt}
     return res
 
 
@@ -335,7 +342,8 @@ def print_table(results: dict, header: str) -> None:
             print(f"{name:<11} {k:<18} {t['median_ms']:>10.2f} {t['min_ms']:>8.2f}  {cells}")
         for k, v in r["skipped"].items():
             print(f"{name:<11} {k:<18} skipped: {v.splitlines()[0][:150]}")
-    print("x vs R = R's median / this row's median (> 1: this row is faster than R).")
+    print("x vs R = R's median / this row's median (> 1: this row is faster than R); "
+          "per-round paired ratios are in the JSON (paired_ratios).")
 
 
 def main(argv=None) -> int:
@@ -343,7 +351,7 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--models", default="resnet18,bert_ffn", help=f"comma list of {','.join(MODELS)}")
     ap.add_argument("--sparsities", default=None, help="comma list (default 0.8,0.9; --quick: 0.9)")
-    ap.add_argument("--peers", default=",".join(PEERS), help="dense runtimes to compare against")
+    ap.add_argument("--peers", default=",".join(PEERS), help="dense runtimes to compare against (subset of torch,onnxruntime,openvino)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7; --quick 3)")
     ap.add_argument("--repeat", type=int, default=None, help="samples per runtime per round (default 5)")

@@ -55,6 +55,8 @@ class GemmParams:
     nr: int = 32            # columns per tile (vector lanes; multiple of 16 for AVX-512)
     order: str = "nm"       # parallel tile order: "nm" = m innermost (B panel reuse), "mn" = n innermost
     ku: int = 1             # unroll factor of the k loop (1 = leave it to LLVM)
+    vec: str = "n"          # vectorized axis: "n" (columns) or "m" (rows of a packed constant A,
+                            # for convs with few output pixels, e.g. 7x7: mr lanes, nr unrolled)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -69,7 +71,8 @@ def effective_params(spec: GemmSpec, p: GemmParams) -> GemmParams:
     mr = max(1, min(p.mr, spec.M))
     nr = max(1, min(p.nr, spec.conv[6] if spec.b == "direct" else spec.N))
     ku = 1 if spec.b == "direct" else max(1, min(p.ku, spec.K))
-    return GemmParams(mr=mr, nr=nr, order=p.order, ku=ku)
+    vec = p.vec if spec.a == "const" else "n"
+    return GemmParams(mr=mr, nr=nr, order=p.order, ku=ku, vec=vec)
 
 
 def pack_a(a: np.ndarray, groups: int, mr: int) -> np.ndarray:
@@ -163,9 +166,13 @@ def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
             return f"B[{b_}, {nb_}, {g_} * {s.K} + {k}, {v}]"
         return f"B[{b_}, {g_} * {s.K} + {k}, {n0_} + {v}]" if s.b == "act" else f"B[{g_}, {nb_}, {k}, {v}]"
 
+    vec_m = p.vec == "m"
+    mi, ni = ("v", "i") if vec_m else ("i", "v")   # loop vars holding the m and n offsets
+
     def tile(mr: int, nr: int, ind: str) -> list[str]:
         L = []
         w = ind
+        mr, nr = (nr, mr) if vec_m else (mr, nr)   # now: mr = unrolled extent, nr = vector lanes
         L.append(f"{w}acc = T.alloc_buffer(({mr}, {nr}), \"float32\")")
         L.append(f"{w}for i in T.unroll({mr}):")
         L.append(f"{w}    for v in T.vectorized({nr}):")
@@ -173,7 +180,7 @@ def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
         def body(kx: str, bk: str | None = None) -> list[str]:
             return [f"for i in T.unroll({mr}):",
                     f"    for v in T.vectorized({nr}):",
-                    f"        acc[i, v] = acc[i, v] + {a_load('i', kx)} * {b_load(bk or kx, 'v')}"]
+                    f"        acc[i, v] = acc[i, v] + {a_load(mi, kx)} * {b_load(bk or kx, ni)}"]
         ku = p.ku
         if direct:
             L.append(f"{w}for ci in range({Cg}):")
@@ -194,23 +201,23 @@ def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
         # epilogue
         L.append(f"{w}for i in T.unroll({mr}):")
         L.append(f"{w}    for v in T.vectorized({nr}):")
-        row = f"{g_} * {s.M} + {m0_} + i"
+        row = f"{g_} * {s.M} + {m0_} + {mi}"
         terms = ["acc[i, v]"]
         if s.bias == "m":
             terms.append(f"bias[{row}]")
         elif s.bias == "n":
-            terms.append(f"bias[{n0_} + v]")
+            terms.append(f"bias[{n0_} + {ni}]")
         if s.residual:
-            terms.append(f"R[{b_}, {row}, {n0_} + v]")
+            terms.append(f"R[{b_}, {row}, {n0_} + {ni}]")
         if s.activation == "none" or len(terms) == 1:
             pre = " + ".join(terms)
             if s.activation != "none":
-                L.append(f"{w}        C[{b_}, {row}, {n0_} + v] = {activation_expr(s.activation, pre)}")
+                L.append(f"{w}        C[{b_}, {row}, {n0_} + {ni}] = {activation_expr(s.activation, pre)}")
             else:
-                L.append(f"{w}        C[{b_}, {row}, {n0_} + v] = {pre}")
+                L.append(f"{w}        C[{b_}, {row}, {n0_} + {ni}] = {pre}")
         else:
             L.append(f"{w}        acc[i, v] = {' + '.join(terms)}")
-            L.append(f"{w}        C[{b_}, {row}, {n0_} + v] = {activation_expr(s.activation, 'acc[i, v]')}")
+            L.append(f"{w}        C[{b_}, {row}, {n0_} + {ni}] = {activation_expr(s.activation, 'acc[i, v]')}")
         return L
 
     lines = [
@@ -243,34 +250,55 @@ def make_gemm(spec: GemmSpec, params: GemmParams, symbol: str = "main"):
     return parse_prim_func(gemm_source(spec, params, symbol))
 
 
+def _n_tile(n: int) -> int:
+    """Unrolled pixel count for vec="m": a divisor of n in [4, 14] if any, else 8."""
+    return next((d for d in range(14, 3, -1) if n % d == 0), 8)
+
+
+def _few_pixels(spec: GemmSpec) -> int:
+    """Output pixels per tile row when they are too few to fill 16-lane vectors, else 0."""
+    if spec.a != "const":
+        return 0
+    if spec.b == "direct":
+        return spec.conv[6] if spec.conv[6] < 16 else 0
+    return spec.N if spec.N < 256 else 0
+
+
 def default_params(spec: GemmSpec) -> GemmParams:
-    """Good untuned parameters: 4x32 tiles (8 zmm accumulators), or a GEMV shape for tiny M."""
+    """Good untuned parameters: 8-12 zmm accumulators; output channels as vector lanes when a
+    conv has few output pixels (7x7, 14x14), 16-lane pixel vectors otherwise."""
+    few = _few_pixels(spec)
+    if few:
+        nr = few if spec.b == "direct" and few <= 14 else _n_tile(few)
+        return GemmParams(mr=16, nr=nr, order="nm", vec="m")
     if spec.b == "direct":
         # 16 lanes = one zmm; widths like 28 or 56 compile to masked/split vectors (2-3x slower)
         return GemmParams(mr=8, nr=16, order="nm")
     if spec.M <= 2:
         return GemmParams(mr=spec.M, nr=64, order="nm")
-    if spec.b == "act" and spec.a == "const":
-        return GemmParams(mr=4, nr=32, order="nm")
     return GemmParams(mr=4, nr=32, order="nm")
 
 
 def candidate_params(spec: GemmSpec) -> list[GemmParams]:
-    """The tuner's modest search space (<= ~16 points), default first."""
+    """The tuner's modest search space (<= 16 points), default first."""
     out = [default_params(spec)]
+
+    def add(mr, nr, order, vec="n"):
+        e = effective_params(spec, GemmParams(mr=mr, nr=nr, order=order, vec=vec))
+        if e not in out and e.mr * e.nr <= 255:
+            out.append(e)
+    if spec.a == "const":
+        for mr, nr in [(16, 7), (32, 7), (16, 14), (32, 4), (16, 4)]:
+            if _few_pixels(spec):
+                add(mr, nr, "nm", "m")
     if spec.b == "direct":
         for mr, nr in [(4, 16), (6, 16), (12, 16), (4, 32), (6, 32), (8, 8), (12, 8)]:
             for order in ("nm", "mn"):
-                e = effective_params(spec, GemmParams(mr=mr, nr=nr, order=order))
-                if e not in out and e.mr * e.nr <= 255:
-                    out.append(e)
+                add(mr, nr, order)
         return out[:16]
     # acc = mr*nr floats must stay <= 1 KiB: larger buffers leave the stack for the workspace
     # allocator (a call per task) in TVM's lowering.
     for mr, nr in [(4, 32), (6, 32), (8, 16), (4, 48), (2, 64), (3, 64), (12, 16), (6, 16), (2, 32)]:
         for order in ("nm", "mn"):
-            p = GemmParams(mr=mr, nr=nr, order=order)
-            e = effective_params(spec, p)
-            if e not in out:
-                out.append(e)
+            add(mr, nr, order)
     return out[:16]

@@ -4,8 +4,9 @@ TVM 0.27 leaves legalized ops (softmax, layer norm, pooling, elementwise chains.
 loop nests on CPU. This rule, applied to every such PrimFunc after fusion: inlines spatial
 producers into consumers, then per remaining block puts spatial loops outside reduction
 loops, fuses them into one parallel loop, and vectorizes the innermost spatial loop of
-injective blocks by a factor that divides it (so no predicated tails). Short reductions
-(pooling windows, <= 64 taps) keep a vectorized spatial loop inside the reduction instead.
+injective blocks by a factor that divides it (so no predicated tails). Reductions (pooling
+windows, softmax/layer-norm rows) run their reduction loops serially inside the parallel
+spatial loop (s_tir's vectorize refuses a spatial loop nested inside reduction loops).
 """
 from __future__ import annotations
 
@@ -23,39 +24,7 @@ def _int(e):
         return None
 
 
-SMALL_REDUCTION = 64
-
-
-def _small_reduction(sch, R) -> bool:
-    n = 1
-    for lp in R:
-        e = _int(sch.get(lp).extent)
-        if e is None:
-            return False
-        n *= e
-    return n <= SMALL_REDUCTION
-
-
-def _try_vectorized_reduction(sch, block, S, R) -> bool:
-    """Windows (pooling) and other short reductions: keep the innermost spatial loop inside
-    the reduction loops and vectorize it, so each tap is one vector op over output pixels.
-    Returns False when it does not apply; raises if a primitive fails midway (the caller
-    works on a copy of the schedule)."""
-    ext = _int(sch.get(S[-1]).extent)
-    vec = next((v for v in VECTOR_FACTORS if ext and ext >= v and ext % v == 0), None)
-    if vec is None:
-        return False
-    outer, inner = sch.split(S[-1], [None, vec])
-    sch.reorder(*S[:-1], outer, *R, inner)
-    init = sch.decompose_reduction(block, R[0])
-    sch.vectorize(inner)
-    sch.vectorize(sch.get_loops(init)[-1])
-    fused = sch.fuse(*S[:-1], outer) if S[:-1] else outer
-    sch.parallel(fused)
-    return True
-
-
-def _schedule_block(sch, info, vectorize_reduction: bool = True) -> None:
+def _schedule_block(sch, info) -> None:
     loops = sch.get_loops(info.block_rv)
     kinds = [it.kind for it in info.iters]
     if len(loops) != len(kinds) or "O" in kinds:
@@ -65,9 +34,6 @@ def _schedule_block(sch, info, vectorize_reduction: bool = True) -> None:
     S = [lp for lp, k in zip(loops, kinds) if k == "S"]
     R = [lp for lp, k in zip(loops, kinds) if k == "R"]
     if not S:
-        return
-    if (vectorize_reduction and R and _small_reduction(sch, R)
-            and _try_vectorized_reduction(sch, info.block_rv, S, R)):
         return
     if R and kinds != sorted(kinds, key=lambda k: k == "R"):
         sch.reorder(*S, *R)
@@ -92,15 +58,13 @@ def schedule_generic(func):
         return func
     infos = try_inline_contiguous_spatial(sch, infos)
     for info in infos:
-        for vectorize_reduction in (True, False):
-            trial = sch.copy()  # primitives applied before a failing one must not stick
-            try:
-                _schedule_block(trial, info, vectorize_reduction)
-            except Exception as e:  # the serial-loop check judges what stays unscheduled
-                log.debug("generic schedule failed on block %s: %s", info.name, e)
-                continue
-            sch = trial
-            break
+        trial = sch.copy()  # primitives applied before a failing one must not stick
+        try:
+            _schedule_block(trial, info)
+        except Exception as e:  # the serial-loop check judges what stays unscheduled
+            log.debug("generic schedule failed on block %s: %s", info.name, e)
+            continue
+        sch = trial
     return sch.mod["main"]
 
 

@@ -25,7 +25,7 @@ from .templates import ConvGeom, Params, candidates, default_params
 
 _HERE = Path(__file__).parent
 SOURCE_HASH = hashlib.sha256(b"".join((_HERE / f).read_bytes() for f in
-                                      ("templates.py", "direct_conv.py", "kernels.py", "balance.py"))).hexdigest()[:16]
+                                      ("templates.py", "direct_conv.py", "rowvec.py", "kernels.py", "balance.py"))).hexdigest()[:16]
 
 
 def _shape(x) -> tuple[int, ...]:

@@ -13,6 +13,7 @@ import numpy as np
 from .balance import work_list
 from .bsr import BSR
 from .direct_conv import direct_conv_source, plane_dims, tap_offsets
+from .rowvec import rowvec_linear_source
 from .templates import ConvGeom, Params, conv_source, linear_source
 
 
@@ -50,9 +51,14 @@ def linear_kernel(bsr: BSR, x_shape, p: Params, *, bias: bool, residual: bool, a
     if x_shape[-1] != k:
         raise ValueError(f"linear: x has {x_shape[-1]} features, weight expects {k}")
     m = int(np.prod(x_shape[:-1], dtype=np.int64))
-    consts = _bsr_consts(bsr, -(-m // p.qt), p.parts)
-    src = linear_source(tuple(x_shape), n, bsr.block[0], consts[0].shape[0], consts[3].shape[0],
-                        p, bias=bias, residual=residual, act=act)
+    if p.mr > 0:
+        consts = _bsr_consts(bsr, -(-m // p.mr), p.parts)
+        src = rowvec_linear_source(tuple(x_shape), n, bsr.block[0], consts[0].shape[0],
+                                   consts[3].shape[0], p, bias=bias, residual=residual, act=act)
+    else:
+        consts = _bsr_consts(bsr, -(-m // p.qt), p.parts)
+        src = linear_source(tuple(x_shape), n, bsr.block[0], consts[0].shape[0], consts[3].shape[0],
+                            p, bias=bias, residual=residual, act=act)
     return SparseKernel(_parse(src, symbol), consts, (*x_shape[:-1], n), src)
 
 

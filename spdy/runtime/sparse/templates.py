@@ -28,10 +28,12 @@ ACTIVATIONS = ("none", "relu", "relu6", "gelu")
 @dataclass(frozen=True)
 class Params:
     """Template parameters (searched by the tuner): columns per register tile, thread parts,
-    and for convs the formulation ("direct": phase planes, "im2col": packed tiles)."""
+    for convs the formulation ("direct": phase planes, "im2col": packed tiles), and for
+    Linear `mr` > 0 to use the row-vector kernel (rowvec.py) with MR rows of X per tile."""
     qt: int = 16
     parts: int = 2
     conv: str = "direct"
+    mr: int = 0
 
 
 def candidates(br: int, q: int, num_threads: int, kind: str = "linear") -> list[Params]:
@@ -48,11 +50,16 @@ def candidates(br: int, q: int, num_threads: int, kind: str = "linear") -> list[
         if qt > 16 and qt >= 2 * q:  # mostly padding
             continue
         out.append(Params(qt, max(1, num_threads)))
-    return out or [Params(16, max(1, num_threads))]
+    out = out or [Params(16, max(1, num_threads))]
+    if kind == "linear" and br >= 4:        # row-vector kernel: small M, or as an alternative
+        out += [Params(16, max(1, num_threads), mr=mr) for mr in (1, 2, 4, 8) if mr <= max(1, q)]
+    return out
 
 
 def default_params(br: int, q: int, num_threads: int, kind: str = "linear") -> Params:
-    """A sensible untuned choice: 8-16 vector accumulators."""
+    """A sensible untuned choice: 8-16 vector accumulators; row vectors for a few rows of X."""
+    if kind == "linear" and br >= 4 and q < 16:
+        return Params(16, max(1, num_threads), mr=min(4, max(1, q)))
     qt = {16: 16, 4: 32, 1: 64}.get(br, 16)
     while qt > 16 and qt >= 2 * q:
         qt //= 2

@@ -125,3 +125,18 @@ def test_conv_resnet_sized_layer():
     g = ConvGeom(1, 64, 28, 28, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
     k = conv_kernel(to_bsr(w, "bsr16x1"), g, Params(16, 2), bias=False, residual=False, act="none")
     np.testing.assert_allclose(run_kernel(k, x), conv_ref(x, w, (1, 1), (1, 1, 1, 1), (1, 1)), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("fmt,x_shape,n,mr", [("bsr16x1", (1, 32), 48, 1), ("bsr16x1", (3, 29), 37, 2),
+                                              ("bsr4x1", (2, 5, 20), 19, 4), ("bsr4x1", (7, 24), 22, 8)])
+def test_linear_rowvec(fmt, x_shape, n, mr):
+    """Row-vector kernel (few rows of X): M and N tails, bias + residual + gelu."""
+    _linear_case(x_shape, n, fmt, 0.6, Params(16, 2, mr=mr), act="gelu", bias=True, residual=True)
+
+
+def test_default_params_pick_rowvec_for_batch1():
+    from spdy.runtime.sparse import candidates, default_params
+    assert default_params(16, 1, 2, "linear").mr == 1
+    assert default_params(1, 1, 2, "linear").mr == 0          # 1x1 blocks stay column-vector
+    assert any(p.mr for p in candidates(4, 128, 2, "linear"))
+    assert not any(p.mr for p in candidates(16, 3136, 2, "conv"))
