@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import spdy
-from spdy.errors import NotAvailableError, TargetError, UnsupportedOpError
+from spdy.errors import CalibrationError, NotAvailableError, TargetError, UnsupportedOpError
 from spdy.models import bert_encoder_block, mnist_resnet, resnet18
 
 CASES = {
@@ -56,9 +56,14 @@ def test_convnet_variants_and_report(convnet, image):
     assert [l["qualname"] for l in cm.report["layers"]] == ["conv1", "dw", "grouped", "strided", "fc"]
 
 
-def test_speedup_not_available_yet(convnet, image):
-    with pytest.raises(NotAvailableError, match="not available yet"):
+def test_sparse_compile_without_calibration(convnet, image):
+    with pytest.raises(CalibrationError, match="no calibration set"):
         spdy.compile(convnet, (image,), speedup=2.0)
+
+
+def test_channels_mode_not_available_yet(convnet, image):
+    with pytest.raises(NotAvailableError, match="not available yet"):
+        spdy.compile(convnet, (image,), speedup=2.0, mode="channels")
 
 
 def test_unknown_target(convnet, image):

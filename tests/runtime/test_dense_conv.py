@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from _dense_util import build_and_run
+from ._dense_util import build_and_run
 
 ACT = {"none": lambda y: y, "relu": torch.relu, "relu6": lambda y: torch.clamp(y, 0, 6),
        "gelu": torch.nn.functional.gelu}
@@ -57,7 +57,7 @@ def test_sparse_layer_without_sparse_package_names_layer(monkeypatch):
     import sys
     from spdy.runtime.emit_context import EmitContext
     from spdy.runtime.kernels import emit_conv2d
-    from _dense_util import target
+    from ._dense_util import target
     monkeypatch.setitem(sys.modules, "spdy.runtime.sparse", None)  # import fails
     ctx = EmitContext(target=target(), sparse={"blk.conv": {"format": "bsr16x1", "sparsity": 0.9}})
     with pytest.raises(NotImplementedError, match="blk.conv"):
@@ -84,7 +84,7 @@ def test_conv_candidates_match_torch(i, hw, stride):
     """Big images vectorize over pixels; small ones (7x9) over output channels (vec="m")."""
     from spdy.runtime.emit_context import EmitContext
     from spdy.runtime.kernels import emit_conv2d
-    from _dense_util import target
+    from ._dense_util import target
     rng = np.random.default_rng(i)
     x = rng.standard_normal((1, 6) + hw).astype("float32")
     w = rng.standard_normal((14, 3, 3, 3)).astype("float32")  # 7 outputs per group: M tails

@@ -11,7 +11,7 @@ from spdy.runtime.kernels.gemm import (GemmParams, GemmSpec, buffer_shapes, cand
 
 def _run(spec, params):
     import tvm
-    from _dense_util import target
+    from ._dense_util import target
     p = effective_params(spec, params)
     rng = np.random.default_rng(0)
     G, M, N, K, Bt = spec.groups, spec.M, spec.N, spec.K, spec.batch

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from _dense_util import build_and_run
+from ._dense_util import build_and_run
 
 ACT = {"none": lambda y: y, "relu": torch.relu, "relu6": lambda y: torch.clamp(y, 0, 6),
        "gelu": torch.nn.functional.gelu}

@@ -16,7 +16,7 @@ def test_time_module_on_a_built_kernel():
     import tvm
     from spdy.runtime.kernels.gemm import GemmSpec, GemmParams
     from spdy.runtime.kernels.select import build_gemm_for_timing
-    from _dense_util import target
+    from ._dense_util import target
     lib, args = build_gemm_for_timing(GemmSpec(M=8, N=32, K=16), GemmParams(), target())
     m = time_module(lib, "main", args, repeat=3, min_repeat_ms=1)
     assert m.n == 3 and 0 < m.p10 <= m.median <= m.p90 < 0.1

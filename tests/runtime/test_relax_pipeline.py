@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from _dense_util import target
+from ._dense_util import target
 
 
 class Attention(nn.Module):
@@ -89,7 +89,7 @@ def test_check_fails_build_naming_unscheduled_op():
     from spdy.runtime.kernels import UnscheduledOpError
     from spdy.runtime.kernels.relax_util import call_kernel
     from spdy.runtime.kernels.tvmscript import parse_prim_func
-    from _dense_util import build_and_run
+    from ._dense_util import build_and_run
     serial = parse_prim_func('''
 @T.prim_func
 def main(X: T.Buffer((256, 256), "float32"), Y: T.Buffer((256, 256), "float32")):

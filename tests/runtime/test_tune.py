@@ -9,7 +9,7 @@ from spdy.runtime.tune import Tuner, tune_kernel
 
 
 def _target():
-    from _dense_util import target
+    from ._dense_util import target
     return target()
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from _sparse_util import act_ref, conv_ref, target
+from ._sparse_util import act_ref, conv_ref, target
 from spdy.runtime.sparse import magnitude_mask
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from spdy.runtime.sparse import ConvGeom, Params, conv_kernel, linear_kernel, magnitude_mask, to_bsr
 
-from _sparse_util import act_ref, conv_ref, run_kernel
+from ._sparse_util import act_ref, conv_ref, run_kernel
 
 FMTS = ["bsr16x1", "bsr4x1", "bsr1x1"]
 
