@@ -51,7 +51,9 @@ def load_factory(spec: str, kind: str = "model"):
 
 
 def _progress(phase: str, step: int, total: int) -> None:
-    """One updating line per long phase on stderr."""
+    """One updating line per long phase on a terminal; only the phase's last line in a log."""
+    if step < total and not sys.stderr.isatty():
+        return
     end = "\n" if step >= total else ""
     print(f"\r  {phase}: {step}/{total}", end=end, file=sys.stderr, flush=True)
 

@@ -58,7 +58,9 @@ def test_sparse_layer_without_sparse_package_names_layer(monkeypatch):
     from spdy.runtime.emit_context import EmitContext
     from spdy.runtime.kernels import emit_conv2d
     from ._dense_util import target
-    monkeypatch.setitem(sys.modules, "spdy.runtime.sparse", None)  # import fails
+    import spdy.runtime
+    monkeypatch.setitem(sys.modules, "spdy.runtime.sparse", None)  # import fails ...
+    monkeypatch.delattr(spdy.runtime, "sparse", raising=False)     # ... even if imported before
     ctx = EmitContext(target=target(), sparse={"blk.conv": {"format": "bsr16x1", "sparsity": 0.9}})
     with pytest.raises(NotImplementedError, match="blk.conv"):
         emit_conv2d(None, None, np.zeros((1, 1, 1, 1), "float32"), None, None, stride=(1, 1),
