@@ -16,6 +16,9 @@ _LAZY = {
 
 
 def __getattr__(name):
+    if name in ("models", "chex", "sweep"):
+        import importlib
+        return importlib.import_module(f"spdy.{name}")
     if name in _LAZY:
         import importlib
         mod, attr = _LAZY[name]

@@ -106,6 +106,9 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
         "compile_s": round(time.perf_counter() - t0, 3),
         "pipeline": [r["options"] for r in records],
     }
+    tuner = ctx.artifacts.get("tuner")
+    if tuner is not None:
+        report["tuner"] = dict(tuner.stats)
     for key in ("baseline", "rounds", "pruned", "predicted_speedup", "calib_loss"):
         if key in ctx.artifacts:
             report[key] = ctx.artifacts[key]

@@ -212,12 +212,13 @@ def plot(rows, dense, path: Path) -> None:
         return
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
     marks = {"spdy": "o-", "uniform": "s--", "gmp": "^:"}
+    colors = {"spdy": "tab:blue", "uniform": "tab:orange", "gmp": "tab:green"}
     for ax, m in zip(axes[0], models):
         for method in ("spdy", "uniform", "gmp"):
             pts = sorted((r["measured_speedup"], r["accuracy"]) for r in rows
                          if r["model"] == m and r["method"] == method and r["status"] == "ok")
             if pts:
-                ax.plot(*zip(*pts), marks.get(method, "o-"), label=method)
+                ax.plot(*zip(*pts), marks.get(method, "o-"), color=colors.get(method), label=method)
         if m in dense:
             ax.axhline(dense[m], color="gray", lw=0.8, label="dense")
         ax.set_title(m)
