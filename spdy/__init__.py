@@ -12,6 +12,7 @@ _LAZY = {
     "compile": ("spdy.api", "compile"),
     "CompiledModel": ("spdy.compiled", "CompiledModel"),
     "load": ("spdy.runtime.artifact", "load"),
+    "solve_dp": ("spdy.passes.algo.dp", "solve_dp"),
 }
 
 
@@ -26,4 +27,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'spdy' has no attribute {name!r}")
 
 
-__all__ = ["compile", "load", "CompiledModel", "SpdyError", "InfeasibleSpeedupError", "__version__"]
+__all__ = ["compile", "load", "solve_dp", "CompiledModel", "SpdyError", "InfeasibleSpeedupError", "__version__"]
