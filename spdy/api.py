@@ -120,7 +120,8 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
                          example=(inputs.args, inputs.kwargs))
 
 
-NOISE = 0.03  # measured speedups within 3% of the target count as meeting it
+NOISE = 0.03      # measured speedups within 3% of the target count as meeting it
+OVERSHOOT = 0.15  # more than 15% faster than asked: re-solve with a looser budget to keep accuracy
 
 
 def _check_before_long_work(model, inputs, calib, n_samples, ctx) -> None:
@@ -132,15 +133,18 @@ def _check_before_long_work(model, inputs, calib, n_samples, ctx) -> None:
 
 
 def _run_spdy(ctx, speedup, *, formats, method, tune, seed, max_evals, n_samples, rounds, grid_levels):
-    """Search a profile, build it, measure it; re-solve with a tighter budget while the
-    measured speedup falls short of the target beyond noise (DESIGN 4.6)."""
+    """Search a profile, build it, measure it (DESIGN 4.6). A measured speedup short of the
+    target beyond noise tightens the budget; one far above it loosens the budget (the table
+    over-estimated the sparse kernels, and the extra sparsity costs accuracy). Of the rounds
+    that meet the target the least calibration loss wins; if none does, InfeasibleSpeedupError
+    names the best measured speedup."""
     import copy
     pre = Pipeline([TracePass(), CanonicalizePass(), FuseEpiloguesPass(), DenseBaselinePass(tune=tune),
                     InsertMasksPass(), ProfileLatencyPass(formats=formats, levels=grid_levels),
                     BuildDatabasePass(n_samples=n_samples)])
     gm, _ = pre.run(None, ctx)
     ctx.artifacts["budget_scale"] = 1.0
-    best = None
+    meeting, best = [], None   # rounds that meet the target; the fastest round overall
     for r in range(max(1, rounds)):
         post = Pipeline([SolveSparsityPass(method=method, seed=seed, max_evals=max_evals), ApplyProfilePass(),
                          LowerToTvmPass(tune=tune), BuildArtifactPass(), VerifySpeedupPass()])
@@ -149,16 +153,26 @@ def _run_spdy(ctx, speedup, *, formats, method, tune, seed, max_evals, n_samples
         except InfeasibleSpeedupError:
             if best is None:
                 raise  # the table itself says the target is out of reach
-            break  # the corrected budget is out of reach: the measured best is what this CPU gives
+            break  # the corrected budget is out of reach: the measured rounds are what this CPU gives
         m = ctx.artifacts["verified"]
+        entry = (m, out, ctx.artifacts["executable"], ctx.artifacts["profile"], ctx.artifacts.get("calib_loss", 0.0))
         if best is None or m["measured_speedup"] > best[0]["measured_speedup"]:
-            best = (m, out, ctx.artifacts["executable"], ctx.artifacts["profile"])
-        if m["measured_speedup"] >= speedup * (1 - NOISE):
-            break
-        ctx.artifacts["budget_scale"] *= m["measured_speedup"] / (speedup * (1 + NOISE / 3))
-    m, out, built, profile = best
-    ctx.artifacts.update(executable=built, profile=profile, verified=m)
-    if m["measured_speedup"] < speedup * (1 - NOISE):
+            best = entry
+        ratio = m["measured_speedup"] / speedup
+        if ratio >= 1 - NOISE:
+            meeting.append(entry)
+            if ratio <= 1 + OVERSHOOT:
+                break
+            # Faster than asked: the table over-estimated the sparse kernels' time. Loosen the
+            # budget so the next profile prunes less and keeps more accuracy.
+        ctx.artifacts["budget_scale"] *= ratio / (1 + NOISE / 3) if ratio < 1 - NOISE else ratio ** 0.5
+    # Of the artifacts that meet the target, the one with the least calibration loss wins.
+    chosen = min(meeting, key=lambda e: e[4]) if meeting else best
+    m, out, built, profile, loss = chosen
+    ctx.artifacts.update(executable=built, profile=profile, verified=m, calib_loss=loss,
+                         predicted_speedup=m["predicted_speedup"],
+                         pruned={k: v["sparsity"] for k, v in profile.items() if v["format"] != "dense"})
+    if not meeting:
         raise InfeasibleSpeedupError(speedup, m["measured_speedup"],
                                      f"the best artifact measured {m['measured_speedup']:.2f}x after "
                                      f"{len(ctx.artifacts['rounds'])} round(s) of budget correction")

@@ -5,6 +5,7 @@ Each factory takes only keyword arguments with defaults, so the CLI can call it 
 shape it is meant for.
 """
 from spdy.models.bert import bert_encoder_block, bert_ffn_block
+from spdy.models.mnist_cnn import mnist_cnn
 from spdy.models.resnet import resnet18, resnet50
 from spdy.models.small import mlp, mnist_resnet
 
@@ -17,4 +18,4 @@ EXAMPLES = {
     "bert_block": (bert_encoder_block, (1, 128, 768)),
 }
 
-__all__ = ["resnet18", "resnet50", "mnist_resnet", "mlp", "bert_ffn_block", "bert_encoder_block", "EXAMPLES"]
+__all__ = ["mnist_cnn", "resnet18", "resnet50", "mnist_resnet", "mlp", "bert_ffn_block", "bert_encoder_block", "EXAMPLES"]
