@@ -98,7 +98,9 @@ class ProfileLatencyPass(Pass):
             if progress:
                 progress("profile-latency", r + 1, len(rows))
         dense = ctx.need("dense_executable")
-        base = dense.runner.time(repeat=9)["median_ms"] / 1e3
+        # base anchors the budget: one burst of background load would make every speedup look
+        # reachable or none; take the best of three medians, as the layer times are medians too.
+        base = min(dense.runner.time(repeat=7)["median_ms"] for _ in range(3)) / 1e3
         # Layers timed alone can add up to more than the whole model (caches warm, noise);
         # then nothing is left to charge to fixed: clamp at 0 and let verify-speedup correct.
         raw_fixed = base - float(times[:, 0].sum())
