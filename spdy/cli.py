@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="compile a built-in example and print its report")
-    d.add_argument("--model", default="mnist_cnn",
+    d.add_argument("--model", default="bert_block",
                    choices=["mnist_cnn", *sorted(__import__("spdy.models", fromlist=["EXAMPLES"]).EXAMPLES)])
     d.add_argument("--speedup", type=float, default=2.0)
     d.add_argument("--no-tune", action="store_true")
