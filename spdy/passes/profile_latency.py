@@ -39,6 +39,21 @@ class LatencyTable:
                 "times_s": [[None if not np.isfinite(t) else float(t) for t in row] for row in self.times]}
 
 
+def monotone_in_sparsity(times: np.ndarray, opts) -> np.ndarray:
+    """Within each format, a sparser option never counts as slower than a denser one.
+
+    A block-sparse kernel does strictly less work as sparsity grows, so a measured increase is
+    noise (a load burst during that option's timing); left in, it makes the DP avoid a level
+    for no reason. The running minimum over increasing sparsity removes such bumps.
+    """
+    out = times.copy()
+    for fmt in {o.format for o in opts if o.format != DENSE}:
+        cols = sorted((o.sparsity, j) for j, o in enumerate(opts) if o.format == fmt)
+        idx = [j for _, j in cols]
+        out[:, idx] = np.minimum.accumulate(out[:, idx], axis=1)
+    return out
+
+
 def layer_spec(gm, layer) -> LayerSpec:
     node = next(n for n in gm.graph.nodes if n.name == layer.node)
     act = node.args[8] if node.target is CONV2D else node.args[4]
@@ -97,6 +112,7 @@ class ProfileLatencyPass(Pass):
             hits += h
             if progress:
                 progress("profile-latency", r + 1, len(rows))
+        times = monotone_in_sparsity(times, opts)
         dense = ctx.need("dense_executable")
         # base anchors the budget: one burst of background load would make every speedup look
         # reachable or none; take the best of three medians, as the layer times are medians too.
