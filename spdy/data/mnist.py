@@ -25,8 +25,8 @@ class DataMissingError(SpdyError):
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("SPDY_CACHE_DIR") or os.path.join(Path.home(), ".cache", "spdy")
-    return Path(root) / "data"
+    from spdy.cache import cache_root
+    return cache_root() / "data"
 
 
 def _csv_path(split: str) -> Path:

@@ -52,7 +52,6 @@ def _conv_padding(padding, weight_shape, dilation, stride, where: str) -> list[i
 class _Builder:
     def __init__(self, gm: torch.fx.GraphModule):
         self.gm, self.graph = gm, gm.graph
-        self.changed = 0
 
     def attr(self, path: str | None):
         return None if path is None else self.graph.get_attr(path)

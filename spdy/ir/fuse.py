@@ -36,8 +36,6 @@ def _activation_of(gm, node) -> str | None:
             approx = node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none")
             if approx != "none":
                 return None
-        if node.target is F.relu6 or node.target in (F.relu, torch.relu):
-            pass
         return _ACT_FUNCS[node.target]
     if node.op == "call_function" and node.target in (aten.hardtanh.default, F.hardtanh):
         lo, hi = (list(node.args[1:3]) + [-1.0, 1.0])[:2] if len(node.args) > 1 else (-1.0, 1.0)

@@ -89,8 +89,7 @@ def trace_model(model: torch.nn.Module, inputs: ExampleInputs, *, method: str = 
     fx_error = None
     if method in ("auto", "fx"):
         try:
-            concrete = None
-            gm = torch.fx.symbolic_trace(model, concrete_args=concrete)
+            gm = torch.fx.symbolic_trace(model)
             run_shape_prop(gm, inputs)
             return TraceResult(gm, "fx")
         except InputShapeError:

@@ -71,9 +71,8 @@ def collect_hessians(gm, calib_inputs, layers) -> dict:
 
 
 def default_db_dir() -> Path:
-    import os
-    root = os.environ.get("SPDY_CACHE_DIR") or str(Path.home() / ".cache" / "spdy")
-    return Path(root) / "recon"
+    from spdy.cache import cache_root
+    return cache_root() / "recon"
 
 
 @register

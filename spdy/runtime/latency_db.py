@@ -30,8 +30,8 @@ KEY_FIELDS = ("signature", "format", "level_bp", "target", "host", "threads", "s
 
 
 def default_path() -> Path:
-    base = os.environ.get("SPDY_CACHE_DIR")
-    return (Path(base) if base else Path.home() / ".cache" / "spdy") / "latency.sqlite"
+    from spdy.cache import cache_root
+    return cache_root() / "latency.sqlite"
 
 
 @functools.lru_cache(maxsize=1)
