@@ -15,7 +15,9 @@ dense kernel with the masked weight (counted as "conv2d.sparse_fallback").
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -62,21 +64,31 @@ def _timing_build(build, target, x_shape, extra_shapes):
     return fn
 
 
-def _choose(ctx, signature: str, spec: dict, br: int, q: int, build, x_shape, extra_shapes,
-            kind: str) -> Params:
-    """The tuner's best Params for this layer (cached in the latency DB), else the defaults."""
+def _tune(ctx, setup: "_Setup", spec: dict) -> tuple[Params, float | None]:
+    """(best Params, the kernel's median seconds if the tuner timed it) for this layer."""
     nt = _threads(ctx)
-    default = default_params(br, q, nt, kind)
+    default = default_params(setup.br, setup.q, nt, setup.kind)
     tuner = getattr(ctx, "tuner", None)
     if tuner is None:
-        return default
-    best = tuner.best_params(
-        signature=signature,
-        candidates=[vars(p) for p in candidates(br, q, nt, kind)],
-        build_fn=_timing_build(build, ctx.target, x_shape, extra_shapes),
+        return default, None
+    best, secs = tuner.tune(
+        setup.signature, [vars(p) for p in candidates(setup.br, setup.q, nt, setup.kind)],
+        _timing_build(setup.build, ctx.target, setup.x_shape, setup.extra_shapes),
         default=vars(default), source_hash=SOURCE_HASH,
         format=spec["format"], level_bp=int(round(float(spec.get("sparsity", 0.0)) * 10000)))
-    return Params(**best)
+    return Params(**best), secs
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """Everything needed to build, tune and time one sparse layer's kernel."""
+    build: Callable           # (Params, symbol) -> SparseKernel
+    signature: str            # the tuning key
+    br: int                   # block rows
+    q: int                    # columns of the tile loop (M for Linear, output pixels for Conv2d)
+    x_shape: tuple
+    extra_shapes: list        # bias / residual shapes, in argument order
+    kind: str                 # "linear" | "conv"
 
 
 def _call(bb, k: SparseKernel, symbol: str, x, bias, residual):
@@ -106,23 +118,28 @@ def _padding4(padding) -> tuple[int, int, int, int]:
     return p
 
 
-def emit_sparse_linear(bb, x, weight, bias, residual, *, activation, name, ctx, spec: dict):
-    """y = act(x @ W^T + bias + residual), W [N, K] as BSR constants; x is [..., K]."""
-    x_shape = _shape(x)
+def _linear_setup(x_shape, weight, *, has_bias, has_residual, activation, spec) -> _Setup:
     bsr = _bsr_of(weight, spec)
     m = int(np.prod(x_shape[:-1], dtype=np.int64))
-    has_b, has_r = bias is not None, residual is not None
     y_shape = (*x_shape[:-1], bsr.shape[0])
 
     def build(p: Params, symbol: str) -> SparseKernel:
-        return linear_kernel(bsr, x_shape, p, bias=has_b, residual=has_r, act=activation, symbol=symbol)
+        return linear_kernel(bsr, x_shape, p, bias=has_bias, residual=has_residual, act=activation, symbol=symbol)
 
-    extra = ([(bsr.shape[0],)] if has_b else []) + ([y_shape] if has_r else [])
-    sig = f"sparse_linear:x{'x'.join(map(str, x_shape))}:n{bsr.shape[0]}:{activation}:b{int(has_b)}r{int(has_r)}"
-    p = _choose(ctx, sig, spec, bsr.block[0], m, build, x_shape, extra, "linear")
+    extra = ([(bsr.shape[0],)] if has_bias else []) + ([y_shape] if has_residual else [])
+    sig = (f"sparse_linear:x{'x'.join(map(str, x_shape))}:n{bsr.shape[0]}:{activation}:"
+           f"b{int(has_bias)}r{int(has_residual)}")
+    return _Setup(build, sig, bsr.block[0], m, tuple(x_shape), extra, "linear")
+
+
+def emit_sparse_linear(bb, x, weight, bias, residual, *, activation, name, ctx, spec: dict):
+    """y = act(x @ W^T + bias + residual), W [N, K] as BSR constants; x is [..., K]."""
+    setup = _linear_setup(_shape(x), weight, has_bias=bias is not None, has_residual=residual is not None,
+                          activation=activation, spec=spec)
+    p, _ = _tune(ctx, setup, spec)
     symbol = ctx.unique_symbol(f"{name}_{spec['format']}")
     ctx.count(f"linear.{spec['format']}")
-    return _call(bb, build(p, symbol), symbol, x, bias, residual)
+    return _call(bb, setup.build(p, symbol), symbol, x, bias, residual)
 
 
 def emit_sparse_conv2d(bb, x, weight: np.ndarray, bias, residual, *, stride, padding, dilation,
@@ -137,22 +154,57 @@ def emit_sparse_conv2d(bb, x, weight: np.ndarray, bias, residual, *, stride, pad
         return emit_dense_conv2d(bb, x, w, bias, residual, stride=tuple(_pairs(stride)),
                                  padding=_padding4(padding), dilation=tuple(_pairs(dilation)),
                                  groups=groups, activation=activation, name=name, ctx=ctx)
-    n, c, h, w_ = _shape(x)
+    setup = _conv_setup(_shape(x), weight, has_bias=bias is not None, has_residual=residual is not None,
+                        activation=activation, stride=stride, padding=padding, dilation=dilation, spec=spec,
+                        name=name)
+    p, _ = _tune(ctx, setup, spec)
+    symbol = ctx.unique_symbol(f"{name}_{spec['format']}")
+    ctx.count(f"conv2d.{spec['format']}")
+    return _call(bb, setup.build(p, symbol), symbol, x, bias, residual)
+
+
+def _conv_setup(x_shape, weight, *, has_bias, has_residual, activation, stride, padding, dilation, spec,
+                name="conv") -> _Setup:
+    n, c, h, w_ = x_shape
+    weight = np.asarray(weight, np.float32)
     o, cw, kh, kw = weight.shape
     if cw != c:
         raise ValueError(f"{name}: input has {c} channels, weight expects {cw}")
     g = ConvGeom(n, c, h, w_, o, kh, kw, _pairs(stride), _padding4(padding), _pairs(dilation))
     bsr = _bsr_of(weight, spec)
-    has_b, has_r = bias is not None, residual is not None
 
     def build(p: Params, symbol: str) -> SparseKernel:
-        return conv_kernel(bsr, g, p, bias=has_b, residual=has_r, act=activation, symbol=symbol)
+        return conv_kernel(bsr, g, p, bias=has_bias, residual=has_residual, act=activation, symbol=symbol)
 
     y_shape = (n, o, g.oh, g.ow)
-    extra = ([(o,)] if has_b else []) + ([y_shape] if has_r else [])
+    extra = ([(o,)] if has_bias else []) + ([y_shape] if has_residual else [])
     sig = (f"sparse_conv2d:x{n}x{c}x{h}x{w_}:o{o}:k{kh}x{kw}:s{g.stride}:p{g.padding}:d{g.dilation}:"
-           f"{activation}:b{int(has_b)}r{int(has_r)}").replace(" ", "")
-    p = _choose(ctx, sig, spec, bsr.block[0], g.oh * g.ow, build, (n, c, h, w_), extra, "conv")
-    symbol = ctx.unique_symbol(f"{name}_{spec['format']}")
-    ctx.count(f"conv2d.{spec['format']}")
-    return _call(bb, build(p, symbol), symbol, x, bias, residual)
+           f"{activation}:b{int(has_bias)}r{int(has_residual)}").replace(" ", "")
+    return _Setup(build, sig, bsr.block[0], g.oh * g.ow, tuple(x_shape), extra, "conv")
+
+
+def time_sparse_layer(kind: str, x_shape, weight: np.ndarray, *, has_bias: bool, has_residual: bool,
+                      activation: str, ctx, spec: dict, stride=1, padding=0, dilation=1,
+                      repeat: int = 5, min_repeat_ms: float = 10.0, retime: bool = False) -> float:
+    """Median seconds of the kernel the lowering would emit for this layer and spec.
+
+    The latency table's entry for a sparse option: the tuner times every candidate on the
+    layer's own (masked) weight anyway, so the fastest candidate's time *is* the kernel's
+    latency and no separate build is needed. Without a tuner (or with untuned defaults) the
+    default parameters are built and timed here; so are the tuned ones when `retime` asks for
+    a second opinion on a suspect timing.
+    """
+    if kind == "linear":
+        setup = _linear_setup(tuple(x_shape), weight, has_bias=has_bias, has_residual=has_residual,
+                              activation=activation, spec=spec)
+    else:
+        setup = _conv_setup(tuple(x_shape), weight, has_bias=has_bias, has_residual=has_residual,
+                            activation=activation, stride=stride, padding=padding, dilation=dilation, spec=spec)
+    p, secs = _tune(ctx, setup, spec)
+    if secs is not None and not retime:
+        return float(secs)
+    from spdy.runtime.tune import tune_kernel
+    res = tune_kernel(setup.signature, [vars(p)], _timing_build(setup.build, ctx.target, setup.x_shape,
+                                                                 setup.extra_shapes),
+                      repeat=repeat, min_repeat_ms=min_repeat_ms)
+    return float(res.measurement.median)
