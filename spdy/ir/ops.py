@@ -32,8 +32,7 @@ def _epilogue(y: torch.Tensor, residual: Optional[torch.Tensor], activation: str
     raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
 
 
-@torch.library.custom_op("spdy::spdy_conv2d", mutates_args=())
-def spdy_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+def _conv2d_impl(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                 residual: Optional[torch.Tensor], stride: list[int], padding: list[int],
                 dilation: list[int], groups: int, activation: str, name: str) -> torch.Tensor:
     """padding is (top, left, bottom, right): asymmetric pads stay exact."""
@@ -43,6 +42,9 @@ def spdy_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
     else:
         y = F.conv2d(F.pad(x, (left, right, top, bottom)), weight, bias, stride, 0, dilation, groups)
     return _epilogue(y, residual, activation)
+
+
+spdy_conv2d = torch.library.custom_op("spdy::spdy_conv2d", mutates_args=())(_conv2d_impl)
 
 
 def conv_out_size(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dilation: int) -> int:
@@ -58,16 +60,46 @@ def _conv_fake(x, weight, bias, residual, stride, padding, dilation, groups, act
     return x.new_empty((n, o, oh, ow))
 
 
-@torch.library.custom_op("spdy::spdy_linear", mutates_args=())
-def spdy_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                residual: Optional[torch.Tensor], activation: str, name: str) -> torch.Tensor:
+def _linear_impl(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                 residual: Optional[torch.Tensor], activation: str, name: str) -> torch.Tensor:
     return _epilogue(F.linear(x, weight, bias), residual, activation)
+
+
+spdy_linear = torch.library.custom_op("spdy::spdy_linear", mutates_args=())(_linear_impl)
 
 
 @spdy_linear.register_fake
 def _linear_fake(x, weight, bias, residual, activation, name):
     return x.new_empty(tuple(x.shape[:-1]) + (weight.shape[0],))
 
+
+def _autograd_by_recompute(op, impl) -> None:
+    """Gradients for x, weight, bias and residual (the first four arguments of both ops).
+
+    Backward re-runs the plain torch implementation under autograd: these ops are only
+    differentiated by calibration-time fine-tuning (global AdaPrune), where simplicity beats
+    the saved recomputation."""
+    def setup_context(ctx, inputs, output):
+        ctx.inputs = inputs
+
+    def backward(ctx, grad):
+        args = list(ctx.inputs)
+        idx = [i for i in range(4) if isinstance(args[i], torch.Tensor)]
+        with torch.enable_grad():
+            for i in idx:
+                args[i] = args[i].detach().requires_grad_(True)
+            out = impl(*args)
+            grads = torch.autograd.grad(out, [args[i] for i in idx], grad, allow_unused=True)
+        result = [None] * len(args)
+        for i, g in zip(idx, grads):
+            result[i] = g
+        return tuple(result)
+
+    op.register_autograd(backward, setup_context=setup_context)
+
+
+_autograd_by_recompute(spdy_conv2d, _conv2d_impl)
+_autograd_by_recompute(spdy_linear, _linear_impl)
 
 CONV2D = torch.ops.spdy.spdy_conv2d.default
 LINEAR = torch.ops.spdy.spdy_linear.default

@@ -40,9 +40,7 @@ class Stitcher:
             self.targets = [self._forward(b) for b in calib.inputs]
 
     def _forward(self, batch):
-        args = batch if isinstance(batch, (tuple, list)) else (batch,)
-        out = self.gm(*args)
-        return out[0] if isinstance(out, (tuple, list)) else out
+        return forward_first(self.gm, batch)
 
     def weight(self, l: int, o: int) -> torch.Tensor:
         opt = self.table.options[o]
@@ -67,17 +65,26 @@ class Stitcher:
         total, n = 0.0, 0
         with torch.no_grad():
             for b, (batch, target) in enumerate(zip(self.calib.inputs, self.targets)):
-                out = self._forward(batch)
-                if self.calib.has_labels:
-                    total += float(F.cross_entropy(out.flatten(0, -2) if out.dim() > 2 else out,
-                                                   self.calib.labels[b].flatten(), reduction="sum"))
-                    n += self.calib.labels[b].numel()
-                else:
-                    logp, logq = (F.log_softmax(t.flatten(0, -2).float(), -1) for t in (target, out))
-                    total += float(F.kl_div(logq, logp, log_target=True, reduction="sum"))
-                    n += logp.shape[0]
+                s, k = batch_loss(self._forward(batch), target, self.calib, b)
+                total, n = total + float(s), n + k
         self.restore()
         return total / max(n, 1)
+
+
+def forward_first(gm, batch):
+    """The graph's first output for one calibration batch (a tensor or a tuple of inputs)."""
+    args = batch if isinstance(batch, (tuple, list)) else (batch,)
+    out = gm(*args)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def batch_loss(out, target, calib, b: int) -> tuple[torch.Tensor, int]:
+    """(summed loss, count) of one batch: cross-entropy with labels, else KL to the dense output."""
+    if calib.has_labels:
+        return (F.cross_entropy(out.flatten(0, -2) if out.dim() > 2 else out, calib.labels[b].flatten(),
+                                reduction="sum"), calib.labels[b].numel())
+    logp, logq = (F.log_softmax(t.flatten(0, -2).float(), -1) for t in (target, out))
+    return F.kl_div(logq, logp, log_target=True, reduction="sum"), logp.shape[0]
 
 
 def profile_from_choice(table, choice) -> dict:
@@ -96,7 +103,7 @@ def profile_from_choice(table, choice) -> dict:
 class SolveSparsityPass(Pass):
     name = "solve-sparsity"
     requires = ("latency_table", "recon_db", "calib")
-    provides = ("profile",)
+    provides = ("profile", "calib_targets")
     method: str = "spdy"
     seed: int = 0
     n_random: int = 100
@@ -133,6 +140,7 @@ class SolveSparsityPass(Pass):
         else:
             raise ValueError(f"unknown method {self.method!r}; use spdy, uniform, gmp or dp-only")
         loss = stitcher.loss(choice)
+        ctx.artifacts["calib_targets"] = stitcher.targets  # the dense outputs, for global-adaprune
         predicted_time = float(T[np.arange(len(choice)), choice].sum()) + table.fixed
         ctx.artifacts["profile"] = profile_from_choice(table, choice)
         ctx.artifacts["profile_weights"] = {
