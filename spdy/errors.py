@@ -63,3 +63,8 @@ class InfeasibleSpeedupError(SpdyError):
         if detail:
             msg += f" ({detail})"
         super().__init__(msg + "; ask for a smaller speedup or allow more formats/levels")
+
+
+class RemoteDeviceError(SpdyError):
+    """A remote measuring device (TVM RPC server or tracker) that cannot be reached or stopped
+    answering; names the address and the fix. Measurements taken before it are kept."""

@@ -35,6 +35,21 @@ def interleaved(fns: dict[str, Callable[[], object]], *, rounds: int = 7, min_ti
                 "p90_ms": float(np.percentile(v, 90)), "n": len(v)} for k, v in samples.items()}
 
 
+def interleaved_on_device(device, executables: dict, arrays, *, rounds: int = 7, min_time_s: float = 0.05) -> dict:
+    """Like `interleaved`, for Relax executables timed on a (remote) spdy.runtime.device: each
+    sample is one time-evaluator run of at least min_time_s on the device, so the network round
+    trip is outside the timed region."""
+    samples: dict[str, list[float]] = {k: [] for k in executables}
+    for ex in executables.values():
+        device.time_vm(ex, arrays, repeat=1, min_repeat_ms=0)  # upload and warm up every candidate first
+    for _ in range(rounds):
+        for name, ex in executables.items():
+            m = device.time_vm(ex, arrays, repeat=1, min_repeat_ms=min_time_s * 1e3)
+            samples[name].append(m.median * 1e3)
+    return {k: {"median_ms": float(np.median(v)), "p10_ms": float(np.percentile(v, 10)),
+                "p90_ms": float(np.percentile(v, 90)), "n": len(v)} for k, v in samples.items()}
+
+
 def torch_eager_fn(model, args, kwargs, threads: int):
     import torch
 

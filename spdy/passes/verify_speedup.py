@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spdy.measure import artifact_fn, interleaved, torch_eager_fn
+from spdy.measure import artifact_fn, interleaved, interleaved_on_device, torch_eager_fn
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 
@@ -16,13 +16,23 @@ def measure_round(ctx, rounds: int, min_time_s: float) -> dict:
     built, dense = ctx.need("executable"), ctx.need("dense_executable")
     threads = ctx.options.get("num_threads", 1)
     arrays = [t.contiguous().numpy() for t in ctx.inputs.flat]
-    fns = {"artifact": artifact_fn(built.runner, arrays), "dense_artifact": artifact_fn(dense.runner, arrays),
-           "torch_eager": torch_eager_fn(ctx.model.eval(), ctx.inputs.args, ctx.inputs.kwargs, threads)}
-    res = interleaved(fns, rounds=rounds, min_time_s=min_time_s)
-    art, den, eager = (res[k]["median_ms"] for k in ("artifact", "dense_artifact", "torch_eager"))
+    device = ctx.artifacts.get("device")
+    if device is not None and device.remote:
+        # both artifacts on the device, interleaved; PyTorch eager cannot run there
+        res = interleaved_on_device(device, {"artifact": built.executable, "dense_artifact": dense.executable},
+                                    arrays, rounds=rounds, min_time_s=min_time_s)
+        res["torch_eager"] = None
+    else:
+        fns = {"artifact": artifact_fn(built.runner, arrays), "dense_artifact": artifact_fn(dense.runner, arrays),
+               "torch_eager": torch_eager_fn(ctx.model.eval(), ctx.inputs.args, ctx.inputs.kwargs, threads)}
+        res = interleaved(fns, rounds=rounds, min_time_s=min_time_s)
+    art, den = res["artifact"]["median_ms"], res["dense_artifact"]["median_ms"]
+    eager = res["torch_eager"]["median_ms"] if res["torch_eager"] else None
     return {"artifact": res["artifact"], "dense_artifact": res["dense_artifact"], "torch_eager": res["torch_eager"],
-            "threads": threads, "measured_speedup": den / art, "speedup_vs_torch_eager": eager / art,
-            "dense_vs_torch_eager": eager / den}
+            "threads": threads, "measured_speedup": den / art,
+            "speedup_vs_torch_eager": eager / art if eager else None,
+            "dense_vs_torch_eager": eager / den if eager else None,
+            "measured_on": device.spec if device is not None else "local"}
 
 
 @register

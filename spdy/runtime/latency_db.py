@@ -83,11 +83,12 @@ class LatencyKey:
 
     @staticmethod
     def make(signature: str, target, threads: int, source_hash: str, *, format: str = "dense",
-             level_bp: int = 0) -> "LatencyKey":
-        """Key for this machine and tvm build (fills host and tvm version)."""
+             level_bp: int = 0, host: str | None = None) -> "LatencyKey":
+        """Key for this machine and tvm build (fills host and tvm version). ``host`` names another
+        device instead (a remote device's identity, "remote:..."; see spdy.runtime.device)."""
         return LatencyKey(signature=signature, target=canonical_target(target), threads=int(threads),
                           source_hash=source_hash, format=format, level_bp=int(level_bp),
-                          host=host_fingerprint(), tvm_version=tvm_version())
+                          host=host or host_fingerprint(), tvm_version=tvm_version())
 
 
 @dataclass(frozen=True)

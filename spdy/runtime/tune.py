@@ -29,23 +29,42 @@ class TuneResult:
 
 
 def tune_kernel(signature: str, candidates: Sequence[dict], build_fn: Callable[[dict], tuple[Any, list]], *,
-                repeat: int = 5, min_repeat_ms: float = 10.0, func_name: str = "main") -> TuneResult:
+                repeat: int = 5, min_repeat_ms: float = 10.0, func_name: str = "main", device=None) -> TuneResult:
     """Build and time every candidate; return the fastest.
 
     ``build_fn(params) -> (runtime module exposing func_name, args)``. A candidate that fails
     to build or run is skipped (logged); if all fail, RuntimeError names the signature.
     Reusable by other kernel families (the sparse kernels pass their own build_fn).
+    ``device`` (spdy.runtime.device; default this CPU) is where candidates are timed: on a
+    remote device the next candidate is built here while the previous one is timed there, and
+    a tracker pool times several candidates at once. A RemoteDeviceError (the device is gone)
+    propagates; it is not a failed candidate.
     """
-    best, best_m, trials = None, None, []
+    from spdy.errors import RemoteDeviceError
+    from spdy.runtime.device import LOCAL
+    device = device or LOCAL
+    pending, trials = [], []
     for params in candidates:
         try:
             mod, args = build_fn(params)
-            m = time_module(mod, func_name, args, repeat=repeat, min_repeat_ms=min_repeat_ms)
         except Exception as e:  # a template point that does not compile is not fatal
-            log.info("tune %s: candidate %s failed: %s", signature, params, e)
+            log.info("tune %s: candidate %s failed to build: %s", signature, params, e)
             trials.append((params, None))
             continue
-        trials.append((params, m.median))
+        fut = device.submit_time_module(mod, func_name, args, repeat=repeat, min_repeat_ms=min_repeat_ms)
+        pending.append((params, fut))
+        trials.append((params, None))
+    best, best_m = None, None
+    for params, fut in pending:
+        try:
+            m = fut.result()
+        except RemoteDeviceError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the candidate failed to run
+            log.info("tune %s: candidate %s failed: %s", signature, params, e)
+            continue
+        i = next(j for j, (p, t) in enumerate(trials) if p is params)
+        trials[i] = (params, m.median)
         if best_m is None or m.median < best_m.median:
             best, best_m = params, m
     if best is None:
@@ -72,6 +91,7 @@ class Tuner:
     repeat: int = 5
     min_repeat_ms: float = 10.0
     max_candidates: int = 16
+    device: Any = None                 # spdy.runtime.device.Device; None -> this CPU
     stats: dict = field(default_factory=lambda: {"hits": 0, "misses": 0, "tuned": 0, "tune_s": 0.0})
 
     def __post_init__(self):
@@ -96,9 +116,17 @@ class Tuner:
                 return None
         return self.db
 
+    def identity(self):
+        """(host, threads) of the device timings come from: the latency DB key fields."""
+        if self.device is None or not self.device.remote:
+            return None, self.num_threads
+        ident = self.device.identity()
+        return ident.host, ident.threads
+
     def key(self, signature: str, source_hash: str, *, format: str = "dense", level_bp: int = 0) -> LatencyKey:
-        return LatencyKey.make(signature, self.target, self.num_threads, source_hash,
-                               format=format, level_bp=level_bp)
+        host, threads = self.identity()
+        return LatencyKey.make(signature, self.target, threads, source_hash,
+                               format=format, level_bp=level_bp, host=host)
 
     def tune(self, signature: str, candidates: Sequence[dict], build_fn, *, source_hash: str,
              format: str = "dense", level_bp: int = 0, default: dict | None = None) -> tuple[dict, float | None]:
@@ -117,7 +145,8 @@ class Tuner:
         cands = list(candidates)[: self.max_candidates]
         if default is not None and default not in cands:
             cands.insert(0, default)
-        res = tune_kernel(signature, cands, build_fn, repeat=self.repeat, min_repeat_ms=self.min_repeat_ms)
+        res = tune_kernel(signature, cands, build_fn, repeat=self.repeat, min_repeat_ms=self.min_repeat_ms,
+                          device=self.device)
         self.stats["tuned"] += 1
         self.stats["tune_s"] += time.time() - t0
         if db is not None:
