@@ -13,6 +13,7 @@ _LAZY = {
     "CompiledModel": ("spdy.compiled", "CompiledModel"),
     "load": ("spdy.runtime.artifact", "load"),
     "solve_dp": ("spdy.passes.algo.dp", "solve_dp"),
+    "prune_channels": ("spdy.chex.prune", "prune_channels"),
 }
 
 

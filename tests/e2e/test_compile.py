@@ -61,9 +61,10 @@ def test_sparse_compile_without_calibration(convnet, image):
         spdy.compile(convnet, (image,), speedup=2.0)
 
 
-def test_channels_mode_not_available_yet(convnet, image):
-    with pytest.raises(NotAvailableError, match="not available yet"):
-        spdy.compile(convnet, (image,), speedup=2.0, mode="channels")
+def test_channels_mode_takes_no_profile(convnet, image):
+    # mode="channels" itself is tested in tests/passes/test_channel_compile.py
+    with pytest.raises(NotAvailableError, match="mode='sparse'"):
+        spdy.compile(convnet, (image,), mode="channels", profile={"dw": {"format": "bsr16x1", "sparsity": 0.5}})
 
 
 def test_unknown_target(convnet, image):
