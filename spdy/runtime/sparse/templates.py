@@ -73,9 +73,9 @@ def _epilogue(expr: str, act: str) -> str:
         return f"T.max({expr}, T.float32(0))"
     if act == "relu6":
         return f"T.min(T.max({expr}, T.float32(0)), T.float32(6))"
-    if act == "gelu":  # exact (erf) GELU, as torch.nn.GELU() by default
-        return (f"T.float32(0.5) * ({expr}) * (T.float32(1) + "
-                f"T.erf(({expr}) * T.float32(0.7071067811865476)))")
+    if act == "gelu":  # erf GELU, as torch.nn.GELU() by default (vectorizable erf: see gelu_expr)
+        from spdy.runtime.kernels.tvmscript import gelu_expr
+        return gelu_expr(f"({expr})")
     raise ValueError(f"unknown activation {act!r}; known: {ACTIVATIONS}")
 
 
