@@ -16,6 +16,7 @@ from spdy.passes.canonicalize import CanonicalizePass
 from spdy.passes.context import CompileContext
 from spdy.passes.dense_baseline import DenseBaselinePass
 from spdy.passes.fuse_epilogues import FuseEpiloguesPass
+from spdy.passes.global_adaprune import GlobalAdaPrunePass
 from spdy.passes.insert_masks import InsertMasksPass
 from spdy.passes.lower_to_tvm import LowerToTvmPass
 from spdy.passes.measure_dense import MeasureDensePass
@@ -51,13 +52,16 @@ def profile_pipeline(*, tune: bool = True, measure: bool = True) -> Pipeline:
 def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target="host", *,  # noqa: A001
             calib=None, profile: dict | None = None, mode: str = "sparse", formats=("bsr16x1",),
             method: str = "spdy", seed: int = 0, num_threads: int | None = None, tune: bool = True,
-            measure: bool = True, workdir: str | Path | None = None, dump_graphs: bool = False,
+            measure: bool | str = True, workdir: str | Path | None = None, dump_graphs: bool = False,
             n_samples: int = 1024, max_evals: int = 0, rounds: int = 3, grid_levels: int = 41,
-            progress=None) -> CompiledModel:
+            keep_dense=None, global_adaprune: int = 0, progress=None) -> CompiledModel:
     """Compile `model` for `target` so that it runs `speedup` times faster than the dense artifact.
 
     speedup=1.0 compiles the dense model with spdy's kernels. `profile` compiles a given
     per-layer sparsity profile instead of searching one. Returns a CompiledModel.
+    `measure`: False skips end-to-end timing; True or "local" times on this CPU;
+    "rpc://HOST:PORT" or "tracker://HOST:PORT/KEY" times kernels, the latency table and the
+    artifacts on that device over TVM RPC (see spdy.runtime.device; `spdy device serve`).
     """
     if not isinstance(model, torch.nn.Module):
         raise SpdyError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -71,32 +75,41 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
         raise SpdyError(f"mode must be 'sparse' or 'channels', got {mode!r}")
     if speedup > 1.0 and profile:
         raise SpdyError("give either speedup (spdy searches a profile) or profile (compiled as given), not both")
-    if mode == "channels" and speedup > 1.0:
-        raise NotAvailableError("structured (mode='channels') compiles are not available yet; use mode='sparse'")
+    if mode == "channels" and profile:
+        raise NotAvailableError("mode='channels' searches widths for a speedup; a per-layer profile is for mode='sparse'")
     spec = parse_target(target)
     inputs = normalize_inputs(example_inputs)
     threads = int(num_threads or spec.num_cores)
+    device, owns_device = _measure_device(measure)
+    measure = measure is not False
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="spdy-"))
     work.mkdir(parents=True, exist_ok=True)
     (work / "passlog.jsonl").unlink(missing_ok=True)
     ctx = CompileContext(model=model, inputs=inputs, target=spec, workdir=work, dump_graphs=dump_graphs,
                          options={"num_threads": threads, "seed": seed, "speedup": speedup, "profile": profile})
     from spdy.runtime.tune import Tuner
-    ctx.artifacts["tuner"] = Tuner(target=spec.to_tvm(), num_threads=threads, mode="tune" if tune else "default")
+    ctx.artifacts["tuner"] = Tuner(target=spec.to_tvm(), num_threads=threads, mode="tune" if tune else "default",
+                                   device=device)
+    ctx.artifacts["device"] = device
     t0 = time.perf_counter()
     if speedup > 1.0:
-        ctx.options.update(calib=calib, progress=progress, latency_db=True)
+        ctx.options.update(calib=calib, progress=progress, latency_db=True, keep_dense=keep_dense,
+                           global_adaprune=int(global_adaprune))
         _check_before_long_work(model, inputs, calib, n_samples, ctx)
-        pipeline, gm = _run_spdy(ctx, speedup, formats=tuple(formats), method=method, tune=tune, seed=seed,
-                                 max_evals=max_evals, n_samples=n_samples, rounds=rounds,
-                                 grid_levels=grid_levels)
+        if mode == "channels":  # structured: widths per coupling group (spdy/passes/channels_compile.py)
+            from spdy.passes.channels_compile import run_channels
+            pipeline, gm = run_channels(ctx, speedup, tune=tune, rounds=rounds)
+        else:
+            pipeline, gm = _run_spdy(ctx, speedup, formats=tuple(formats), method=method, tune=tune, seed=seed,
+                                     max_evals=max_evals, n_samples=n_samples, rounds=rounds,
+                                     grid_levels=grid_levels)
         records = ctx.artifacts["passlog"]
     else:
         pipeline = profile_pipeline(tune=tune, measure=measure) if profile else dense_pipeline(tune=tune, measure=measure)
         gm, records = pipeline.run(None, ctx)
     built = ctx.artifacts["executable"]
     report = {
-        "mode": "spdy" if speedup > 1.0 else "profile" if profile else "dense",
+        "mode": ("channels" if mode == "channels" else "spdy") if speedup > 1.0 else "profile" if profile else "dense",
         "method": method if speedup > 1.0 else None,
         "requested_speedup": speedup,
         "target": spec.canonical(),
@@ -109,7 +122,10 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
     tuner = ctx.artifacts.get("tuner")
     if tuner is not None:
         report["tuner"] = dict(tuner.stats)
-    for key in ("baseline", "rounds", "pruned", "predicted_speedup", "calib_loss"):
+    report["measure"] = _device_report(device, threads)
+    if owns_device:
+        device.close()
+    for key in ("baseline", "rounds", "pruned", "predicted_speedup", "calib_loss", "channels"):
         if key in ctx.artifacts:
             report[key] = ctx.artifacts[key]
     if ctx.artifacts.get("verified"):
@@ -118,6 +134,26 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
     report["profile"] = final_profile
     return CompiledModel(built, report, final_profile, records, pruned_model=gm,
                          example=(inputs.args, inputs.kwargs))
+
+
+def _measure_device(measure):
+    """(device, created here) for compile's `measure` option; a remote device is contacted
+    now, so an unreachable one fails before any long work."""
+    from spdy.runtime.device import LOCAL, Device, parse_measure
+    if isinstance(measure, bool):
+        return LOCAL, False
+    device = parse_measure(measure)
+    if device.remote:
+        device.identity()
+    return device, not isinstance(measure, Device)
+
+
+def _device_report(device, threads: int) -> dict:
+    out = {"device": device.spec, **device.identity(threads).to_json()}
+    stats = getattr(device, "stats", None)
+    if stats:
+        out["stats"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in dict(stats).items()}
+    return out
 
 
 NOISE = 0.03      # measured speedups within 3% of the target count as meeting it
@@ -146,7 +182,9 @@ def _run_spdy(ctx, speedup, *, formats, method, tune, seed, max_evals, n_samples
     ctx.artifacts["budget_scale"] = 1.0
     meeting, best = [], None   # rounds that meet the target; the fastest round overall
     for r in range(max(1, rounds)):
-        post = Pipeline([SolveSparsityPass(method=method, seed=seed, max_evals=max_evals), ApplyProfilePass(),
+        tuned = [GlobalAdaPrunePass(steps=ctx.options["global_adaprune"], seed=seed)] \
+            if ctx.options.get("global_adaprune") else []
+        post = Pipeline([SolveSparsityPass(method=method, seed=seed, max_evals=max_evals), ApplyProfilePass(), *tuned,
                          LowerToTvmPass(tune=tune), BuildArtifactPass(), VerifySpeedupPass()])
         try:
             out, _ = post.run(copy.deepcopy(gm), ctx)
@@ -165,7 +203,9 @@ def _run_spdy(ctx, speedup, *, formats, method, tune, seed, max_evals, n_samples
                 break
             # Faster than asked: the table over-estimated the sparse kernels' time. Loosen the
             # budget so the next profile prunes less and keeps more accuracy.
-        ctx.artifacts["budget_scale"] *= ratio / (1 + NOISE / 3) if ratio < 1 - NOISE else ratio ** 0.5
+        # Short: shrink by measured/predicted (DESIGN 4.6), or by measured/target if that is smaller.
+        short = min(ratio, m["measured_speedup"] / (m.get("predicted_speedup") or speedup))
+        ctx.artifacts["budget_scale"] *= short / (1 + NOISE / 3) if ratio < 1 - NOISE else ratio ** 0.5
     # Of the artifacts that meet the target, the one with the least calibration loss wins.
     chosen = min(meeting, key=lambda e: e[4]) if meeting else best
     m, out, built, profile, loss = chosen

@@ -68,14 +68,17 @@ def print_report(report: dict, out=sys.stdout) -> None:
           f"   compile: {report.get('compile_s')} s", file=out)
     base = report.get("baseline")
     if base:
+        vs = base.get("speedup_vs_torch_eager")
         print(f"latency    spdy dense artifact {_fmt_ms(base.get('dense_artifact'))}   "
               f"PyTorch eager {_fmt_ms(base.get('torch_eager'))}   "
-              f"(spdy is {base.get('speedup_vs_torch_eager', 0):.2f}x PyTorch eager)", file=out)
+              + (f"(spdy is {vs:.2f}x PyTorch eager)" if vs else f"(measured on {base.get('measured_on')})"),
+              file=out)
     for r in report.get("rounds", []):
         pred = r.get("predicted_speedup")
         print(f"round {r.get('round')}   predicted {f'{pred:.2f}x' if pred else '-':>6}   measured "
               f"{r['measured_speedup']:.2f}x  (artifact {_fmt_ms(r['artifact'])}, dense {_fmt_ms(r['dense_artifact'])}, "
-              f"{r['speedup_vs_torch_eager']:.2f}x PyTorch eager)", file=out)
+              + (f"{r['speedup_vs_torch_eager']:.2f}x PyTorch eager)" if r.get("speedup_vs_torch_eager")
+                 else f"on {r.get('measured_on')})"), file=out)
     prof = report.get("profile") or {}
     if any(v.get("format") != "dense" for v in prof.values()):
         print("profile", file=out)
@@ -93,6 +96,13 @@ def print_passlog(records: list[dict], only: str | None = None, out=sys.stdout) 
         stats = r.get("stats") or {}
         text = ", ".join(f"{k}={v}" for k, v in stats.items()) if not r.get("error") else r["error"]
         print(f"{r['seq']:>2}  {r['pass']:<16} {r['status']:<7} {r.get('wall_s', 0):>8.3f}  {text}", file=out)
+
+
+def _keep_dense(text):
+    """--keep-dense: None (default rule), 'none' (no layer), or comma-separated layer names."""
+    if text is None:
+        return None
+    return [] if text.strip().lower() == "none" else [n.strip() for n in text.split(",") if n.strip()]
 
 
 def cmd_compile(args) -> int:
@@ -113,8 +123,9 @@ def cmd_compile(args) -> int:
         raise UsageError("a sparse compile (--speedup > 1) needs calibration data: --calib PKG.MOD:FACTORY "
                          "returning an iterable of inputs or (input, label) pairs")
     cm = spdy.compile(model, inputs, speedup=args.speedup, target=args.target, num_threads=args.threads,
-                      tune=not args.no_tune, measure=not args.no_measure, calib=calib, method=args.method,
+                      tune=not args.no_tune, measure=False if args.no_measure else args.measure, calib=calib, method=args.method,
                       formats=tuple(args.formats.split(",")), n_samples=args.samples, max_evals=args.max_evals,
+                      keep_dense=_keep_dense(args.keep_dense), global_adaprune=args.global_adaprune,
                       progress=_progress)
     out = cm.save(args.output)
     print_report(cm.report)
@@ -170,6 +181,18 @@ def cmd_cache(args) -> int:
     return latency_db.cli(args)
 
 
+def cmd_device(args) -> int:
+    """`spdy device serve`: a TVM RPC server on this machine that spdy compiles can time kernels on."""
+    from spdy.runtime.device import serve
+
+    def ready(port):
+        use = f"tracker://{args.tracker}/{args.key}" if args.tracker else f"rpc://{args.host}:{port}"
+        print(f"spdy device: TVM RPC server on {args.host}:{port}; compile with --measure {use}", flush=True)
+    serve(args.host, args.port, args.port_end, tracker=args.tracker, key=args.key, threads=args.threads,
+          silent=not args.verbose, ready=ready)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     import spdy
     p = argparse.ArgumentParser(prog="spdy", description="compile PyTorch models into fast TVM artifacts")
@@ -186,11 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--no-tune", action="store_true")
     c.add_argument("--no-measure", action="store_true")
+    c.add_argument("--measure", default="local", metavar="WHERE",
+                   help="where kernels and artifacts are timed: local, rpc://HOST:PORT or tracker://HOST:PORT/KEY")
     c.add_argument("--calib", help="PKG.MOD:FACTORY returning the calibration iterable (needed for --speedup > 1)")
     c.add_argument("--method", default="spdy", choices=["spdy", "uniform", "gmp"])
     c.add_argument("--formats", default="bsr16x1", help="comma-separated sparse formats the search may use")
     c.add_argument("--samples", type=int, default=1024, help="calibration samples")
     c.add_argument("--max-evals", type=int, default=0, help="cap on search evaluations (0: none)")
+    c.add_argument("--keep-dense", default=None, metavar="LAYERS",
+                   help="comma-separated layers the search leaves dense (default: first and last; 'none': prune all)")
+    c.add_argument("--global-adaprune", type=int, default=0, metavar="STEPS",
+                   help="fine-tune the pruned layers jointly for STEPS Adam steps after stitching (default 0: off)")
     c.add_argument("-o", "--output", required=True)
     c.set_defaults(func=cmd_compile)
 
@@ -217,6 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=["stats", "export", "import", "clear"])
     k.add_argument("file", nargs="?")
     k.set_defaults(func=cmd_cache)
+
+    dv = sub.add_parser("device", help="serve this machine as a measuring device (TVM RPC server)")
+    dsub = dv.add_subparsers(dest="device_cmd", required=True)
+    ds = dsub.add_parser("serve", help="start a TVM RPC server; compiles elsewhere time kernels here with "
+                         "--measure rpc://HOST:PORT (runs code clients send: trusted networks only)")
+    ds.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all interfaces)")
+    ds.add_argument("--port", type=int, default=9090)
+    ds.add_argument("--port-end", type=int, default=None, help="try ports up to this one if --port is taken")
+    ds.add_argument("--tracker", default=None, help="HOST:PORT of a TVM RPC tracker to register with")
+    ds.add_argument("--key", default="", help="device key at the tracker (clients use tracker://HOST:PORT/KEY)")
+    ds.add_argument("--threads", type=int, default=None, help="TVM threads per measurement (default: all cores)")
+    ds.add_argument("--verbose", action="store_true", help="log every session")
+    ds.set_defaults(func=cmd_device)
 
     s = sub.add_parser("sweep", help="sparse double descent study (see `spdy sweep --help`)", add_help=False)
     s.add_argument("rest", nargs=argparse.REMAINDER)

@@ -167,15 +167,31 @@ class ProfileLatencyPass(Pass):
         dense = ctx.need("dense_executable")
         # base anchors the budget: one burst of background load would make every speedup look
         # reachable or none; take the best of three medians, as the layer times are medians too.
-        base = min(dense.runner.time(repeat=7)["median_ms"] for _ in range(3)) / 1e3
-        # Layers timed alone can add up to more than the whole model (cold caches, load during
-        # the table): then scale every row so the dense rows fit inside base. The DP needs
-        # each layer's share of the model, and a scale keeps the shares; verify-speedup checks
-        # the result on the real artifact.
+        device = ctx.artifacts.get("device")
+        if device is not None and device.remote:  # the dense artifact on the measuring device
+            arrays = [t.contiguous().numpy() for t in ctx.inputs.flat]
+            base = min(float(np.median(device.time_vm_samples(dense.executable, arrays, repeat=7, min_repeat_ms=100)))
+                       for _ in range(3))
+        else:
+            base = min(dense.runner.time(repeat=7)["median_ms"] for _ in range(3)) / 1e3
+        # Layers timed alone can add up to more than the whole model (call overhead of tiny
+        # kernels, cold caches, load during the table). Then scale every row, and the frozen
+        # layers' dense times, so that all layers together fit inside base: the DP needs each
+        # layer's share of the model, the scale keeps the shares, and the frozen layers keep
+        # their share in `fixed` (charging them nothing made the budget too loose).
+        # verify-speedup checks the result on the real artifact.
+        frozen_dense = 0.0
+        for layer in layers:
+            if layer.qualname in frozen:
+                w = get_tensor(gm, layer.weight).detach().float().numpy()
+                frozen_dense += measure_options(layer_spec(gm, layer), [(DENSE, 0.0, w)], _bias(gm, layer.node),
+                                                target, threads=threads, tuner=ctx.artifacts.get("tuner"), db=db,
+                                                repeat=self.repeat)[0][0]
+        all_dense = float(times[:, 0].sum()) + frozen_dense
         raw_fixed = base - float(times[:, 0].sum())
         scale = 1.0
-        if raw_fixed < 0 and times.size:
-            scale = base / float(times[:, 0].sum())
+        if all_dense > base and times.size:
+            scale = base / all_dense
             times = times * scale
         fixed = max(0.0, base - float(times[:, 0].sum()))
         table = LatencyTable([l.qualname for l in rows], opts, times, base, fixed, frozen, timed, scale)

@@ -60,8 +60,9 @@ def _emit(bb, spec: LayerSpec, x, res, weight, bias, name, ctx):
                                name=name, ctx=ctx)
 
 
-def _build_dense(spec: LayerSpec, weight: np.ndarray, bias, target, threads, tuner):
-    """A Relax module whose `main` is the layer's dense kernel(s); returns (vm, dev, inputs)."""
+def _build_dense(spec: LayerSpec, weight: np.ndarray, bias, target, threads, tuner, remote: bool = False):
+    """A Relax module whose `main` is the layer's dense kernel(s); returns (vm, dev, inputs),
+    or (executable, None, numpy inputs) for a remote device."""
     import tvm
     from tvm import relax
     from spdy.runtime import kernels
@@ -79,16 +80,22 @@ def _build_dense(spec: LayerSpec, weight: np.ndarray, bias, target, threads, tun
             out = bb.emit_output(_emit(bb, spec, x, res, weight, bias, f"{spec.name}__dense", ctx))
         bb.emit_func_output(out)
     ex = tvm.compile(bb.get(), target, relax_pipeline=kernels.relax_pipeline(target, ctx))
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(spec.in_shape).astype("float32")]
+    if spec.has_residual:
+        arrays.append(rng.standard_normal(spec.out_shape).astype("float32"))
+    if remote:  # timed on the measuring device (spdy.runtime.device): the executable and numpy inputs
+        return ex, None, arrays
     dev = tvm.cpu()
     vm = relax.VirtualMachine(ex, dev)
-    rng = np.random.default_rng(0)
-    inputs = [tvm.runtime.tensor(rng.standard_normal(spec.in_shape).astype("float32"), dev)]
-    if spec.has_residual:
-        inputs.append(tvm.runtime.tensor(rng.standard_normal(spec.out_shape).astype("float32"), dev))
-    return vm, dev, inputs
+    return vm, dev, [tvm.runtime.tensor(a, dev) for a in arrays]
 
 
 def _time_dense(spec, weight, bias, target, threads, tuner, repeat, min_repeat_ms) -> np.ndarray:
+    device = getattr(tuner, "device", None)
+    if device is not None and device.remote:
+        ex, _, arrays = _build_dense(spec, weight, bias, target, threads, tuner, remote=True)
+        return device.time_vm_samples(ex, arrays, repeat=repeat, min_repeat_ms=min_repeat_ms)
     vm, dev, inputs = _build_dense(spec, weight, bias, target, threads, tuner)
     f = vm.time_evaluator("main", dev, number=1, repeat=repeat, min_repeat_ms=int(min_repeat_ms))
     f(*inputs)  # warm-up: first call pays page faults and thread start
@@ -120,8 +127,11 @@ def measure_options(spec: LayerSpec, options: list[tuple[str, float, np.ndarray]
     from spdy.runtime.latency_db import LatencyKey
     ensure_threads(threads)
     src = kernel_source_hash()
+    # a remote measuring device keys rows by its own identity (host fingerprint, threads)
+    remote = getattr(getattr(tuner, "device", None), "remote", False)
+    host, key_threads = tuner.identity() if remote else (None, threads)
     keys = [LatencyKey.make(spec.signature + f":a{spec.activation}:r{int(spec.has_residual)}:b{int(spec.has_bias)}",
-                            target, threads, src, format=fmt, level_bp=int(round(s * 10000)))
+                            target, key_threads, src, format=fmt, level_bp=int(round(s * 10000)), host=host)
             for fmt, s, _ in options]
     times: list[float | None] = [None] * len(options)
     cached: list[float | None] = [None] * len(options)

@@ -105,3 +105,24 @@ def test_nan_weights_fail_early(wide, tmp_path):
         bad.hidden[1].weight[0, 0] = float("nan")
     with pytest.raises(CalibrationError, match="hidden.1"):
         spdy.compile(bad, (x,), speedup=2.0, calib=CALIB, workdir=tmp_path)
+
+
+def test_global_adaprune_tunes_the_stitched_model(wide, tmp_path):
+    model, x = wide
+    cm = spdy.compile(model, (x,), speedup=1.3, calib=CALIB, n_samples=64, grid_levels=6, max_evals=8,
+                      tune=False, global_adaprune=20, workdir=tmp_path)
+    rec = [p["stats"] for p in cm.passlog if p["pass"] == "global-adaprune"]
+    tuned = [r for r in rec if r["steps"]]  # a round that pruned nothing has nothing to tune
+    assert tuned and all(r["steps"] == 20 and r["loss_after"] <= r["loss_before"] for r in tuned)
+    for name, p in cm.profile.items():
+        if p["sparsity"] > 0:  # masks still hold after tuning
+            w = cm.pruned_model.get_submodule(name).weight.detach()
+            assert float((w == 0).float().mean()) >= p["sparsity"] - 0.01
+    np.testing.assert_allclose(cm(x).numpy(), cm.pruned_model(x).detach().numpy(), atol=1e-4)
+
+
+def test_keep_dense_unknown_layer_is_named(wide, tmp_path):
+    model, x = wide
+    with pytest.raises(SpdyError, match="keep_dense names unknown layer.*'nope'.*hidden.0"):
+        spdy.compile(model, (x,), speedup=1.3, calib=CALIB, n_samples=32, grid_levels=4, tune=False,
+                     keep_dense=["nope"], workdir=tmp_path)

@@ -17,7 +17,7 @@ def test_sparser_options_never_slower_within_a_format():
         assert np.array_equal(m[:, idx[0]], t[:, idx[0]])  # the least sparse level keeps its time
 
 
-def _traced_mlp():
+def _traced_mlp(workdir):
     import torch
     from spdy.ir.layers import find_layers
     from spdy.ir.trace import normalize_inputs
@@ -30,14 +30,14 @@ def _traced_mlp():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 16)).eval()
     ctx = CompileContext(model=model, inputs=normalize_inputs((torch.randn(4, 32),)), target=parse_target("host"),
-                         workdir=".", options={})
+                         workdir=workdir, options={})
     gm, _ = Pipeline([TracePass(), CanonicalizePass(), FuseEpiloguesPass()]).run(None, ctx)
     return gm, find_layers(gm)
 
 
-def test_row_times_anchors_retimes_bursts_and_interpolates():
+def test_row_times_anchors_retimes_bursts_and_interpolates(tmp_path):
     from spdy.passes.profile_latency import ProfileLatencyPass
-    gm, layers = _traced_mlp()
+    gm, layers = _traced_mlp(tmp_path)
     opts = options(("bsr16x1",), sparsity_levels(9))
     p = ProfileLatencyPass(timed_every=4)
     timed = p.timed_options(opts)

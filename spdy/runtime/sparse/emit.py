@@ -206,5 +206,5 @@ def time_sparse_layer(kind: str, x_shape, weight: np.ndarray, *, has_bias: bool,
     from spdy.runtime.tune import tune_kernel
     res = tune_kernel(setup.signature, [vars(p)], _timing_build(setup.build, ctx.target, setup.x_shape,
                                                                  setup.extra_shapes),
-                      repeat=repeat, min_repeat_ms=min_repeat_ms)
+                      repeat=repeat, min_repeat_ms=min_repeat_ms, device=getattr(ctx.tuner, "device", None))
     return float(res.measurement.median)
