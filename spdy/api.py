@@ -10,6 +10,7 @@ import torch
 from spdy.compiled import CompiledModel
 from spdy.errors import NotAvailableError, SpdyError
 from spdy.ir.trace import normalize_inputs
+from spdy.passes.algo.budget_correction import judge_round
 from spdy.passes.apply_profile import ApplyProfilePass
 from spdy.passes.build_artifact import BuildArtifactPass
 from spdy.passes.canonicalize import CanonicalizePass
@@ -156,8 +157,6 @@ def _device_report(device, threads: int) -> dict:
     return out
 
 
-NOISE = 0.03      # measured speedups within 3% of the target count as meeting it
-OVERSHOOT = 0.15  # more than 15% faster than asked: re-solve with a looser budget to keep accuracy
 
 
 def _check_before_long_work(model, inputs, calib, n_samples, ctx) -> None:
@@ -196,16 +195,14 @@ def _run_spdy(ctx, speedup, *, formats, method, tune, seed, max_evals, n_samples
         entry = (m, out, ctx.artifacts["executable"], ctx.artifacts["profile"], ctx.artifacts.get("calib_loss", 0.0))
         if best is None or m["measured_speedup"] > best[0]["measured_speedup"]:
             best = entry
-        ratio = m["measured_speedup"] / speedup
-        if ratio >= 1 - NOISE:
+        outcome = judge_round(m["measured_speedup"], m.get("predicted_speedup"), speedup)
+        if outcome.meets:
             meeting.append(entry)
-            if ratio <= 1 + OVERSHOOT:
-                break
-            # Faster than asked: the table over-estimated the sparse kernels' time. Loosen the
-            # budget so the next profile prunes less and keeps more accuracy.
-        # Short: shrink by measured/predicted (DESIGN 4.6), or by measured/target if that is smaller.
-        short = min(ratio, m["measured_speedup"] / (m.get("predicted_speedup") or speedup))
-        ctx.artifacts["budget_scale"] *= short / (1 + NOISE / 3) if ratio < 1 - NOISE else ratio ** 0.5
+        if outcome.stop:
+            break
+        # Short: tighten the budget. Far faster than asked: the table over-estimated the sparse
+        # kernels' time; loosen it so the next profile prunes less and keeps more accuracy.
+        ctx.artifacts["budget_scale"] *= outcome.budget_factor
     # Of the artifacts that meet the target, the one with the least calibration loss wins.
     chosen = min(meeting, key=lambda e: e[4]) if meeting else best
     m, out, built, profile, loss = chosen

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from spdy.errors import InfeasibleSpeedupError
+from spdy.passes.algo.budget_correction import NOISE, judge_round  # noqa: F401  (NOISE: tests)
 from spdy.passes.build_artifact import BuildArtifactPass
 from spdy.passes.canonicalize import CanonicalizePass
 from spdy.passes.channel_surgery import ChannelSurgeryPass
@@ -28,8 +29,6 @@ from spdy.passes.solve_channels import SolveChannelsPass
 from spdy.passes.trace import TracePass
 from spdy.passes.verify_speedup import VerifySpeedupPass
 
-NOISE = 0.03      # as spdy.api: within 3% of the target counts as meeting it
-OVERSHOOT = 0.15  # more than 15% faster than asked: loosen the budget to keep accuracy
 RATIOS = None     # keep-ratio grid of every group; None: channel_widths.DEFAULT_RATIOS (1.0, 0.9, ... 0.1)
 ITERATIONS = 4    # solve <-> re-time rounds of solve-channels (each new neighbour width costs kernel timings)
 FILL = True       # solve-channels' widen-fill step
@@ -97,14 +96,12 @@ def run_channels(ctx, speedup: float, *, tune: bool = True, rounds: int = 3, rat
         entry = (m, pruned, ctx.artifacts["executable"], plan, ctx.artifacts["channel_history"], loss)
         if best is None or m["measured_speedup"] > best[0]["measured_speedup"]:
             best = entry
-        ratio = m["measured_speedup"] / speedup
-        if ratio >= 1 - NOISE:
+        outcome = judge_round(m["measured_speedup"], m.get("predicted_speedup"), speedup)
+        if outcome.meets:
             meeting.append(entry)
-            if ratio <= 1 + OVERSHOOT:
-                break
-        # Short: shrink by measured/predicted (DESIGN 4.6), or by measured/target if that is smaller.
-        short = min(ratio, m["measured_speedup"] / (m.get("predicted_speedup") or speedup))
-        ctx.artifacts["budget_scale"] *= short / (1 + NOISE / 3) if ratio < 1 - NOISE else ratio ** 0.5
+        if outcome.stop:
+            break
+        ctx.artifacts["budget_scale"] *= outcome.budget_factor
     chosen = min(meeting, key=lambda e: e[5]) if meeting else best
     m, pruned, built, plan, history, loss = chosen
     profile = {name: {"format": "channels", "group": v["group"], "kept": v["kept"], "of": v["of"],
