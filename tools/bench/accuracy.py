@@ -257,6 +257,15 @@ def _score(model, v) -> str:
     return f"{v:.4f}" if model in COSINE_MODELS else f"{v:.2f}"
 
 
+def skipped_after_infeasible(rows, name: str, method: str, speedup: float, log) -> bool:
+    """True (and logged) when a smaller speedup of this model and method was already infeasible."""
+    prev = [r for r in rows if r["model"] == name and r["method"] == method
+            and r["status"] == "infeasible" and r["requested_speedup"] < speedup]
+    if prev:
+        log(f"{name} {method} {speedup}x: skipped ({prev[0]['requested_speedup']}x was infeasible)")
+    return bool(prev)
+
+
 def markdown(rows, dense) -> str:
     head = ("| model | method | requested | measured speedup | accuracy % | dense % | status | "
             + " | ".join(PHASES) + " | total s |")
@@ -363,10 +372,7 @@ def run_minilm(args, methods, rows, dense, extra, save, log) -> None:
     # they are done (a MiniLM compile takes minutes; pass --speedups 2,1.5,3 to do 2x first)
     for s in args.speedups:
         for method in methods:
-            prev = [r for r in rows if r["model"] == name and r["method"] == method
-                    and r["status"] == "infeasible" and r["requested_speedup"] < s]
-            if prev:
-                log(f"{name} {method} {s}x: skipped ({prev[0]['requested_speedup']}x was infeasible)")
+            if skipped_after_infeasible(rows, name, method, s, log):
                 continue
             log(f"{name} {method} {s}x: compiling")
             rows.append(run_one(model, example, calib, test, name=name, method=method, speedup=s, args=args,
@@ -447,10 +453,7 @@ def main(argv=None) -> int:
         example = (test[0][:1],)
         for method in methods:
             for s in args.speedups:
-                prev = [r for r in rows if r["model"] == name and r["method"] == method
-                        and r["status"] == "infeasible" and r["requested_speedup"] < s]
-                if prev:
-                    log(f"{name} {method} {s}x: skipped ({prev[0]['requested_speedup']}x was infeasible)")
+                if skipped_after_infeasible(rows, name, method, s, log):
                     continue
                 log(f"{name} {method} {s}x: compiling")
                 rows.append(run_one(model, example, calib, test, name=name, method=method, speedup=s,
