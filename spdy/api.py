@@ -55,7 +55,8 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
             method: str = "spdy", seed: int = 0, num_threads: int | None = None, tune: bool = True,
             measure: bool | str = True, workdir: str | Path | None = None, dump_graphs: bool = False,
             n_samples: int = 1024, max_evals: int = 0, rounds: int = 3, grid_levels: int = 41,
-            keep_dense=None, global_adaprune: int = 0, progress=None) -> CompiledModel:
+            keep_dense=None, global_adaprune: int = 0, compare_onnxruntime: bool = True,
+            progress=None) -> CompiledModel:
     """Compile `model` for `target` so that it runs `speedup` times faster than the dense artifact.
 
     speedup=1.0 compiles the dense model with spdy's kernels. `profile` compiles a given
@@ -63,6 +64,8 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
     `measure`: False skips end-to-end timing; True or "local" times on this CPU;
     "rpc://HOST:PORT" or "tracker://HOST:PORT/KEY" times kernels, the latency table and the
     artifacts on that device over TVM RPC (see spdy.runtime.device; `spdy device serve`).
+    `compare_onnxruntime`: also time the dense model exported to ONNX in onnxruntime (when
+    installed) next to PyTorch eager, for the report's speedup_vs_onnxruntime.
     """
     if not isinstance(model, torch.nn.Module):
         raise SpdyError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -87,7 +90,8 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
     work.mkdir(parents=True, exist_ok=True)
     (work / "passlog.jsonl").unlink(missing_ok=True)
     ctx = CompileContext(model=model, inputs=inputs, target=spec, workdir=work, dump_graphs=dump_graphs,
-                         options={"num_threads": threads, "seed": seed, "speedup": speedup, "profile": profile})
+                         options={"num_threads": threads, "seed": seed, "speedup": speedup, "profile": profile,
+                                  "compare_onnxruntime": bool(compare_onnxruntime)})
     from spdy.runtime.tune import Tuner
     ctx.artifacts["tuner"] = Tuner(target=spec.to_tvm(), num_threads=threads, mode="tune" if tune else "default",
                                    device=device)
@@ -126,7 +130,7 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
     report["measure"] = _device_report(device, threads)
     if owns_device:
         device.close()
-    for key in ("baseline", "rounds", "pruned", "predicted_speedup", "calib_loss", "channels"):
+    for key in ("baseline", "rounds", "pruned", "predicted_speedup", "calib_loss", "channels", "reference_notes"):
         if key in ctx.artifacts:
             report[key] = ctx.artifacts[key]
     if ctx.artifacts.get("verified"):

@@ -69,16 +69,23 @@ def print_report(report: dict, out=sys.stdout) -> None:
     base = report.get("baseline")
     if base:
         vs = base.get("speedup_vs_torch_eager")
+        ort = base.get("onnxruntime")
         print(f"latency    spdy dense artifact {_fmt_ms(base.get('dense_artifact'))}   "
               f"PyTorch eager {_fmt_ms(base.get('torch_eager'))}   "
-              + (f"(spdy is {vs:.2f}x PyTorch eager)" if vs else f"(measured on {base.get('measured_on')})"),
+              + (f"onnxruntime {_fmt_ms(ort)}   " if ort else "")
+              + (f"(spdy is {vs:.2f}x PyTorch eager" + (f", {base['speedup_vs_onnxruntime']:.2f}x onnxruntime)"
+                                                         if ort else ")")
+                 if vs else f"(measured on {base.get('measured_on')})"),
               file=out)
     for r in report.get("rounds", []):
         pred = r.get("predicted_speedup")
         print(f"round {r.get('round')}   predicted {f'{pred:.2f}x' if pred else '-':>6}   measured "
               f"{r['measured_speedup']:.2f}x  (artifact {_fmt_ms(r['artifact'])}, dense {_fmt_ms(r['dense_artifact'])}, "
-              + (f"{r['speedup_vs_torch_eager']:.2f}x PyTorch eager)" if r.get("speedup_vs_torch_eager")
-                 else f"on {r.get('measured_on')})"), file=out)
+              + (f"{r['speedup_vs_torch_eager']:.2f}x PyTorch eager"
+                 + (f", {r['speedup_vs_onnxruntime']:.2f}x onnxruntime)" if r.get("speedup_vs_onnxruntime") else ")")
+                 if r.get("speedup_vs_torch_eager") else f"on {r.get('measured_on')})"), file=out)
+    for name, why in (report.get("reference_notes") or {}).items():
+        print(f"note       no {name} row: {why}", file=out)
     prof = report.get("profile") or {}
     if any(v.get("format") != "dense" for v in prof.values()):
         print("profile", file=out)
@@ -126,7 +133,7 @@ def cmd_compile(args) -> int:
                       tune=not args.no_tune, measure=False if args.no_measure else args.measure, calib=calib, method=args.method,
                       formats=tuple(args.formats.split(",")), n_samples=args.samples, max_evals=args.max_evals,
                       keep_dense=_keep_dense(args.keep_dense), global_adaprune=args.global_adaprune,
-                      progress=_progress)
+                      compare_onnxruntime=not args.no_onnxruntime, progress=_progress)
     out = cm.save(args.output)
     print_report(cm.report)
     print(f"artifact   {out}")
@@ -220,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated layers the search leaves dense (default: first and last; 'none': prune all)")
     c.add_argument("--global-adaprune", type=int, default=0, metavar="STEPS",
                    help="fine-tune the pruned layers jointly for STEPS Adam steps after stitching (default 0: off)")
+    c.add_argument("--no-onnxruntime", action="store_true",
+                   help="do not time the dense model in onnxruntime for the report (default: when installed)")
     c.add_argument("-o", "--output", required=True)
     c.set_defaults(func=cmd_compile)
 

@@ -1,4 +1,5 @@
-"""measure-dense: latency of the dense artifact and of PyTorch eager on the same input.
+"""measure-dense: latency of the dense artifact, PyTorch eager and (when installed) onnxruntime on
+the same input.
 
 These are the baseline rows of cm.report; speedups of sparse compiles are measured against
 the dense artifact, and the eager ratio tells the user what spdy buys over plain PyTorch.
@@ -7,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spdy.measure import artifact_fn, interleaved, interleaved_on_device, torch_eager_fn
+from spdy.measure import artifact_fn, interleaved, interleaved_on_device
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
+from spdy.reference_runtimes import reference_fns, reference_summary
 
 
 @register
@@ -27,18 +29,17 @@ class MeasureDensePass(Pass):
         arrays = [t.contiguous().numpy() for t in ctx.inputs.flat]
         device = ctx.artifacts.get("device")
         if device is not None and device.remote:
-            # the artifact on the measuring device; PyTorch eager cannot run there
+            # the artifact on the measuring device; PyTorch eager and onnxruntime cannot run there
             res = interleaved_on_device(device, {"artifact": built.executable}, arrays, rounds=self.rounds,
                                         min_time_s=self.min_time_s)
-            res["torch_eager"] = None
         else:
-            fns = {"artifact": artifact_fn(built.runner, arrays),
-                   "torch_eager": torch_eager_fn(ctx.model.eval(), ctx.inputs.args, ctx.inputs.kwargs, threads)}
+            fns = {"artifact": artifact_fn(built.runner, arrays), **reference_fns(ctx, threads)}
             res = interleaved(fns, rounds=self.rounds, min_time_s=self.min_time_s)
-        eager = res["torch_eager"]["median_ms"] if res["torch_eager"] else None
-        baseline = {"dense_artifact": res["artifact"], "torch_eager": res["torch_eager"], "threads": threads,
-                    "speedup_vs_torch_eager": eager / res["artifact"]["median_ms"] if eager else None,
+        baseline = {"dense_artifact": res["artifact"], "torch_eager": res.get("torch_eager"),
+                    "onnxruntime": res.get("onnxruntime"), "threads": threads,
+                    **reference_summary(res, res["artifact"]["median_ms"]),
                     "measured_on": device.spec if device is not None else "local"}
         ctx.artifacts["baseline"] = baseline
+        ms = {k: round(res[k]["median_ms"], 3) if res.get(k) else None for k in ("torch_eager", "onnxruntime")}
         return PassResult(gm, False, {"artifact_ms": round(res["artifact"]["median_ms"], 3),
-                                      "torch_eager_ms": round(eager, 3) if eager else None})
+                                      "torch_eager_ms": ms["torch_eager"], "onnxruntime_ms": ms["onnxruntime"]})

@@ -1,4 +1,5 @@
-"""verify-speedup: measure the artifact against the dense artifact (and PyTorch eager), end to end.
+"""verify-speedup: measure the artifact against the dense artifact (and PyTorch eager, and
+onnxruntime when installed), end to end.
 
 The speedup spdy promises is the measured one: both artifacts run interleaved on the target
 on the same input, and the ratio of medians is what the report calls the speedup.
@@ -7,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spdy.measure import artifact_fn, interleaved, interleaved_on_device, torch_eager_fn
+from spdy.measure import artifact_fn, interleaved, interleaved_on_device
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
+from spdy.reference_runtimes import reference_fns, reference_summary
 
 
 def measure_round(ctx, rounds: int, min_time_s: float) -> dict:
@@ -18,20 +20,20 @@ def measure_round(ctx, rounds: int, min_time_s: float) -> dict:
     arrays = [t.contiguous().numpy() for t in ctx.inputs.flat]
     device = ctx.artifacts.get("device")
     if device is not None and device.remote:
-        # both artifacts on the device, interleaved; PyTorch eager cannot run there
+        # both artifacts on the device, interleaved; PyTorch eager and onnxruntime cannot run there
         res = interleaved_on_device(device, {"artifact": built.executable, "dense_artifact": dense.executable},
                                     arrays, rounds=rounds, min_time_s=min_time_s)
-        res["torch_eager"] = None
     else:
         fns = {"artifact": artifact_fn(built.runner, arrays), "dense_artifact": artifact_fn(dense.runner, arrays),
-               "torch_eager": torch_eager_fn(ctx.model.eval(), ctx.inputs.args, ctx.inputs.kwargs, threads)}
+               **reference_fns(ctx, threads)}
         res = interleaved(fns, rounds=rounds, min_time_s=min_time_s)
     art, den = res["artifact"]["median_ms"], res["dense_artifact"]["median_ms"]
-    eager = res["torch_eager"]["median_ms"] if res["torch_eager"] else None
-    return {"artifact": res["artifact"], "dense_artifact": res["dense_artifact"], "torch_eager": res["torch_eager"],
-            "threads": threads, "measured_speedup": den / art,
-            "speedup_vs_torch_eager": eager / art if eager else None,
-            "dense_vs_torch_eager": eager / den if eager else None,
+    dense_vs = reference_summary(res, den)
+    return {"artifact": res["artifact"], "dense_artifact": res["dense_artifact"],
+            "torch_eager": res.get("torch_eager"), "onnxruntime": res.get("onnxruntime"),
+            "threads": threads, "measured_speedup": den / art, **reference_summary(res, art),
+            "dense_vs_torch_eager": dense_vs["speedup_vs_torch_eager"],
+            "dense_vs_onnxruntime": dense_vs["speedup_vs_onnxruntime"],
             "measured_on": device.spec if device is not None else "local"}
 
 
@@ -52,7 +54,10 @@ class VerifySpeedupPass(Pass):
         ctx.artifacts["rounds"].append(m)
         ctx.artifacts["verified"] = m
         ctx.artifacts["baseline"] = {"dense_artifact": m["dense_artifact"], "torch_eager": m["torch_eager"],
-                                     "threads": m["threads"], "speedup_vs_torch_eager": m["dense_vs_torch_eager"]}
+                                     "onnxruntime": m["onnxruntime"], "threads": m["threads"],
+                                     "speedup_vs_torch_eager": m["dense_vs_torch_eager"],
+                                     "speedup_vs_onnxruntime": m["dense_vs_onnxruntime"],
+                                     "measured_on": m["measured_on"]}
         return PassResult(gm, False, {"artifact_ms": round(m["artifact"]["median_ms"], 3),
                                       "dense_ms": round(m["dense_artifact"]["median_ms"], 3),
                                       "measured_speedup": round(m["measured_speedup"], 3)})

@@ -1,4 +1,5 @@
 """Compiled dense models match PyTorch within 1e-4, before and after save/load in a new process."""
+import importlib.util
 import subprocess
 import sys
 
@@ -53,6 +54,9 @@ def test_convnet_variants_and_report(convnet, image):
     assert base["dense_artifact"]["median_ms"] > 0 and base["torch_eager"]["median_ms"] > 0
     assert base["speedup_vs_torch_eager"] == pytest.approx(
         base["torch_eager"]["median_ms"] / base["dense_artifact"]["median_ms"])
+    if importlib.util.find_spec("onnxruntime"):  # the dense model in onnxruntime, timed in the same rounds
+        assert base["speedup_vs_onnxruntime"] == pytest.approx(
+            base["onnxruntime"]["median_ms"] / base["dense_artifact"]["median_ms"])
     assert [l["qualname"] for l in cm.report["layers"]] == ["conv1", "dw", "grouped", "strided", "fc"]
 
 

@@ -1,4 +1,6 @@
 """Sparse compiles: a given profile, and the SPDY search with its speedup check."""
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -65,6 +67,9 @@ def test_spdy_meets_speedup_on_the_measured_artifact(wide, tmp_path):
     r = cm.report
     assert r["measured_speedup"] >= 1.3 * 0.97
     assert r["rounds"] and all("measured_speedup" in x and x["predicted_speedup"] for x in r["rounds"])
+    if importlib.util.find_spec("onnxruntime"):  # every round also times the dense model in onnxruntime
+        assert all(x["speedup_vs_onnxruntime"] == pytest.approx(x["onnxruntime"]["median_ms"] / x["artifact"]["median_ms"])
+                   for x in r["rounds"])
     assert set(cm.profile) == {"inp", "hidden.0", "hidden.1", "hidden.2", "hidden.3", "out"}
     assert cm.profile["inp"]["format"] == "dense" and cm.profile["out"]["format"] == "dense"
     assert any(p["sparsity"] > 0 for p in cm.profile.values())

@@ -1,0 +1,78 @@
+"""The dense runtimes cm.report compares spdy's artifacts against: PyTorch eager and, when
+the package is installed, onnxruntime running the same dense model exported to ONNX.
+
+Users pick spdy over "export to ONNX and run onnxruntime", so the report says how the
+artifact compares with that too, timed interleaved with the artifacts in the same rounds
+(spdy.measure.interleaved). onnxruntime is optional: when it is missing, or the model does
+not export, the report says why in `reference_notes` instead of failing the compile.
+
+The ONNX session is built once per compile and kept in ctx.artifacts, so the budget
+correction rounds of verify-speedup do not export the model again.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Callable
+
+from spdy.measure import torch_eager_fn
+
+_SESSION_KEY = "onnxruntime_session"
+
+
+def reference_fns(ctx, threads: int) -> dict[str, Callable[[], object]]:
+    """{name: zero-argument callable} for PyTorch eager and (when available) onnxruntime."""
+    fns = {"torch_eager": torch_eager_fn(ctx.model.eval(), ctx.inputs.args, ctx.inputs.kwargs, threads)}
+    if ctx.options.get("compare_onnxruntime", True):
+        if _SESSION_KEY not in ctx.artifacts:
+            ctx.artifacts[_SESSION_KEY] = _onnxruntime_fn(ctx, threads)
+        run, note = ctx.artifacts[_SESSION_KEY]
+        if run is not None:
+            fns["onnxruntime"] = run
+        else:
+            ctx.artifacts.setdefault("reference_notes", {})["onnxruntime"] = note
+    return fns
+
+
+def _onnxruntime_fn(ctx, threads: int):
+    """(run, None) or (None, why not)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None, "onnxruntime is not installed (pip install onnxruntime to compare against it)"
+    import torch
+    args, kwargs = tuple(ctx.inputs.args), dict(ctx.inputs.kwargs or {})
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            # torch 2.13: the dynamo exporter needs onnxscript; the TorchScript one does not
+            torch.onnx.export(ctx.model.eval(), args + ((kwargs,) if kwargs else ()), buf, dynamo=False,
+                              opset_version=17)
+    except Exception as e:  # any exporter failure only means "no onnxruntime row"
+        return None, f"the model does not export to ONNX ({type(e).__name__}: {str(e)[:300]})"
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        return None, f"onnxruntime {ort.__version__} cannot load the exported model ({type(e).__name__}: {str(e)[:300]})"
+    arrays = [t.detach().contiguous().numpy() for t in ctx.inputs.flat]
+    names = [i.name for i in sess.get_inputs()]
+    if len(names) != len(arrays):
+        return None, (f"the exported ONNX model takes {len(names)} inputs but the example has {len(arrays)} "
+                      "tensors (an unused input was dropped by the exporter)")
+    feed = dict(zip(names, arrays))
+    return (lambda: sess.run(None, feed)), None
+
+
+def reference_summary(res: dict, ms: float) -> dict:
+    """Speedup of a run of `ms` milliseconds against every reference runtime timed in `res`."""
+    out = {}
+    for name in ("torch_eager", "onnxruntime"):
+        ref = res.get(name)
+        out[f"speedup_vs_{name}"] = ref["median_ms"] / ms if ref else None
+    return out
