@@ -10,7 +10,7 @@ import torch
 from spdy.compiled import CompiledModel
 from spdy.errors import NotAvailableError, SpdyError
 from spdy.ir.trace import normalize_inputs
-from spdy.passes.algo.budget_correction import judge_round
+from spdy.passes.algo.budget_correction import MeasuredRound, correction_rounds
 from spdy.passes.apply_profile import ApplyProfilePass
 from spdy.passes.build_artifact import BuildArtifactPass
 from spdy.passes.canonicalize import CanonicalizePass
@@ -182,38 +182,23 @@ def _run_spdy(ctx, speedup, *, formats, method, tune, seed, max_evals, n_samples
                     InsertMasksPass(), ProfileLatencyPass(formats=formats, levels=grid_levels),
                     BuildDatabasePass(n_samples=n_samples)])
     gm, _ = pre.run(None, ctx)
-    ctx.artifacts["budget_scale"] = 1.0
-    meeting, best = [], None   # rounds that meet the target; the fastest round overall
-    for r in range(max(1, rounds)):
+
+    def attempt(scale: float) -> MeasuredRound:
+        ctx.artifacts["budget_scale"] = scale
         tuned = [GlobalAdaPrunePass(steps=ctx.options["global_adaprune"], seed=seed)] \
             if ctx.options.get("global_adaprune") else []
         post = Pipeline([SolveSparsityPass(method=method, seed=seed, max_evals=max_evals), ApplyProfilePass(), *tuned,
                          LowerToTvmPass(tune=tune), BuildArtifactPass(), VerifySpeedupPass()])
-        try:
-            out, _ = post.run(copy.deepcopy(gm), ctx)
-        except InfeasibleSpeedupError:
-            if best is None:
-                raise  # the table itself says the target is out of reach
-            break  # the corrected budget is out of reach: the measured rounds are what this CPU gives
-        m = ctx.artifacts["verified"]
-        entry = (m, out, ctx.artifacts["executable"], ctx.artifacts["profile"], ctx.artifacts.get("calib_loss", 0.0))
-        if best is None or m["measured_speedup"] > best[0]["measured_speedup"]:
-            best = entry
-        outcome = judge_round(m["measured_speedup"], m.get("predicted_speedup"), speedup)
-        if outcome.meets:
-            meeting.append(entry)
-        if outcome.stop:
-            break
-        # Short: tighten the budget. Far faster than asked: the table over-estimated the sparse
-        # kernels' time; loosen it so the next profile prunes less and keeps more accuracy.
-        ctx.artifacts["budget_scale"] *= outcome.budget_factor
-    # Of the artifacts that meet the target, the one with the least calibration loss wins.
-    chosen = min(meeting, key=lambda e: e[4]) if meeting else best
-    m, out, built, profile, loss = chosen
+        out, _ = post.run(copy.deepcopy(gm), ctx)
+        return MeasuredRound(ctx.artifacts["verified"], ctx.artifacts.get("calib_loss", 0.0),
+                             (out, ctx.artifacts["executable"], ctx.artifacts["profile"]))
+
+    chosen, met = correction_rounds(attempt, speedup, rounds)
+    m, loss, (out, built, profile) = chosen.measured, chosen.loss, chosen.payload
     ctx.artifacts.update(executable=built, profile=profile, verified=m, calib_loss=loss,
                          predicted_speedup=m["predicted_speedup"],
                          pruned={k: v["sparsity"] for k, v in profile.items() if v["format"] != "dense"})
-    if not meeting:
+    if not met:
         raise InfeasibleSpeedupError(speedup, m["measured_speedup"],
                                      f"the best artifact measured {m['measured_speedup']:.2f}x after "
                                      f"{len(ctx.artifacts['rounds'])} round(s) of budget correction")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from spdy.errors import InfeasibleSpeedupError
-from spdy.passes.algo.budget_correction import NOISE, judge_round  # noqa: F401  (NOISE: tests)
+from spdy.passes.algo.budget_correction import NOISE, MeasuredRound, correction_rounds  # noqa: F401  (NOISE: tests)
 from spdy.passes.build_artifact import BuildArtifactPass
 from spdy.passes.canonicalize import CanonicalizePass
 from spdy.passes.channel_surgery import ChannelSurgeryPass
@@ -77,15 +77,10 @@ def run_channels(ctx, speedup: float, *, tune: bool = True, rounds: int = 3, rat
                     profile_pass])
     pre.run(None, ctx)
     problem = ctx.artifacts["channel_problem"]
-    ctx.artifacts["budget_scale"] = 1.0
-    meeting, best = [], None
-    for _ in range(max(1, rounds)):
-        try:
-            Pipeline([SolveChannelsPass(iterations=iterations, fill=fill), ChannelSurgeryPass()]).run(None, ctx)
-        except InfeasibleSpeedupError:
-            if best is None:
-                raise
-            break
+
+    def attempt(scale: float) -> MeasuredRound:
+        ctx.artifacts["budget_scale"] = scale
+        Pipeline([SolveChannelsPass(iterations=iterations, fill=fill), ChannelSurgeryPass()]).run(None, ctx)
         plan, pruned = ctx.artifacts["channel_plan"], ctx.artifacts["pruned_model"]
         m = build_and_verify(ctx, pruned, tune)
         m["widths"] = {name: v["kept"] for name, v in plan["widths"].items()}
@@ -93,17 +88,10 @@ def run_channels(ctx, speedup: float, *, tune: bool = True, rounds: int = 3, rat
         m["solver_iterations"] = plan["iterations"]
         loss = calib_output_error(ctx.model, pruned, ctx.artifacts.get("calib"))
         m["calib_output_rel_err"] = loss
-        entry = (m, pruned, ctx.artifacts["executable"], plan, ctx.artifacts["channel_history"], loss)
-        if best is None or m["measured_speedup"] > best[0]["measured_speedup"]:
-            best = entry
-        outcome = judge_round(m["measured_speedup"], m.get("predicted_speedup"), speedup)
-        if outcome.meets:
-            meeting.append(entry)
-        if outcome.stop:
-            break
-        ctx.artifacts["budget_scale"] *= outcome.budget_factor
-    chosen = min(meeting, key=lambda e: e[5]) if meeting else best
-    m, pruned, built, plan, history, loss = chosen
+        return MeasuredRound(m, loss, (pruned, ctx.artifacts["executable"], plan, ctx.artifacts["channel_history"]))
+
+    chosen, met = correction_rounds(attempt, speedup, rounds)
+    m, loss, (pruned, built, plan, history) = chosen.measured, chosen.loss, chosen.payload
     profile = {name: {"format": "channels", "group": v["group"], "kept": v["kept"], "of": v["of"],
                       "sparsity": 1.0 - v["kept"] / v["of"]} for name, v in plan["widths"].items()}
     ctx.artifacts.update(executable=built, verified=m, calib_loss=loss, predicted_speedup=m["predicted_speedup"],
@@ -113,7 +101,7 @@ def run_channels(ctx, speedup: float, *, tune: bool = True, rounds: int = 3, rat
                                  "problem": problem.to_json(),
                                  "not_pruned": {g.name: g.reason for g in problem.groups
                                                 if g.id not in problem.decisions}}
-    if not meeting:
+    if not met:
         raise InfeasibleSpeedupError(speedup, m["measured_speedup"],
                                      f"the best structured artifact measured {m['measured_speedup']:.2f}x after "
                                      f"{len(ctx.artifacts['rounds'])} round(s) of budget correction")

@@ -30,3 +30,42 @@ def judge_round(measured: float, predicted: float | None, target: float) -> Roun
         short = min(ratio, measured / (predicted or target))
         return RoundOutcome(False, False, short / (1 + NOISE / 3))
     return RoundOutcome(True, False, ratio ** 0.5)
+
+
+@dataclass(frozen=True)
+class MeasuredRound:
+    measured: dict       # verify-speedup's record: measured_speedup, predicted_speedup, latencies
+    loss: float          # calibration loss of this round's model (lower is better)
+    payload: tuple       # whatever the caller needs to adopt this round (artifact, profile, ...)
+
+
+def correction_rounds(attempt, target: float, rounds: int) -> tuple[MeasuredRound, bool]:
+    """Run `attempt(budget_scale) -> MeasuredRound` up to `rounds` times, correcting the budget
+    scale between rounds by `judge_round`. Returns (chosen round, whether it meets the target).
+
+    Of the rounds that meet the target the least loss wins (a round far above the target
+    also meets it, but prunes more than needed); if none meets it, the fastest round is
+    returned. An attempt raising InfeasibleSpeedupError ends the loop; it propagates only
+    when no round was measured at all (the table itself says the target is out of reach).
+    """
+    from spdy.errors import InfeasibleSpeedupError
+    scale, meeting, fastest = 1.0, [], None
+    for _ in range(max(1, rounds)):
+        try:
+            r = attempt(scale)
+        except InfeasibleSpeedupError:
+            if fastest is None:
+                raise
+            break  # the corrected budget is out of reach: the measured rounds are what this CPU gives
+        m = r.measured
+        if fastest is None or m["measured_speedup"] > fastest.measured["measured_speedup"]:
+            fastest = r
+        outcome = judge_round(m["measured_speedup"], m.get("predicted_speedup"), target)
+        if outcome.meets:
+            meeting.append(r)
+        if outcome.stop:
+            break
+        scale *= outcome.budget_factor
+    if meeting:
+        return min(meeting, key=lambda r: r.loss), True
+    return fastest, False
