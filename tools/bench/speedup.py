@@ -73,6 +73,7 @@ def run_one(name: str, speedup: float, args) -> dict:
         dense_ms=r["baseline"]["dense_artifact"]["median_ms"],
         artifact_ms=r["rounds"][-1]["artifact"]["median_ms"] if r.get("rounds") else None,
         speedup_vs_torch_eager=(r.get("rounds") or [{}])[-1].get("speedup_vs_torch_eager"),
+        speedup_vs_onnxruntime=(r.get("rounds") or [{}])[-1].get("speedup_vs_onnxruntime"),
         rounds=[{k: v for k, v in rd.items() if k in ("round", "predicted_speedup", "measured_speedup")}
                 for rd in r.get("rounds", [])],
         pass_s=passes, latency_table=table,
