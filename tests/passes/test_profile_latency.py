@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 
 from spdy.passes.algo.grid import options, sparsity_levels
-from spdy.passes.profile_latency import monotone_in_sparsity
+from spdy.passes.profile_latency import fit_to_base, monotone_in_sparsity
 
 
 def test_sparser_options_never_slower_within_a_format():
@@ -15,6 +16,20 @@ def test_sparser_options_never_slower_within_a_format():
         assert (np.diff(m[:, idx], axis=1) <= 0).all()
         assert (m[:, idx] <= t[:, idx]).all()
         assert np.array_equal(m[:, idx[0]], t[:, idx[0]])  # the least sparse level keeps its time
+
+
+def test_rows_over_base_scale_only_the_dense_column():
+    opts = options(("bsr16x1",), sparsity_levels(4))
+    t = np.array([[6.0, 5.0, 3.0, 2.0, 1.0], [4.0, 3.0, 2.0, 1.5, 1.0]])[:, :len(opts)]
+    # rows (10) + frozen layers (2) exceed the measured model (8): the isolated dense times are inflated
+    out, fixed, scale = fit_to_base(t, opts, base=8.0, frozen_dense=2.0)
+    assert scale == 8.0 / 12.0
+    np.testing.assert_allclose(out[:, 0], t[:, 0] * scale)
+    np.testing.assert_array_equal(out[:, 1:], t[:, 1:])        # the tuner's sparse times stand
+    assert fixed == pytest.approx(8.0 - out[:, 0].sum()) and fixed == pytest.approx(2.0 * scale)  # frozen share kept
+    # rows inside base: nothing changes, the rest of base is fixed
+    out, fixed, scale = fit_to_base(t, opts, base=20.0, frozen_dense=2.0)
+    assert scale == 1.0 and np.array_equal(out, t) and fixed == 10.0
 
 
 def _traced_mlp(workdir):
