@@ -144,6 +144,21 @@ def _by_level(T: np.ndarray, lv: np.ndarray, level: int) -> np.ndarray:
     return out
 
 
+def best_of(eval_loss: Callable[[list[int]], float], searched: SearchResult,
+            candidates: Mapping[str, list[int]]) -> tuple[list[int], float, str]:
+    """(choice, loss, winner): the searched profile, or a candidate profile of lower loss.
+
+    The DP's error model reaches only the profiles some ``c`` makes optimal; a baseline's
+    profile at the same budget may not be one of them and yet have lower loss. Letting it
+    compete on the same loss means the search never returns a worse profile than it."""
+    choice, best, won = searched.best_choice, searched.best_loss, "dp"
+    for name, cand in candidates.items():
+        loss = eval_loss(list(cand))
+        if loss < best:
+            choice, best, won = list(cand), loss, name
+    return choice, best, won
+
+
 def _infeasible(T, budget, base, fixed, what):
     return infeasible_error(T, budget, base, fixed, what)
 

@@ -8,7 +8,7 @@ import torch
 from spdy.errors import InfeasibleSpeedupError
 from spdy.passes.algo.dp import solve_dp
 from spdy.passes.algo.grid import level_index, options, sparsity_levels
-from spdy.passes.algo.search import error_table, gmp_profile, search, uniform_profile
+from spdy.passes.algo.search import SearchResult, best_of, error_table, gmp_profile, search, uniform_profile
 
 L, S = 10, 12
 
@@ -172,3 +172,18 @@ def test_ragged_tables_and_multiformat_search():
     assert r.best_choice[1] == 0
     assert opts[r.best_choice[0]].level <= opts[r.best_choice[2]].level  # layer 0 is sensitive
     assert sum(np.asarray(t)[o] for t, o in zip(times, r.best_choice)) <= 2.2
+
+
+def test_a_baseline_profile_of_lower_loss_wins_over_the_searched_one():
+    searched = SearchResult(best_c=np.array([0.1, 0.9]), best_choice=[3, 1], best_loss=2.0)
+    losses = {(3, 1): 2.0, (2, 2): 1.0, (1, 3): 5.0}
+    evaluated = []
+
+    def loss(choice):
+        evaluated.append(tuple(choice))
+        return losses[tuple(choice)]
+    assert best_of(loss, searched, {"uniform": [2, 2], "gmp": [1, 3]}) == ([2, 2], 1.0, "uniform")
+    assert evaluated == [(2, 2), (1, 3)]
+    # no candidate better (ties keep the searched profile): the search's result stands
+    assert best_of(loss, searched, {"gmp": [1, 3]}) == ([3, 1], 2.0, "dp")
+    assert best_of(loss, searched, {}) == ([3, 1], 2.0, "dp")
