@@ -50,12 +50,16 @@ def calib_output_error(dense: torch.nn.Module, pruned: torch.nn.Module, calib, m
     return num / den if den > 0 else num
 
 
+# what each round's child context shares with the compile, and what it hands back
+_SHARED = ("tuner", "device", "dense_executable", "passlog", "predicted_speedup", "onnxruntime_session")
+_KEPT = ("onnxruntime_session", "reference_notes")
+
+
 def build_and_verify(ctx, pruned: torch.nn.Module, tune: bool) -> dict:
     """Lower the pruned dense model with the dense pipeline and measure it against the dense artifact."""
     child = CompileContext(model=pruned, inputs=ctx.inputs, target=ctx.target, options=ctx.options,
                            workdir=ctx.workdir, dump_graphs=ctx.dump_graphs,
-                           artifacts={k: ctx.artifacts[k] for k in ("tuner", "device", "dense_executable", "passlog",
-                                                                   "predicted_speedup") if k in ctx.artifacts})
+                           artifacts={k: ctx.artifacts[k] for k in _SHARED if k in ctx.artifacts})
     child.artifacts["rounds"] = ctx.artifacts.setdefault("rounds", [])
     Pipeline([TracePass(), CanonicalizePass(), FuseEpiloguesPass(), LowerToTvmPass(tune=tune),
               BuildArtifactPass()]).run(None, child)
@@ -63,6 +67,9 @@ def build_and_verify(ctx, pruned: torch.nn.Module, tune: bool) -> dict:
     Pipeline([VerifySpeedupPass()]).run(None, child)
     ctx.artifacts["executable"] = child.artifacts["executable"]
     ctx.artifacts["layers_pruned"] = child.artifacts.get("layers")
+    for k in _KEPT:  # the onnxruntime session is exported once, not once per round
+        if k in child.artifacts:
+            ctx.artifacts[k] = child.artifacts[k]
     return child.artifacts["verified"]
 
 
