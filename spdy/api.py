@@ -13,6 +13,7 @@ from spdy.ir.trace import normalize_inputs
 from spdy.passes.algo.budget_correction import MeasuredRound, correction_rounds
 from spdy.passes.apply_profile import ApplyProfilePass
 from spdy.passes.build_artifact import BuildArtifactPass
+from spdy.passes.calibrate_table import CalibrateTablePass
 from spdy.passes.canonicalize import CanonicalizePass
 from spdy.passes.context import CompileContext
 from spdy.passes.dense_baseline import DenseBaselinePass
@@ -188,7 +189,7 @@ def _run_spdy(ctx, speedup, *, formats, method, tune, seed, max_evals, n_samples
         tuned = [GlobalAdaPrunePass(steps=ctx.options["global_adaprune"], seed=seed)] \
             if ctx.options.get("global_adaprune") else []
         post = Pipeline([SolveSparsityPass(method=method, seed=seed, max_evals=max_evals), ApplyProfilePass(), *tuned,
-                         LowerToTvmPass(tune=tune), BuildArtifactPass(), VerifySpeedupPass()])
+                         LowerToTvmPass(tune=tune), BuildArtifactPass(), VerifySpeedupPass(), CalibrateTablePass()])
         out, _ = post.run(copy.deepcopy(gm), ctx)
         return MeasuredRound(ctx.artifacts["verified"], ctx.artifacts.get("calib_loss", 0.0),
                              (out, ctx.artifacts["executable"], ctx.artifacts["profile"]))

@@ -104,7 +104,7 @@ def profile_from_choice(table, choice) -> dict:
 class SolveSparsityPass(Pass):
     name = "solve-sparsity"
     requires = ("latency_table", "recon_db", "calib")
-    provides = ("profile", "calib_targets")
+    provides = ("profile", "calib_targets", "choice")
     method: str = "spdy"
     seed: int = 0
     n_random: int = 100
@@ -149,6 +149,7 @@ class SolveSparsityPass(Pass):
         ctx.artifacts["calib_targets"] = stitcher.targets  # the dense outputs, for global-adaprune
         predicted_time = float(T[np.arange(len(choice)), choice].sum()) + table.fixed
         ctx.artifacts["profile"] = profile_from_choice(table, choice)
+        ctx.artifacts["choice"] = [int(j) for j in choice]
         ctx.artifacts["profile_weights"] = {
             name: (ctx.need("recon_db").get(name, table.options[o].bp, table.options[o].format))
             for name, o in zip(table.layers, choice) if table.options[o].format != DENSE}

@@ -37,6 +37,21 @@ def measure_round(ctx, rounds: int, min_time_s: float) -> dict:
             "measured_on": device.spec if device is not None else "local"}
 
 
+def in_place_layers(ctx) -> dict | None:
+    """{layer: ms} each prunable layer's kernels took inside the artifact (plus "(other)"), or
+    None on a remote device (the instrument needs the VM in this process). calibrate-table
+    reads it; the report keeps it so a user sees where the time went."""
+    device = ctx.artifacts.get("device")
+    if device is not None and device.remote:
+        return None
+    from spdy.runtime.call_profile import per_layer, profile_calls
+    try:
+        calls = profile_calls(ctx.need("executable").runner)
+    except Exception:  # noqa: BLE001 - the profile is an aid; the measured speedup stands without it
+        return None
+    return {k: round(v * 1e3, 4) for k, v in per_layer(calls, [l.qualname for l in ctx.need("layers")]).items()}
+
+
 @register
 @dataclass(frozen=True)
 class VerifySpeedupPass(Pass):
@@ -48,6 +63,7 @@ class VerifySpeedupPass(Pass):
 
     def run(self, gm, ctx) -> PassResult:
         m = measure_round(ctx, self.rounds, self.min_time_s)
+        m["in_place_ms"] = in_place_layers(ctx)
         predicted = ctx.artifacts.get("predicted_speedup")
         m["predicted_speedup"] = predicted
         m["round"] = len(ctx.artifacts.setdefault("rounds", []))

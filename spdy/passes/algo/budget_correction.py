@@ -32,6 +32,16 @@ def judge_round(measured: float, predicted: float | None, target: float) -> Roun
     return RoundOutcome(True, False, ratio ** 0.5)
 
 
+def residual_scale(measured: float, calibrated_predicted: float, meets: bool) -> float:
+    """The budget scale for the next round once the table was corrected with this round's
+    in-place layer times (passes/calibrate_table.py): the corrected table already predicts
+    this artifact, so the scale starts again from 1 and keeps only what the correction did not
+    explain (measured against the corrected prediction), plus the noise margin after a miss.
+    Multiplying it into the earlier scales would count the same slowness twice."""
+    residual = measured / calibrated_predicted
+    return residual if meets else residual / (1 + NOISE / 3)
+
+
 @dataclass(frozen=True)
 class MeasuredRound:
     measured: dict       # verify-speedup's record: measured_speedup, predicted_speedup, latencies
@@ -65,7 +75,9 @@ def correction_rounds(attempt, target: float, rounds: int) -> tuple[MeasuredRoun
             meeting.append(r)
         if outcome.stop:
             break
-        scale *= outcome.budget_factor
+        calibrated = m.get("calibrated_predicted_speedup")
+        scale = residual_scale(m["measured_speedup"], calibrated, outcome.meets) if calibrated \
+            else scale * outcome.budget_factor
     if meeting:
         return min(meeting, key=lambda r: r.loss), True
     return fastest, False

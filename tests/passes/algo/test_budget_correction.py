@@ -60,3 +60,21 @@ def test_none_met_returns_fastest_and_infeasible_only_before_any_round():
     attempt, _ = _fake([], infeasible_from=0)
     with pytest.raises(InfeasibleSpeedupError):
         correction_rounds(attempt, 2.0, rounds=3)
+
+
+def test_a_calibrated_round_restarts_the_scale_from_its_residual():
+    from spdy.passes.algo.budget_correction import residual_scale
+    scales = []
+
+    def attempt(scale):
+        scales.append(scale)
+        i = len(scales) - 1
+        # round 0 predicted 2.5 and measured 1.6; the table corrected with the in-place layer
+        # times predicts 1.7 for the same profile: only 1.6/1.7 is left unexplained
+        m = [{"measured_speedup": 1.6, "predicted_speedup": 2.5, "calibrated_predicted_speedup": 1.7},
+             {"measured_speedup": 2.01, "predicted_speedup": 2.05}][i]
+        return MeasuredRound(m, 0.0, (i,))
+    chosen, met = correction_rounds(attempt, 2.0, 3)
+    assert met and chosen.payload == (1,)
+    assert scales[1] == pytest.approx(residual_scale(1.6, 1.7, False)) == pytest.approx(1.6 / 1.7 / (1 + NOISE / 3))
+    assert residual_scale(2.6, 2.5, True) == pytest.approx(2.6 / 2.5)  # met: no margin

@@ -1,0 +1,71 @@
+"""Correct the latency table with each layer's time measured inside a built artifact.
+
+The table times every sparse option alone, on the tuner's buffers: the same kernel called
+again and again keeps its weights in cache. Inside the artifact each layer runs once per
+inference, after the other layers have pushed its weights out. On ResNet-18 at 80% bsr16x1
+that made the weight-heavy layers (layer3/layer4, weights of 0.5-2 MB) 1.5-1.9x slower in
+place than in the table, while the early layers matched; a single budget factor cannot fix
+that, it squeezes every layer for the sins of a few. So once an artifact is built we time each
+layer's kernels in place (spdy.runtime.call_profile), and for each layer the ratio
+in-place/table at the option it ran scales that layer's sparse options. Layers that
+ran dense (or whose time was not found) get the median ratio of the others for their sparse
+options; their dense option is left as is (it was measured in place already).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from spdy.formats import DENSE
+
+MIN_RATIO, MAX_RATIO = 0.5, 4.0  # an in-place time 4x off the table is a measuring accident
+
+
+def calibrate_rows(times: np.ndarray, opts, choice: list[int], in_place: dict[int, float],
+                   frame: float = 1.0) -> tuple[np.ndarray, dict[int, float]]:
+    """(corrected times, {row: ratio applied}).
+
+    times: [L, S] seconds; opts: the table's options (dense first); choice: the option each
+    row ran with; in_place: {row: seconds measured in the artifact} for rows found there;
+    frame: factor that converts the artifact's clock to the table's (table base / the dense
+    artifact's time measured next to this artifact), so a machine that got slower between
+    the table and this round does not read as slow kernels.
+    """
+    out = np.array(times, dtype=float, copy=True)
+    ratios: dict[int, float] = {}
+    for r, j in enumerate(choice):
+        t = in_place.get(r)
+        if opts[j].format == DENSE or t is None or t <= 0 or not np.isfinite(out[r, j]) or out[r, j] <= 0:
+            continue
+        ratios[r] = float(np.clip(t * frame / out[r, j], MIN_RATIO, MAX_RATIO))
+    if not ratios:
+        return out, {}
+    typical = float(np.median(list(ratios.values())))
+    sparse_cols = [j for j, o in enumerate(opts) if o.format != DENSE]
+    applied = {r: ratios.get(r, typical) for r in range(out.shape[0])}
+    for r, ratio in applied.items():  # the cache effect is about the weights: every format of the row
+        out[r, sparse_cols] *= ratio
+    return out, applied
+
+
+def predicted_time(times: np.ndarray, choice: list[int], fixed: float) -> float:
+    return float(times[np.arange(len(choice)), choice].sum()) + fixed
+
+
+def dense_in_place(times: np.ndarray, in_place: dict[int, float], base: float) -> tuple[np.ndarray, float] | None:
+    """(times with the dense column measured in the dense artifact, fixed), or None when a
+    row's time was not found there (the caller keeps its stand-alone timing).
+
+    Timed alone, as a one-layer Relax module, a dense layer paid the module's own overheads
+    and its weights stayed in cache; in the artifact neither holds. With every row's dense
+    time taken from the artifact, `fixed` is exactly what the artifact spends outside the
+    rows (frozen layers, pooling, copies), measured in the same run.
+    """
+    rows = times.shape[0]
+    if rows == 0 or any(in_place.get(r, 0.0) <= 0 for r in range(rows)):
+        return None
+    out = np.array(times, dtype=float, copy=True)
+    out[:, 0] = [in_place[r] for r in range(rows)]
+    dense = float(out[:, 0].sum())
+    if dense >= base:  # the instrument's own cost can push a tiny model's rows past base
+        out[:, 0] *= base / dense * 0.98
+    return out, max(0.0, base - float(out[:, 0].sum()))

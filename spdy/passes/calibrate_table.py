@@ -1,0 +1,47 @@
+"""calibrate-table: after a round is measured, correct the latency table with the time each
+layer's kernels took inside that round's artifact (algo/insitu_calibration.py says why), and
+say what the corrected table predicts for the same profile.
+
+The next round's solve then works from the layers' real costs instead of squeezing every
+layer by one budget factor; the factor that is left (calibrated_predicted_speedup against the
+measured one) only covers what the per-layer times do not see.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from spdy.passes.algo.insitu_calibration import calibrate_rows, predicted_time
+from spdy.passes.base import Pass, PassResult
+from spdy.passes.registry import register
+
+
+@register
+@dataclass(frozen=True)
+class CalibrateTablePass(Pass):
+    name = "calibrate-table"
+    requires = ("verified", "latency_table", "choice")
+    provides = ()
+
+    def run(self, gm, ctx) -> PassResult:
+        m = ctx.need("verified")
+        in_place = m.get("in_place_ms")
+        if not in_place:
+            return PassResult(gm, False, {"calibrated": False, "why": "no in-place layer times (remote device)"})
+        table, choice = ctx.need("latency_table"), ctx.need("choice")
+        # the artifact's clock in the table's frame: the dense artifact measured now vs the table's base
+        frame = table.base / (m["dense_artifact"]["median_ms"] / 1e3)
+        rows = {r: in_place[name] / 1e3 for r, name in enumerate(table.layers) if in_place.get(name, 0) > 0}
+        times, ratios = calibrate_rows(table.times, table.options, choice, rows, frame)
+        if not ratios:
+            return PassResult(gm, False, {"calibrated": False, "why": "no sparse layer found in the artifact"})
+        before = table.base / predicted_time(table.times, choice, table.fixed)
+        ctx.artifacts["latency_table"] = dataclasses.replace(table, times=times)
+        after = table.base / predicted_time(times, choice, table.fixed)
+        m["calibrated_predicted_speedup"] = after
+        worst = sorted(ratios.items(), key=lambda kv: -kv[1])[:5]
+        return PassResult(gm, False, {
+            "calibrated": True, "frame": round(frame, 4), "predicted_speedup_before": round(before, 4),
+            "calibrated_predicted_speedup": round(after, 4), "measured_speedup": round(m["measured_speedup"], 4),
+            "median_ratio": round(sorted(ratios.values())[len(ratios) // 2], 4),
+            "slowest_in_place": {table.layers[r]: round(v, 3) for r, v in worst}})
