@@ -31,8 +31,26 @@ def interleaved(fns: dict[str, Callable[[], object]], *, rounds: int = 7, min_ti
     for _ in range(rounds):
         for name, fn in fns.items():
             samples[name].append(time_callable(fn, min_time_s=min_time_s) * 1e3)
+    return _summaries(samples)
+
+
+def _summaries(samples: dict[str, list[float]]) -> dict:
     return {k: {"median_ms": float(np.median(v)), "p10_ms": float(np.percentile(v, 10)),
-                "p90_ms": float(np.percentile(v, 90)), "n": len(v)} for k, v in samples.items()}
+                "p90_ms": float(np.percentile(v, 90)), "n": len(v), "samples_ms": [round(x, 5) for x in v]}
+            for k, v in samples.items()}
+
+
+def paired_speedup(res: dict, slow: str, fast: str) -> float:
+    """Median over interleaved rounds of slow_i / fast_i.
+
+    Each round times the candidates back to back, so a stretch where this machine runs slow
+    (on the 2-core VMs a kernel flips between ~0.35 and ~0.9 ms for seconds at a time) hits
+    both samples of a round alike; the ratio within a round cancels it, where the ratio of two
+    medians can take one candidate's slow samples against the other's fast ones."""
+    a, b = res[slow].get("samples_ms"), res[fast].get("samples_ms")
+    if not a or not b or len(a) != len(b):
+        return res[slow]["median_ms"] / res[fast]["median_ms"]
+    return float(np.median(np.asarray(a) / np.asarray(b)))
 
 
 def interleaved_on_device(device, executables: dict, arrays, *, rounds: int = 7, min_time_s: float = 0.05) -> dict:
@@ -46,8 +64,7 @@ def interleaved_on_device(device, executables: dict, arrays, *, rounds: int = 7,
         for name, ex in executables.items():
             m = device.time_vm(ex, arrays, repeat=1, min_repeat_ms=min_time_s * 1e3)
             samples[name].append(m.median * 1e3)
-    return {k: {"median_ms": float(np.median(v)), "p10_ms": float(np.percentile(v, 10)),
-                "p90_ms": float(np.percentile(v, 90)), "n": len(v)} for k, v in samples.items()}
+    return _summaries(samples)
 
 
 def torch_eager_fn(model, args, kwargs, threads: int):

@@ -29,9 +29,15 @@ class CalibrateTablePass(Pass):
         if not in_place:
             return PassResult(gm, False, {"calibrated": False, "why": "no in-place layer times (remote device)"})
         table, choice = ctx.need("latency_table"), ctx.need("choice")
-        # the artifact's clock in the table's frame: the dense artifact measured now vs the table's base
-        frame = table.base / (m["dense_artifact"]["median_ms"] / 1e3)
-        rows = {r: in_place[name] / 1e3 for r, name in enumerate(table.layers) if in_place.get(name, 0) > 0}
+        sparse, dense = in_place["artifact"], in_place["dense_artifact"]
+        rows = {r: sparse[name] / 1e3 for r, name in enumerate(table.layers) if sparse.get(name, 0) > 0}
+        # the artifact's clock in the table's: the table's dense column was timed in place in the
+        # dense artifact, which was profiled again right next to this one
+        dense_now = sum(dense.get(name, 0.0) for name in table.layers) / 1e3
+        if dense_now <= 0:
+            return PassResult(gm, False, {"calibrated": False, "why": "the dense artifact's layers were not found"})
+        frame = float(table.times[:, 0].sum()) / dense_now if table.dense_timed == "in-place" \
+            else table.base / (m["dense_artifact"]["median_ms"] / 1e3)  # no in-place column: end to end
         times, ratios = calibrate_rows(table.times, table.options, choice, rows, frame)
         if not ratios:
             return PassResult(gm, False, {"calibrated": False, "why": "no sparse layer found in the artifact"})

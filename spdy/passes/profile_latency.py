@@ -39,10 +39,12 @@ class LatencyTable:
     frozen: list[str] = field(default_factory=list)   # layers kept dense (charged to fixed)
     timed: list[int] = field(default_factory=list)    # option indices measured (the rest interpolated)
     scale: float = 1.0                                # factor applied so the rows fit inside base
+    dense_timed: str = "alone"                        # "in-place": the dense column came from the dense artifact
 
     def to_json(self) -> dict:
         return {"layers": self.layers, "options": [o.key for o in self.options], "base_s": self.base,
                 "fixed_s": self.fixed, "frozen": self.frozen, "timed_options": self.timed, "scale": self.scale,
+                "dense_timed": self.dense_timed,
                 "times_s": [[None if not np.isfinite(t) else float(t) for t in row] for row in self.times]}
 
 
@@ -228,7 +230,7 @@ class ProfileLatencyPass(Pass):
                                                     repeat=self.repeat)[0][0]
             times, fixed, scale = fit_to_base(times, opts, base, frozen_dense)
             dense_from = "alone"
-        table = LatencyTable(names, opts, times, base, fixed, frozen, timed, scale)
+        table = LatencyTable(names, opts, times, base, fixed, frozen, timed, scale, dense_from)
         ctx.artifacts["latency_table"] = table
         return PassResult(gm, False, {"layers": len(rows), "options": len(opts), "timed_options": len(timed),
                                       "frozen": frozen, "base_ms": round(base * 1e3, 3),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spdy.measure import artifact_fn, interleaved, interleaved_on_device
+from spdy.measure import artifact_fn, interleaved, interleaved_on_device, paired_speedup
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 from spdy.reference_runtimes import reference_fns, reference_summary
@@ -29,27 +29,31 @@ def measure_round(ctx, rounds: int, min_time_s: float) -> dict:
         res = interleaved(fns, rounds=rounds, min_time_s=min_time_s)
     art, den = res["artifact"]["median_ms"], res["dense_artifact"]["median_ms"]
     dense_vs = reference_summary(res, den)
+    speedup = paired_speedup(res, "dense_artifact", "artifact")
     return {"artifact": res["artifact"], "dense_artifact": res["dense_artifact"],
             "torch_eager": res.get("torch_eager"), "onnxruntime": res.get("onnxruntime"),
-            "threads": threads, "measured_speedup": den / art, **reference_summary(res, art),
+            "threads": threads, "measured_speedup": speedup, **reference_summary(res, art),
             "dense_vs_torch_eager": dense_vs["speedup_vs_torch_eager"],
             "dense_vs_onnxruntime": dense_vs["speedup_vs_onnxruntime"],
             "measured_on": device.spec if device is not None else "local"}
 
 
 def in_place_layers(ctx) -> dict | None:
-    """{layer: ms} each prunable layer's kernels took inside the artifact (plus "(other)"), or
-    None on a remote device (the instrument needs the VM in this process). calibrate-table
-    reads it; the report keeps it so a user sees where the time went."""
+    """{"artifact": {layer: ms}, "dense_artifact": {layer: ms}}: what each prunable layer's
+    kernels took inside each artifact (plus "(other)"), profiled in alternating runs so both see
+    the machine in the same state; None on a remote device (the instrument needs the VM in this
+    process). calibrate-table reads it; the report keeps it so a user sees where the time went."""
     device = ctx.artifacts.get("device")
     if device is not None and device.remote:
         return None
-    from spdy.runtime.call_profile import per_layer, profile_calls
+    from spdy.runtime.call_profile import per_layer, profile_calls_interleaved
     try:
-        calls = profile_calls(ctx.need("executable").runner)
+        calls = profile_calls_interleaved({"artifact": ctx.need("executable").runner,
+                                           "dense_artifact": ctx.need("dense_executable").runner})
     except Exception:  # noqa: BLE001 - the profile is an aid; the measured speedup stands without it
         return None
-    return {k: round(v * 1e3, 4) for k, v in per_layer(calls, [l.qualname for l in ctx.need("layers")]).items()}
+    names = [l.qualname for l in ctx.need("layers")]
+    return {k: {n: round(v * 1e3, 4) for n, v in per_layer(c, names).items()} for k, c in calls.items()}
 
 
 @register

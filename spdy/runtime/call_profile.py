@@ -16,24 +16,29 @@ from collections import defaultdict
 import numpy as np
 
 
-def profile_calls(runner, arrays: list[np.ndarray] | None = None, *, runs: int = 10, warmup: int = 2) -> dict:
-    """{function symbol: median seconds per run of `main`} for every function the VM calls.
+def _default_inputs(runner) -> list[np.ndarray]:
+    return [np.random.default_rng(0).standard_normal(i["shape"]).astype(i["dtype"])
+            if i["dtype"].startswith("float") else np.zeros(i["shape"], i["dtype"])
+            for i in runner.manifest["inputs"]]
 
-    `runner` is an ArtifactRunner. Each run of `main` gives one total per symbol (a kernel
-    called twice in one run counts twice); the median over `runs` damps load bursts.
-    Symbols include TVM builtins (allocation, reshape) as well as our kernels.
+
+def profile_calls_interleaved(runners: dict, *, runs: int = 10, warmup: int = 2) -> dict[str, dict[str, float]]:
+    """{runner name: {function symbol: median seconds per run of `main`}}, the runners' runs
+    alternating (A, B, A, B, ...) so that a stretch of slow machine hits them alike.
+
+    `runners` maps names to ArtifactRunners (random inputs of the manifest's shapes). Each run
+    of `main` gives one total per symbol (a kernel called twice in one run counts twice); the
+    median over `runs` damps load bursts. Symbols include TVM builtins (allocation, reshape)
+    as well as our kernels.
     """
     import tvm
     from tvm.runtime.vm import VMInstrumentReturnKind
 
-    if arrays is None:
-        arrays = [np.random.default_rng(0).standard_normal(i["shape"]).astype(i["dtype"])
-                  if i["dtype"].startswith("float") else np.zeros(i["shape"], i["dtype"])
-                  for i in runner.manifest["inputs"]]
-    inputs = [tvm.runtime.tensor(a, runner.device) for a in arrays]
-    for _ in range(warmup):
-        runner.vm["main"](*inputs)
-    per_run: list[dict[str, float]] = []
+    inputs = {k: [tvm.runtime.tensor(a, r.device) for a in _default_inputs(r)] for k, r in runners.items()}
+    for k, r in runners.items():
+        for _ in range(warmup):
+            r.vm["main"](*inputs[k])
+    per_run: dict[str, list[dict[str, float]]] = {k: [] for k in runners}
     current: dict[str, float] = defaultdict(float)
     started: dict[str, float] = {}
 
@@ -45,16 +50,27 @@ def profile_calls(runner, arrays: list[np.ndarray] | None = None, *, runs: int =
             current[symbol] += now - started.pop(symbol)
         return int(VMInstrumentReturnKind.NO_OP)
 
-    runner.vm.set_instrument(tvm.runtime.convert(instrument) if hasattr(tvm.runtime, "convert") else instrument)
+    for r in runners.values():
+        r.vm.set_instrument(instrument)
     try:
         for _ in range(runs):
-            current.clear()
-            runner.vm["main"](*inputs)
-            per_run.append(dict(current))
+            for k, r in runners.items():
+                current.clear()
+                r.vm["main"](*inputs[k])
+                per_run[k].append(dict(current))
     finally:
-        runner.vm.set_instrument(None)
-    symbols = sorted({s for r in per_run for s in r})
-    return {s: float(np.median([r.get(s, 0.0) for r in per_run])) for s in symbols}
+        for r in runners.values():
+            r.vm.set_instrument(None)
+    out = {}
+    for k, rs in per_run.items():
+        symbols = sorted({s for run in rs for s in run})
+        out[k] = {s: float(np.median([run.get(s, 0.0) for run in rs])) for s in symbols}
+    return out
+
+
+def profile_calls(runner, *, runs: int = 10, warmup: int = 2) -> dict[str, float]:
+    """{function symbol: median seconds per run of `main`} of one ArtifactRunner."""
+    return profile_calls_interleaved({"_": runner}, runs=runs, warmup=warmup)["_"]
 
 
 def per_layer(calls: dict[str, float], layer_names: list[str]) -> dict[str, float]:

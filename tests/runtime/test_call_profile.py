@@ -3,7 +3,7 @@ import torch
 
 import spdy
 from spdy.models.small import mlp
-from spdy.runtime.call_profile import per_layer, profile_calls
+from spdy.runtime.call_profile import per_layer, profile_calls, profile_calls_interleaved
 
 
 @pytest.fixture(scope="module")
@@ -28,3 +28,8 @@ def test_every_layer_is_found_in_the_artifact_and_the_calls_fit_in_a_run(compile
 def test_symbols_go_to_the_longest_matching_layer():
     calls = {"fc_linear": 1.0, "fc_out_linear": 2.0, "fc_out_bsr16x1": 0.5, "vm.builtin.alloc_tensor": 0.25}
     assert per_layer(calls, ["fc", "fc.out"]) == {"fc": 1.0, "fc.out": 2.5, "(other)": 0.25}
+
+
+def test_interleaved_profiles_keep_each_artifact_apart(compiled):
+    both = profile_calls_interleaved({"a": compiled.runner, "b": compiled.runner}, runs=3)
+    assert set(both) == {"a", "b"} and set(both["a"]) == set(both["b"])

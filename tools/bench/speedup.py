@@ -74,23 +74,29 @@ def run_one(name: str, speedup: float, args) -> dict:
         artifact_ms=r["rounds"][-1]["artifact"]["median_ms"] if r.get("rounds") else None,
         speedup_vs_torch_eager=(r.get("rounds") or [{}])[-1].get("speedup_vs_torch_eager"),
         speedup_vs_onnxruntime=(r.get("rounds") or [{}])[-1].get("speedup_vs_onnxruntime"),
-        rounds=[{k: v for k, v in rd.items() if k in ("round", "predicted_speedup", "measured_speedup")}
+        rounds=[{k: v for k, v in rd.items() if k in ("round", "predicted_speedup", "measured_speedup",
+                                                                    "calibrated_predicted_speedup")}
                 for rd in r.get("rounds", [])],
         pass_s=passes, latency_table=table,
         mean_sparsity=(sum(v["sparsity"] for v in cm.profile.values()) / max(1, len(cm.profile))))
     return row
 
 
+def _rounds(rounds) -> str:
+    return ", ".join(f"{d['measured_speedup']:.2f} ({d['predicted_speedup']:.2f})" for d in rounds)
+
+
 def table(rows) -> str:
-    out = ["| model | requested | measured | predicted | met | rounds | dense ms | artifact ms | compile s |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| model | requested | measured | predicted | met | rounds: measured (predicted) | dense ms | artifact ms "
+           "| compile s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["status"] != "ok":
             out.append(f"| {r['model']} | {r['requested']:g}x | infeasible (max {r.get('max_speedup', 0):.2f}x) "
                        f"| | no | | | | {r['compile_s']} |")
             continue
         out.append(f"| {r['model']} | {r['requested']:g}x | {r['measured_speedup']:.2f}x | "
-                   f"{r['predicted_speedup']:.2f}x | {'yes' if r['met'] else 'NO'} | {len(r['rounds'])} | "
+                   f"{r['predicted_speedup']:.2f}x | {'yes' if r['met'] else 'NO'} | "
+                   f"{_rounds(r['rounds'])} | "
                    f"{r['dense_ms']:.2f} | {r['artifact_ms']:.2f} | {r['compile_s']} |")
     return "\n".join(out)
 
