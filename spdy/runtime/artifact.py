@@ -83,6 +83,12 @@ class ArtifactRunner:
             out.append(np.ascontiguousarray(arr))
         return out
 
+    def default_inputs(self) -> list[np.ndarray]:
+        """Random inputs of the compiled shapes (timing does not depend on the values)."""
+        return [np.random.default_rng(0).standard_normal(i["shape"]).astype(i["dtype"])
+                if i["dtype"].startswith("float") else np.zeros(i["shape"], i["dtype"])
+                for i in self.manifest["inputs"]]
+
     def run_numpy(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         tvm_in = [self._tvm.runtime.tensor(a, self.device) for a in arrays]
         res = self.vm["main"](*tvm_in)
@@ -101,9 +107,7 @@ class ArtifactRunner:
              min_repeat_ms: int = 100) -> dict:
         """End-to-end latency in ms (median, p10, p90) measured with TVM's time evaluator."""
         if arrays is None:
-            arrays = [np.random.default_rng(0).standard_normal(i["shape"]).astype(i["dtype"])
-                      if i["dtype"].startswith("float") else np.zeros(i["shape"], i["dtype"])
-                      for i in self.manifest["inputs"]]
+            arrays = self.default_inputs()
         tvm_in = [self._tvm.runtime.tensor(a, self.device) for a in arrays]
         self.vm["main"](*tvm_in)  # warm up
         f = self.vm.time_evaluator("main", self.device, number=max(number, 1), repeat=repeat,

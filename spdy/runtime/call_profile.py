@@ -16,12 +16,6 @@ from collections import defaultdict
 import numpy as np
 
 
-def _default_inputs(runner) -> list[np.ndarray]:
-    return [np.random.default_rng(0).standard_normal(i["shape"]).astype(i["dtype"])
-            if i["dtype"].startswith("float") else np.zeros(i["shape"], i["dtype"])
-            for i in runner.manifest["inputs"]]
-
-
 def profile_calls_interleaved(runners: dict, *, runs: int = 10, warmup: int = 2) -> dict[str, dict[str, float]]:
     """{runner name: {function symbol: median seconds per run of `main`}}, the runners' runs
     alternating (A, B, A, B, ...) so that a stretch of slow machine hits them alike.
@@ -34,7 +28,7 @@ def profile_calls_interleaved(runners: dict, *, runs: int = 10, warmup: int = 2)
     import tvm
     from tvm.runtime.vm import VMInstrumentReturnKind
 
-    inputs = {k: [tvm.runtime.tensor(a, r.device) for a in _default_inputs(r)] for k, r in runners.items()}
+    inputs = {k: [tvm.runtime.tensor(a, r.device) for a in r.default_inputs()] for k, r in runners.items()}
     for k, r in runners.items():
         for _ in range(warmup):
             r.vm["main"](*inputs[k])
