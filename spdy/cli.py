@@ -171,7 +171,26 @@ def cmd_bench(args) -> int:
     res = runner.time(repeat=args.repeat)
     print(f"{args.dir}: median {res['median_ms']:.3f} ms  p10 {res['p10_ms']:.3f}  p90 {res['p90_ms']:.3f}"
           f"  (n={res['n']}, threads={runner.manifest.get('num_threads')})")
+    if args.layers:
+        print_layer_times(runner, _read_artifact_json(Path(args.dir), "report.json"))
     return 0
+
+
+def print_layer_times(runner, report: dict) -> None:
+    """Each layer's kernels timed inside the artifact (runtime/call_profile), slowest first."""
+    from spdy.runtime.call_profile import per_layer, profile_calls
+    names = [l["qualname"] for l in report.get("layers", [])]
+    if not names:
+        raise SpdyError("report.json lists no layers; `spdy bench --layers` needs an artifact saved by spdy compile")
+    times = per_layer(profile_calls(runner, runs=20), names)
+    total = sum(times.values()) or 1.0
+    prof = report.get("profile", {})
+    print(f"{'layer':32s} {'kernel':>16s} {'ms':>9s} {'share':>6s}")
+    for name, t in sorted(times.items(), key=lambda kv: -kv[1]):
+        p = prof.get(name, {})
+        kind = "-" if name == "(other)" else (f"{p['format']}@{p['sparsity']:.0%}" if p.get("format", "dense") != "dense"
+                                              else "dense")
+        print(f"{name:32s} {kind:>16s} {t * 1e3:9.3f} {t / total:6.1%}")
 
 
 def cmd_demo(args) -> int:
@@ -241,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time an artifact end to end")
     b.add_argument("dir")
     b.add_argument("--repeat", type=int, default=10)
+    b.add_argument("--layers", action="store_true",
+                   help="also time each layer's kernels inside the artifact (where the time goes)")
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="compile a built-in example and print its report")

@@ -46,6 +46,16 @@ def test_bench(compiled):
     assert r.returncode == 0 and "median" in r.stdout
 
 
+def test_bench_layers_shows_where_the_time_goes(compiled):
+    r = run("bench", str(compiled[0]), "--repeat", "3", "--layers")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[2:] if line.strip()}
+    report = json.loads((compiled[0] / "report.json").read_text())
+    for layer in report["layers"]:
+        assert layer["qualname"] in rows and rows[layer["qualname"]][1] == "dense"
+    assert "(other)" in rows
+
+
 def test_version():
     r = run("--version")
     assert r.stdout.strip() == f"spdy {spdy.__version__}"
