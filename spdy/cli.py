@@ -84,6 +84,10 @@ def print_report(report: dict, out=sys.stdout) -> None:
               + (f"{r['speedup_vs_torch_eager']:.2f}x PyTorch eager"
                  + (f", {r['speedup_vs_onnxruntime']:.2f}x onnxruntime)" if r.get("speedup_vs_onnxruntime") else ")")
                  if r.get("speedup_vs_torch_eager") else f"on {r.get('measured_on')})"), file=out)
+        spread = r.get("measured_speedup_p10_p90")
+        if spread and spread[1] > 1.25 * spread[0]:
+            print(f"           the per-round speedups ranged {spread[0]:.2f}x-{spread[1]:.2f}x: this machine changed "
+                  "speed while measuring; compile again on a quieter machine (or fewer threads) to trust it", file=out)
     for name, why in (report.get("reference_notes") or {}).items():
         print(f"note       no {name} row: {why}", file=out)
     prof = report.get("profile") or {}

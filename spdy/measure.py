@@ -40,6 +40,16 @@ def _summaries(samples: dict[str, list[float]]) -> dict:
             for k, v in samples.items()}
 
 
+def paired_spread(res: dict, slow: str, fast: str) -> tuple[float, float] | None:
+    """(10th, 90th percentile) of the per-round ratios slow_i / fast_i, or None without samples.
+    A wide spread says the machine changed speed during the measurement."""
+    a, b = res[slow].get("samples_ms"), res[fast].get("samples_ms")
+    if not a or not b or len(a) != len(b):
+        return None
+    r = np.asarray(a) / np.asarray(b)
+    return float(np.percentile(r, 10)), float(np.percentile(r, 90))
+
+
 def paired_speedup(res: dict, slow: str, fast: str) -> float:
     """Median over interleaved rounds of slow_i / fast_i.
 

@@ -1,6 +1,6 @@
 import pytest
 
-from spdy.measure import interleaved, paired_speedup
+from spdy.measure import interleaved, paired_speedup, paired_spread
 
 
 def test_paired_ratio_cancels_slow_stretches_that_medians_do_not():
@@ -19,3 +19,10 @@ def test_interleaved_keeps_the_samples_for_pairing():
     assert paired_speedup(res, "a", "b") > 1.0
     # without samples (an older report) it falls back to the ratio of medians
     assert paired_speedup({"a": {"median_ms": 4.0}, "b": {"median_ms": 2.0}}, "a", "b") == 2.0
+
+
+def test_spread_of_the_paired_ratios():
+    res = {"d": {"samples_ms": [2.0, 2.0, 4.0, 2.0]}, "a": {"samples_ms": [1.0, 1.0, 1.0, 2.0]}}
+    lo, hi = paired_spread(res, "d", "a")
+    assert lo == pytest.approx(1.3) and hi == pytest.approx(3.4)
+    assert paired_spread({"d": {}, "a": {}}, "d", "a") is None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spdy.measure import artifact_fn, interleaved, interleaved_on_device, paired_speedup
+from spdy.measure import artifact_fn, interleaved, interleaved_on_device, paired_speedup, paired_spread
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 from spdy.reference_runtimes import reference_fns, reference_summary
@@ -30,9 +30,11 @@ def measure_round(ctx, rounds: int, min_time_s: float) -> dict:
     art, den = res["artifact"]["median_ms"], res["dense_artifact"]["median_ms"]
     dense_vs = reference_summary(res, den)
     speedup = paired_speedup(res, "dense_artifact", "artifact")
+    spread = paired_spread(res, "dense_artifact", "artifact")
     return {"artifact": res["artifact"], "dense_artifact": res["dense_artifact"],
             "torch_eager": res.get("torch_eager"), "onnxruntime": res.get("onnxruntime"),
-            "threads": threads, "measured_speedup": speedup, **reference_summary(res, art),
+            "threads": threads, "measured_speedup": speedup,
+            "measured_speedup_p10_p90": [round(v, 4) for v in spread] if spread else None, **reference_summary(res, art),
             "dense_vs_torch_eager": dense_vs["speedup_vs_torch_eager"],
             "dense_vs_onnxruntime": dense_vs["speedup_vs_onnxruntime"],
             "measured_on": device.spec if device is not None else "local"}

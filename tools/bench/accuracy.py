@@ -205,7 +205,8 @@ def run_one(model, example, calib, test, *, name, method, speedup, args, log,
         cm = spdy.compile(model, example, speedup=speedup, calib=calib, method=method,
                           n_samples=n_samples or args.calib, grid_levels=args.grid_levels,
                           max_evals=args.max_evals, tune=not args.no_tune, seed=args.seed, workdir=workdir,
-                          formats=tuple(args.formats.split(",")), progress=False, **(compile_kw or {}))
+                          formats=tuple(args.formats.split(",")), progress=False,
+                          num_threads=int(os.environ["TVM_NUM_THREADS"]), **(compile_kw or {}))
     except InfeasibleSpeedupError as e:
         log_ = read_passlog(workdir)
         measured = [r["stats"]["measured_speedup"] for r in log_
