@@ -153,15 +153,15 @@ class ProfileLatencyPass(Pass):
         return row, hits
 
     @staticmethod
-    def _dense_in_place(dense, names, times, base):
+    def _dense_in_place(dense, names, all_names, times, base):
         """The dense column from the dense artifact's own kernels, timed in place
         (algo/insitu_calibration.dense_in_place says why); None if that is not possible."""
         from spdy.runtime.call_profile import profile_calls, per_layer
         try:
-            found = per_layer(profile_calls(dense.runner), names)
+            found = per_layer(profile_calls(dense.runner), all_names)
         except Exception:  # noqa: BLE001 - an instrument the VM refuses leaves the stand-alone times
             return None
-        return dense_in_place(times, {r: found[n] for r, n in enumerate(names)}, base)
+        return dense_in_place(times, {r: found[n] for r, n in enumerate(names)}, base, sum(found.values()))
 
     def kept_dense(self, layers, keep_dense) -> list[str]:
         """Layers the user keeps dense: `keep_dense` names them; None means the default,
@@ -216,7 +216,7 @@ class ProfileLatencyPass(Pass):
             base = min(dense.runner.time(repeat=7)["median_ms"] for _ in range(3)) / 1e3
         raw_fixed = base - float(times[:, 0].sum())
         names = [l.qualname for l in rows]
-        placed = None if device is not None and device.remote else self._dense_in_place(dense, names, times, base)
+        placed = None if device is not None and device.remote else self._dense_in_place(dense, names, [l.qualname for l in layers], times, base)
         if placed is not None:
             times, fixed = placed
             scale, dense_from = 1.0, "in-place"

@@ -46,10 +46,21 @@ def test_ratios_are_clipped_and_missing_layers_leave_the_table_alone():
 
 def test_dense_column_from_the_artifact_and_fixed_is_the_rest_of_base():
     t = _table()
-    out, fixed = dense_in_place(t, {0: 3.0, 1: 5.0, 2: 1.0}, base=12.0)
+    out, fixed = dense_in_place(t, {0: 3.0, 1: 5.0, 2: 1.0}, base=12.0, total_in_place=12.0)
     np.testing.assert_allclose(out[:, 0], [3.0, 5.0, 1.0])
     np.testing.assert_allclose(out[:, 1:], t[:, 1:])
     assert fixed == pytest.approx(3.0)
     assert dense_in_place(t, {0: 3.0, 2: 1.0}, base=12.0) is None      # a row not found: no answer
-    out, fixed = dense_in_place(t, {0: 6.0, 1: 6.0, 2: 1.0}, base=12.0)  # rows over base: fit inside
+
+
+def test_an_instrumented_run_slower_than_base_is_shared_in_proportion():
+    t = _table()
+    # the profiled run took 18 (rows 9, the rest 9) where base measured 12: both shrink by 2/3
+    out, fixed = dense_in_place(t, {0: 3.0, 1: 5.0, 2: 1.0}, base=12.0, total_in_place=18.0)
+    np.testing.assert_allclose(out[:, 0], np.array([3.0, 5.0, 1.0]) * 12 / 18)
+    assert fixed == pytest.approx(9.0 * 12 / 18)
+    # without the run's total, rows over base still fit inside it
+    out, fixed = dense_in_place(t, {0: 6.0, 1: 6.0, 2: 1.0}, base=12.0)
     assert out[:, 0].sum() < 12.0 and fixed > 0
+    out, fixed = dense_in_place(t, {0: 3.0, 1: 5.0, 2: 1.0}, base=12.0)  # rows inside base: as measured
+    np.testing.assert_allclose(out[:, 0], [3.0, 5.0, 1.0])
