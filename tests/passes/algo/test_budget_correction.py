@@ -78,3 +78,4 @@ def test_a_calibrated_round_restarts_the_scale_from_its_residual():
     assert met and chosen.payload == (1,)
     assert scales[1] == pytest.approx(residual_scale(1.6, 1.7, False)) == pytest.approx(1.6 / 1.7 / (1 + NOISE / 3))
     assert residual_scale(2.6, 2.5, True) == pytest.approx(2.6 / 2.5)  # met: no margin
+    assert residual_scale(1.9, 1.4, False) == pytest.approx(1 / (1 + NOISE / 3))  # a miss never loosens
