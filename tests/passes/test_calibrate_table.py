@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from spdy.passes.algo.grid import options, sparsity_levels
+from spdy.passes.calibrate_table import CalibrateTablePass
+from spdy.passes.context import CompileContext
+from spdy.passes.profile_latency import LatencyTable
+
+OPTS = options(("bsr16x1",), sparsity_levels(3))  # dense + 3 levels
+
+
+def _ctx(sparse_ms, measured):
+    times = np.array([[4.0, 3.0, 2.0, 1.0], [4.0, 3.0, 2.0, 1.0]]) / 1e3
+    table = LatencyTable(["a", "b"], OPTS, times, base=10e-3, fixed=2e-3, dense_timed="in-place")
+    verified = {"measured_speedup": measured, "dense_artifact": {"median_ms": 10.0},
+                "in_place_ms": {"artifact": {"a": sparse_ms[0], "b": sparse_ms[1], "(other)": 2.0},
+                                "dense_artifact": {"a": 4.0, "b": 4.0, "(other)": 2.0}}}
+    return CompileContext(model=None, inputs=None, target=None,
+                          artifacts={"latency_table": table, "verified": verified, "choice": [2, 2]})
+
+
+def test_a_profile_that_explains_the_measurement_corrects_the_table():
+    # both layers ran at the 2 ms option and took 3 ms in place: 10 / (2 + 3 + 3) = 1.25x
+    ctx = _ctx((3.0, 3.0), measured=1.25)
+    res = CalibrateTablePass().run(None, ctx)
+    assert res.stats["calibrated"] and res.stats["calibrated_predicted_speedup"] == pytest.approx(1.25)
+    np.testing.assert_allclose(ctx.artifacts["latency_table"].times[:, 1:] * 1e3, [[4.5, 3.0, 1.5]] * 2)
+    assert ctx.artifacts["verified"]["calibrated_predicted_speedup"] == pytest.approx(1.25)
+
+
+def test_a_profile_that_disagrees_with_the_measurement_is_not_used():
+    ctx = _ctx((3.0, 3.0), measured=1.8)   # in place says 1.25x, end to end 1.8x
+    before = ctx.artifacts["latency_table"]
+    res = CalibrateTablePass().run(None, ctx)
+    assert not res.stats["calibrated"] and "1.25x" in res.stats["why"] and "1.80x" in res.stats["why"]
+    assert ctx.artifacts["latency_table"] is before
+    assert "calibrated_predicted_speedup" not in ctx.artifacts["verified"]
