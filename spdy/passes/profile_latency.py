@@ -216,7 +216,8 @@ class ProfileLatencyPass(Pass):
             base = min(dense.runner.time(repeat=7)["median_ms"] for _ in range(3)) / 1e3
         raw_fixed = base - float(times[:, 0].sum())
         names = [l.qualname for l in rows]
-        placed = None if device is not None and device.remote else self._dense_in_place(dense, names, [l.qualname for l in layers], times, base)
+        placed = None if device is not None and device.remote else \
+            self._dense_in_place(dense, names, [l.qualname for l in layers], times, base)
         if placed is not None:
             times, fixed = placed
             scale, dense_from = 1.0, "in-place"

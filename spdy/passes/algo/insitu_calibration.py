@@ -26,9 +26,10 @@ def calibrate_rows(times: np.ndarray, opts, choice: list[int], in_place: dict[in
 
     times: [L, S] seconds; opts: the table's options (dense first); choice: the option each
     row ran with; in_place: {row: seconds measured in the artifact} for rows found there;
-    frame: factor that converts the artifact's clock to the table's (table base / the dense
-    artifact's time measured next to this artifact), so a machine that got slower between
-    the table and this round does not read as slow kernels.
+    frame: factor that converts the artifact's clock to the table's (calibrate-table takes the
+    dense artifact's rows as the table has them over the same rows profiled next to this
+    artifact), so a machine that got slower between the table and this round does not read
+    as slow kernels.
     """
     out = np.array(times, dtype=float, copy=True)
     ratios: dict[int, float] = {}
