@@ -102,3 +102,15 @@ def test_infeasible_speedup_exit_code_3(tmp_path):
 def test_sparse_compile_needs_calib(tmp_path):
     r = run("compile", "spdy.models:mlp", "--input", "1x64", "--speedup", "2", "-o", str(tmp_path / "o"))
     assert r.returncode == 2 and "--calib" in r.stderr
+
+
+def test_report_warns_when_the_rounds_of_one_measurement_disagree():
+    import io
+    from spdy.cli import print_report
+    ms = {"median_ms": 1.0, "p10_ms": 1.0, "p90_ms": 1.0, "n": 7}
+    rnd = {"round": 0, "predicted_speedup": 2.0, "measured_speedup": 2.0, "artifact": ms, "dense_artifact": ms,
+           "measured_on": "local"}
+    for spread, warned in (([1.2, 2.6], True), ([1.95, 2.05], False)):
+        out = io.StringIO()
+        print_report({"rounds": [dict(rnd, measured_speedup_p10_p90=spread)]}, out=out)
+        assert ("changed speed while measuring" in out.getvalue()) is warned
