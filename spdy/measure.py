@@ -40,14 +40,19 @@ def _summaries(samples: dict[str, list[float]]) -> dict:
             for k, v in samples.items()}
 
 
-def paired_spread(res: dict, slow: str, fast: str) -> tuple[float, float] | None:
-    """(10th, 90th percentile) of the per-round ratios slow_i / fast_i, or None without samples.
-    A wide spread says the machine changed speed during the measurement."""
+def _paired_ratios(res: dict, slow: str, fast: str) -> np.ndarray | None:
+    """slow_i / fast_i for each interleaved round, or None when the samples are not kept."""
     a, b = res[slow].get("samples_ms"), res[fast].get("samples_ms")
     if not a or not b or len(a) != len(b):
         return None
-    r = np.asarray(a) / np.asarray(b)
-    return float(np.percentile(r, 10)), float(np.percentile(r, 90))
+    return np.asarray(a) / np.asarray(b)
+
+
+def paired_spread(res: dict, slow: str, fast: str) -> tuple[float, float] | None:
+    """(10th, 90th percentile) of the per-round ratios slow_i / fast_i, or None without samples.
+    A wide spread says the machine changed speed during the measurement."""
+    r = _paired_ratios(res, slow, fast)
+    return None if r is None else (float(np.percentile(r, 10)), float(np.percentile(r, 90)))
 
 
 def paired_speedup(res: dict, slow: str, fast: str) -> float:
@@ -57,10 +62,8 @@ def paired_speedup(res: dict, slow: str, fast: str) -> float:
     (on the 2-core VMs a kernel flips between ~0.35 and ~0.9 ms for seconds at a time) hits
     both samples of a round alike; the ratio within a round cancels it, where the ratio of two
     medians can take one candidate's slow samples against the other's fast ones."""
-    a, b = res[slow].get("samples_ms"), res[fast].get("samples_ms")
-    if not a or not b or len(a) != len(b):
-        return res[slow]["median_ms"] / res[fast]["median_ms"]
-    return float(np.median(np.asarray(a) / np.asarray(b)))
+    r = _paired_ratios(res, slow, fast)
+    return res[slow]["median_ms"] / res[fast]["median_ms"] if r is None else float(np.median(r))
 
 
 def interleaved_on_device(device, executables: dict, arrays, *, rounds: int = 7, min_time_s: float = 0.05) -> dict:

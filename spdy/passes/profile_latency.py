@@ -64,7 +64,8 @@ def monotone_in_sparsity(times: np.ndarray, opts) -> np.ndarray:
 
 
 def fit_to_base(times: np.ndarray, opts, base: float, frozen_dense: float) -> tuple[np.ndarray, float, float]:
-    """(times, fixed, scale): the table made consistent with the measured end-to-end `base`.
+    """(times, fixed, scale): the table made consistent with the measured end-to-end `base`,
+    when the dense column could not be timed in place (a remote measuring device).
 
     Layers timed alone can add up to more than the whole model: load during the table
     inflates every option; and the dense option, timed as a one-layer Relax module, runs
