@@ -20,6 +20,7 @@ from spdy.formats import DENSE
 from spdy.ir.tensors import get_tensor, set_tensor
 from spdy.passes.algo.dp import budget_for, solve_dp
 from spdy.passes.algo.grid import level_index
+from spdy.passes.algo.insitu_calibration import predicted_time as profile_time
 from spdy.passes.algo.search import best_of, error_table, gmp_profile, search, uniform_profile
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
@@ -147,7 +148,7 @@ class SolveSparsityPass(Pass):
             raise ValueError(f"unknown method {self.method!r}; use spdy, uniform, gmp or dp-only")
         loss = stitcher.loss(choice)
         ctx.artifacts["calib_targets"] = stitcher.targets  # the dense outputs, for global-adaprune
-        predicted_time = float(T[np.arange(len(choice)), choice].sum()) + table.fixed
+        predicted_time = profile_time(T, choice, table.fixed)
         ctx.artifacts["profile"] = profile_from_choice(table, choice)
         ctx.artifacts["choice"] = [int(j) for j in choice]
         ctx.artifacts["profile_weights"] = {
