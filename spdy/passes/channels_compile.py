@@ -1,12 +1,16 @@
 """The structured (mode="channels") compile: widths per coupling group, measured end to end.
 
     trace -> canonicalize -> fuse-epilogues -> dense-baseline -> profile-channels
+    -> profile-channel-anchors
     then per round: solve-channels -> channel-surgery -> [pruned model] trace -> canonicalize
     -> fuse-epilogues -> lower-to-tvm -> build-artifact -> verify-speedup
 
 The pruned model is a smaller *dense* torch model, so it goes through the normal dense
-lowering. verify-speedup measures it against the dense artifact of the original model; the
-correction loop is the sparse path's (spdy.api._run_spdy): a measured speedup short of the
+lowering. Layer times come from built artifacts (profile-channels, algo/channel_latency.py):
+the dense one, uniformly narrowed anchors, and each measured round, whose in-place layer
+times join the timer before the next solve (calibrate_round; the next budget then keeps only
+the residual, as calibrate-table does for sparse compiles). verify-speedup measures it
+against the dense artifact of the original model; the correction loop is the sparse path's (spdy.api._run_spdy): a measured speedup short of the
 target beyond noise tightens the budget, one far above it loosens it; of the rounds that
 meet the target the least calibration error wins; none -> InfeasibleSpeedupError.
 """
@@ -16,14 +20,13 @@ import torch
 
 from spdy.errors import InfeasibleSpeedupError
 from spdy.passes.algo.budget_correction import NOISE, MeasuredRound, correction_rounds  # noqa: F401  (NOISE: tests)
-from spdy.passes.build_artifact import BuildArtifactPass
 from spdy.passes.canonicalize import CanonicalizePass
 from spdy.passes.channel_surgery import ChannelSurgeryPass
-from spdy.passes.context import CompileContext
+from spdy.passes.child_build import build_model_artifact
 from spdy.passes.dense_baseline import DenseBaselinePass
 from spdy.passes.fuse_epilogues import FuseEpiloguesPass
-from spdy.passes.lower_to_tvm import LowerToTvmPass
 from spdy.passes.pipeline import Pipeline
+from spdy.passes.profile_channel_anchors import ProfileChannelAnchorsPass, calibrate_round
 from spdy.passes.profile_channels import ProfileChannelsPass
 from spdy.passes.solve_channels import SolveChannelsPass
 from spdy.passes.trace import TracePass
@@ -32,6 +35,7 @@ from spdy.passes.verify_speedup import VerifySpeedupPass
 RATIOS = None     # keep-ratio grid of every group; None: channel_widths.DEFAULT_RATIOS (1.0, 0.9, ... 0.1)
 ITERATIONS = 4    # solve <-> re-time rounds of solve-channels (each new neighbour width costs kernel timings)
 FILL = True       # solve-channels' widen-fill step
+ANCHORS = (0.7, 0.4)  # uniformly narrowed models built and profiled in place before the first solve
 
 
 @torch.no_grad()
@@ -50,19 +54,13 @@ def calib_output_error(dense: torch.nn.Module, pruned: torch.nn.Module, calib, m
     return num / den if den > 0 else num
 
 
-# what each round's child context shares with the compile, and what it hands back
-_SHARED = ("tuner", "device", "dense_executable", "passlog", "predicted_speedup", "onnxruntime_session")
+# what a round's child context hands back
 _KEPT = ("onnxruntime_session", "reference_notes")
 
 
 def build_and_verify(ctx, pruned: torch.nn.Module, tune: bool) -> dict:
     """Lower the pruned dense model with the dense pipeline and measure it against the dense artifact."""
-    child = CompileContext(model=pruned, inputs=ctx.inputs, target=ctx.target, options=ctx.options,
-                           workdir=ctx.workdir, dump_graphs=ctx.dump_graphs,
-                           artifacts={k: ctx.artifacts[k] for k in _SHARED if k in ctx.artifacts})
-    child.artifacts["rounds"] = ctx.artifacts.setdefault("rounds", [])
-    Pipeline([TracePass(), CanonicalizePass(), FuseEpiloguesPass(), LowerToTvmPass(tune=tune),
-              BuildArtifactPass()]).run(None, child)
+    child = build_model_artifact(ctx, pruned, tune)
     child.model = ctx.model   # PyTorch eager in the report is the user's (unpruned) model, as for sparse compiles
     Pipeline([VerifySpeedupPass()]).run(None, child)
     ctx.artifacts["executable"] = child.artifacts["executable"]
@@ -81,7 +79,7 @@ def run_channels(ctx, speedup: float, *, tune: bool = True, rounds: int = 3, rat
     fill = FILL if fill is None else fill
     profile_pass = ProfileChannelsPass(ratios=tuple(ratios)) if ratios else ProfileChannelsPass()
     pre = Pipeline([TracePass(), CanonicalizePass(), FuseEpiloguesPass(), DenseBaselinePass(tune=tune),
-                    profile_pass])
+                    profile_pass, ProfileChannelAnchorsPass(ratios=tuple(ANCHORS), tune=tune)])
     pre.run(None, ctx)
     problem = ctx.artifacts["channel_problem"]
 
@@ -90,6 +88,8 @@ def run_channels(ctx, speedup: float, *, tune: bool = True, rounds: int = 3, rat
         Pipeline([SolveChannelsPass(iterations=iterations, fill=fill), ChannelSurgeryPass()]).run(None, ctx)
         plan, pruned = ctx.artifacts["channel_plan"], ctx.artifacts["pruned_model"]
         m = build_and_verify(ctx, pruned, tune)
+        # the timer learns this round's widths as they ran; the next solve prices them so
+        m["channel_calibration"] = calibrate_round(problem, m, {v["group"]: v["kept"] for v in plan["widths"].values()})
         m["widths"] = {name: v["kept"] for name, v in plan["widths"].items()}
         m["predicted_ms"] = round(plan["predicted_ms"], 4)
         m["solver_iterations"] = plan["iterations"]

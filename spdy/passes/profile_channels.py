@@ -4,10 +4,14 @@ For the structured (mode="channels") compile. Decisions are the prunable couplin
 (spdy.ir.groups; the model's input and output channels and anything groups.py does not
 understand stay full), each with a width grid. Provides a ChannelProblem holding
 
-* a timer: a layer's dense kernel (spdy's own, with its fused epilogue) timed at reduced
-  in/out channel counts with `measure_options`, cached in the latency database under a
-  signature that encodes the reduced shapes, and in memory for the solve's re-timings;
-* `base` (the dense artifact, end to end) and `fixed = base - sum of all layers' dense time`;
+* a timer t(layer, in channels, out channels). By default (`timing="in-place"`) every time
+  is measured inside a built artifact: here each layer's full-width time in the dense
+  artifact (its kernels profiled in place, spdy.runtime.call_profile), then anchors
+  (profile-channel-anchors) and every measured round add narrower points, and between points
+  the time is interpolated in the layer's share of the work (algo/channel_latency.py). The
+  fallback (`timing="alone"`, or a remote device) times each reduced layer alone with
+  `measure_options`: on ResNet-18 those untuned one-layer times added up to 9x the model;
+* `base` (the dense artifact, end to end) and `fixed` (what it spends outside the layers);
 * errors[g][w]: the summed relative output error of g's consumer layers after CSS channel
   selection and least-squares re-fit on calibration Grams (spdy.passes.algo.channel_recon).
 """
@@ -22,8 +26,10 @@ import torch
 
 from spdy.ir.groups import ChannelGroup, channel_groups
 from spdy.ir.tensors import get_tensor
+from spdy.passes.algo.channel_latency import InPlaceChannelTimes
 from spdy.passes.algo.channel_recon import collect_grams, group_errors
 from spdy.passes.algo.channel_widths import DEFAULT_RATIOS, LayerDims, decision_groups, layer_dims, width_grid
+from spdy.passes.algo.insitu_calibration import dense_in_place
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.profile_latency import _bias, layer_spec
 from spdy.passes.registry import register
@@ -120,6 +126,32 @@ def make_timer(gm, layers, ctx, repeat: int = 5):
     return timer
 
 
+def in_place_timer(ctx, layers, dims: dict[str, LayerDims], base: float):
+    """(InPlaceChannelTimes holding every layer's full-width time inside the dense artifact,
+    fixed), or None when that cannot be had (remote device, a layer's kernels not found).
+    Rows and the rest are brought to `base` in proportion, as profile-latency's dense column
+    is (algo/insitu_calibration.dense_in_place)."""
+    device = ctx.artifacts.get("device")
+    if device is not None and device.remote:
+        return None
+    from spdy.runtime.call_profile import per_layer, profile_calls
+    names = [l.qualname for l in layers]
+    try:
+        calls = profile_calls(ctx.need("dense_executable").runner)
+    except Exception:  # noqa: BLE001 - the stand-alone timer is the fallback
+        return None
+    found = per_layer(calls, names)
+    fitted = dense_in_place(np.zeros((len(names), 1)), {r: found[n] for r, n in enumerate(names)}, base,
+                            sum(calls.values()))
+    if fitted is None:
+        return None
+    rows, fixed = fitted
+    timer = InPlaceChannelTimes({q: (d.in_full, d.out_full, d.depthwise) for q, d in dims.items()})
+    for q, t in zip(names, rows[:, 0]):
+        timer.add(q, dims[q].in_full, dims[q].out_full, float(t))
+    return timer, fixed
+
+
 @register
 @dataclass(frozen=True)
 class ProfileChannelsPass(Pass):
@@ -130,6 +162,31 @@ class ProfileChannelsPass(Pass):
     max_rows: int = 16384        # calibration rows per consumer Gram (random subset of im2col rows)
     damp: float = 1e-4
     repeat: int = 5
+    timing: str = "in-place"     # "in-place": layer times from the dense artifact (and anchors, rounds);
+    #                              "alone": each reduced layer timed as a one-layer module
+
+    def _alone(self, gm, ctx, layers, dims, sizes, base):
+        """Each layer timed alone as a one-layer module (the fallback when the artifact cannot
+        be profiled in place, e.g. on a remote device): (timer, fixed, raw fixed, scale)."""
+        timer = make_timer(gm, layers, ctx, self.repeat)
+        progress = ctx.options.get("progress")
+        t_full = 0.0
+        for i, l in enumerate(layers):
+            t_full += timer(l.qualname, *dims[l.qualname].dims(sizes, {}))
+            if progress:
+                progress("profile-channels", i + 1, len(layers))
+        raw_fixed = base - t_full
+        # Layers timed alone can add up to more than the whole model (cold caches, load while
+        # timing): scale every layer time so they fit inside base, as profile-latency does;
+        # the shares are what the DP needs, and verify-speedup checks the real artifact.
+        scale = base / t_full if raw_fixed < 0 and t_full > 0 else 1.0
+        if scale != 1.0:
+            raw_timer = timer
+
+            def timer(q, cin, cout, _t=raw_timer):
+                return _t(q, cin, cout) * scale
+            timer.stats = raw_timer.stats
+        return timer, max(0.0, base - t_full * scale), raw_fixed, scale
 
     def run(self, gm, ctx) -> PassResult:
         layers = ctx.need("layers")
@@ -146,27 +203,14 @@ class ProfileChannelsPass(Pass):
         decisions = [g for g in decisions if any(m.qualname in layer_names for m in g.members if m.kind in ("out", "dw"))]
         grid = {g.id: width_grid(g.size, self.ratios) for g in decisions}
         sizes = {g.id: g.size for g in groups}
-        timer = make_timer(gm, layers, ctx, self.repeat)
-        progress = ctx.options.get("progress")
-        t_full = 0.0
-        for i, l in enumerate(layers):
-            t_full += timer(l.qualname, *dims[l.qualname].dims(sizes, {}))
-            if progress:
-                progress("profile-channels", i + 1, len(layers))
         dense = ctx.need("dense_executable")
         base = min(dense.runner.time(repeat=7)["median_ms"] for _ in range(3)) / 1e3
-        raw_fixed = base - t_full
-        # Layers timed alone can add up to more than the whole model (cold caches, load while
-        # timing): scale every layer time so they fit inside base, as profile-latency does;
-        # the shares are what the DP needs, and verify-speedup checks the real artifact.
-        scale = base / t_full if raw_fixed < 0 and t_full > 0 else 1.0
-        if scale != 1.0:
-            raw_timer = timer
-
-            def timer(q, cin, cout, _t=raw_timer):
-                return _t(q, cin, cout) * scale
-            timer.stats = raw_timer.stats
-        fixed = max(0.0, base - t_full * scale)
+        timed = None if self.timing == "alone" else in_place_timer(ctx, layers, dims, base)
+        if timed is not None:
+            timer, fixed = timed
+            raw_fixed, scale = fixed, 1.0
+        else:
+            timer, fixed, raw_fixed, scale = self._alone(gm, ctx, layers, dims, sizes, base)
         calib = ctx.artifacts.get("calib")
         consumers = sorted({m.qualname for g in decisions for m in g.members if m.kind == "in"})
         grams = collect_grams(model, consumers, calib.inputs, max_rows=self.max_rows,
@@ -187,5 +231,5 @@ class ProfileChannelsPass(Pass):
             "options": int(sum(len(v) for v in grid.values())), "base_ms": round(base * 1e3, 3),
             "fixed_ms": round(fixed * 1e3, 3), "unscaled_fixed_ms": round(raw_fixed * 1e3, 3),
             "scale": round(scale, 4),
-            "grams": len(grams), "timed": timer.stats["timed"], "cache_hits": timer.stats["db_hits"],
-            "retimed": timer.stats["retimed"]})
+            "grams": len(grams), "timing": "in-place" if timed is not None else "alone",
+            "timer": dict(timer.stats)})

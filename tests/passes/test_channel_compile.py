@@ -132,6 +132,11 @@ def test_structured_compile_tiny_residual_cnn(coarse_grid, tmp_path):
         return
     r = cm.report
     assert r["mode"] == "channels"
+    stats = {p["pass"]: p["stats"] for p in cm.passlog}
+    assert stats["profile-channels"]["timing"] == "in-place"      # layer times from the dense artifact
+    anchors = stats["profile-channel-anchors"]["anchors"]
+    assert [a["ratio"] for a in anchors] == list(cc.ANCHORS) and all(a["points"] > 0 for a in anchors)
+    assert all("channel_calibration" in rd for rd in r["rounds"])
     assert r["measured_speedup"] >= 1.1 * (1 - cc.NOISE)
     assert r["rounds"] and all("widths" in rd and rd["predicted_speedup"] for rd in r["rounds"])
     widths = r["channels"]["widths"]

@@ -14,7 +14,7 @@ Two parts, each writing JSON to tools/bench/results/:
 
     nice -n 10 .venv/bin/python tools/bench/chex_compile.py resnet [--speedup 2.0] [--tune 1]
         [--ratios 1,0.875,0.75,0.625,0.5,0.375,0.25] [--n-calib 32] [--rounds 3] [--iterations 4]
-        [--fill 1] [--out PATH]
+        [--fill 1] [--anchors 0.7,0.4] [--out PATH]
     nice -n 10 .venv/bin/python tools/bench/chex_compile.py mnist [--threads 1] [--tune 1]
 """
 from __future__ import annotations
@@ -49,6 +49,8 @@ def run_resnet(args) -> dict:
     if args.ratios:
         cc.RATIOS = tuple(float(r) for r in args.ratios.split(","))
     cc.ITERATIONS, cc.FILL = args.iterations, bool(args.fill)
+    if args.anchors is not None:
+        cc.ANCHORS = tuple(float(r) for r in args.anchors.split(",") if r)
     model, x = resnet18().eval(), torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(1)
     calib = [torch.randn(8, 3, 224, 224, generator=g) for _ in range(max(1, args.n_calib // 8))]
@@ -56,7 +58,7 @@ def run_resnet(args) -> dict:
     out = {"bench": "chex_compile_resnet18", "model": "spdy.models.resnet18 (random weights)",
            "input": [1, 3, 224, 224], "calibration": f"{args.n_calib} random normal images (latency only)",
            "speedup": args.speedup, "tune": bool(args.tune), "ratios": cc.RATIOS or "default (1.0..0.1)",
-           "solver_iterations": cc.ITERATIONS, "widen_fill": cc.FILL, "rounds_max": args.rounds,
+           "solver_iterations": cc.ITERATIONS, "widen_fill": cc.FILL, "anchors": cc.ANCHORS, "rounds_max": args.rounds,
            "host": platform.node(), "torch": torch.__version__}
     try:
         cm = spdy.compile(model, (x,), speedup=args.speedup, mode="channels", calib=calib, tune=bool(args.tune),
@@ -75,17 +77,23 @@ def run_resnet(args) -> dict:
                        for rd in r["rounds"]],
                widths=r["channels"]["widths"], macs_dense=count_macs(model, x),
                macs_pruned=count_macs(cm.pruned_model, x), tuner=r.get("tuner"))
+    out["passlog"] = [_keep(r) for r in cm.passlog if r["pass"] in PASSLOG_KEEP]
     out["pruned_torch_eager_ms"] = _eager_ms(cm.pruned_model, x, r["threads"])
     out["max_abs_diff_artifact_vs_pruned_model"] = float(
         (torch.as_tensor(cm(x)) - cm.pruned_model(x).detach()).abs().max())
     return out
 
 
+PASSLOG_KEEP = ("profile-channels", "profile-channel-anchors", "solve-channels", "channel-surgery", "verify-speedup")
+
+
+def _keep(r: dict) -> dict:
+    return {"seq": r["seq"], "pass": r["pass"], "wall_s": r.get("wall_s"), "stats": r.get("stats"), "error": r.get("error")}
+
+
 def passlog_rounds(path: Path) -> list[dict]:
-    """profile/solve/surgery/verify records of a compile's pass log (what each round predicted and measured)."""
-    keep = ("profile-channels", "solve-channels", "channel-surgery", "verify-speedup")
-    return [{"seq": r["seq"], "pass": r["pass"], "wall_s": r.get("wall_s"), "stats": r.get("stats"), "error": r.get("error")}
-            for r in map(json.loads, path.read_text().splitlines()) if r["pass"] in keep]
+    """profile/anchor/solve/surgery/verify records of a compile's pass log (what each round predicted and measured)."""
+    return [_keep(r) for r in map(json.loads, path.read_text().splitlines()) if r["pass"] in PASSLOG_KEEP]
 
 
 def _counts_model(widths: dict[str, int]):
@@ -163,6 +171,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--fill", type=int, default=1)
+    ap.add_argument("--anchors", default=None, help="anchor keep-ratios, e.g. 0.7,0.4 ('' for none)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", default=None)
