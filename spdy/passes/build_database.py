@@ -128,6 +128,9 @@ class BuildDatabasePass(Pass):
             if progress:
                 progress("build-database", i + 1, len(rows))
         ctx.artifacts["recon_db"] = db
+        kept = db.prune()   # other models' entries stay until the directory outgrows its cap
         return PassResult(gm, False, {"layers": len(rows), "built": built, "reused": skipped,
+                                      "db_mb": round(kept["size_bytes"] / 2**20, 1),
+                                      "dropped_entries": kept["dropped"],
                                       "samples": calib.n_samples, "labels": calib.has_labels,
                                       "db": str(db.root)})

@@ -5,11 +5,15 @@ Layout of ``root/``::
     index.json                                  {"version", "entries": {entry: {...}}}
     <layer>.<fmt>.<key16>.<bp>.safetensors      tensors "mask" (bool), "weight"
 
-An *entry* is one (layer, format). Its ``key`` hashes everything its contents depend on:
-the dense weights, the reconstruction method (and its options), the format and the
-calibration set. ``bind`` compares keys and drops a stale entry's files, and the key is
-also in every file name and file header, so a changed model, method or calibration set
-never reuses old weights even if the index is lost or edited.
+An *entry* is one (layer, format, key). The ``key`` hashes everything its contents depend
+on: the dense weights, the reconstruction method (and its options), the format and the
+calibration set. The key is part of the entry's name, of every file name and of every file
+header, so a changed model, method or calibration set never reuses old weights even if the
+index is lost or edited. Entries of other keys stay: ResNet-18 and ResNet-50 share 19 layer
+names, and when one entry per name was kept, switching between them rebuilt 779 levels
+(450 s) every time. Instead the directory is kept under a size cap (``max_bytes``, default
+``SPDY_RECON_MAX_GB`` or 16 GB): ``prune`` drops the entries least recently bound first,
+never one bound by the running compile.
 
 Why one file per level: the build is long (every layer x 42 levels), so each finished
 level is durable on its own; an interrupted build resumes by skipping present levels.
@@ -24,6 +28,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -36,6 +41,11 @@ from spdy.passes.algo.reconstruct import ALGO_VERSION
 
 INDEX = "index.json"
 VERSION = 1
+DEFAULT_MAX_GB = 16.0
+
+
+def default_max_bytes() -> int:
+    return int(float(os.environ.get("SPDY_RECON_MAX_GB", DEFAULT_MAX_GB)) * 2**30)
 
 
 def tensor_digest(t, h=None):
@@ -126,39 +136,79 @@ class ReconDatabase:
                 idx = {"version": VERSION, "entries": {}}
         else:
             idx = {"version": VERSION, "entries": {}}
+        # entries were once named "layer|fmt": name every entry by its key as well
+        idx["entries"] = {self._name(e["layer"], e["fmt"], e["key"]): e for e in idx["entries"].values()}
         self._index = idx
-        self._bound: dict[str, str] = {}
+        self._bound: dict[tuple[str, str], str] = {}   # (layer, fmt) -> key bound by this compile
         for tmp in self.root.glob(".tmp-*"):  # leftovers of an interrupted write
             tmp.unlink(missing_ok=True)
 
     # -- keys ---------------------------------------------------------------------------
     @staticmethod
-    def _entry(layer: str, fmt: str) -> str:
-        return f"{layer}|{fmt}"
+    def _name(layer: str, fmt: str, key: str) -> str:
+        return f"{layer}|{fmt}|{key[:16]}"
+
+    def _entry(self, layer: str, fmt: str) -> str:
+        """The index name of the entry ``layer`` in ``fmt`` is bound to."""
+        return self._name(layer, fmt, self._key(layer, fmt))
 
     def bind(self, layer: str, weight, *, method: str, fmt: str, calib: str,
              options: Mapping | None = None) -> str:
-        """Declare what ``layer`` in ``fmt`` is built from; drop entries built otherwise."""
+        """Declare what ``layer`` in ``fmt`` is built from: its levels are then read and
+        written under that key only (entries built otherwise are kept for their own model,
+        and `prune` bounds the total size)."""
         key = entry_key(weight, method, fmt, calib, options)
-        name = self._entry(layer, fmt)
-        old = self._index["entries"].get(name)
-        if old is not None and old.get("key") != key:
-            for fn in old.get("levels", {}).values():
-                (self.root / fn).unlink(missing_ok=True)
-            old = None
-        if old is None:
-            self._index["entries"][name] = {
+        name = self._name(layer, fmt, key)
+        entry = self._index["entries"].get(name)
+        if entry is None or entry.get("key") != key:
+            entry = self._index["entries"][name] = {
                 "layer": layer, "fmt": fmt, "key": key, "method": method, "calib": calib,
                 "shape": list(getattr(weight, "shape", ())), "levels": {}, "errors": {}}
-            self._save_index()
-        self._bound[name] = key
+        entry["used"] = time.time()
+        self._save_index()
+        self._bound[(layer, fmt)] = key
         return key
 
+    def size_bytes(self) -> int:
+        return sum(self._entry_bytes(e) for e in self._index["entries"].values())
+
+    def _entry_bytes(self, e: dict) -> int:
+        total = 0
+        for fn in e.get("levels", {}).values():
+            try:
+                total += (self.root / fn).stat().st_size
+            except OSError:
+                pass
+        return total
+
+    def prune(self, max_bytes: int | None = None) -> dict:
+        """Drop whole entries, least recently bound first, until the directory holds at most
+        ``max_bytes`` (default `default_max_bytes`); entries bound by this object are never
+        dropped. Returns {"dropped": entries, "freed_bytes", "size_bytes"}."""
+        limit = default_max_bytes() if max_bytes is None else int(max_bytes)
+        bound = {self._name(layer, fmt, k) for (layer, fmt), k in self._bound.items()}
+        sizes = {name: self._entry_bytes(e) for name, e in self._index["entries"].items()}
+        total = sum(sizes.values())
+        dropped = freed = 0
+        for name in sorted(sizes, key=lambda n: self._index["entries"][n].get("used", 0.0)):
+            if total <= limit:
+                break
+            if name in bound:
+                continue
+            for fn in self._index["entries"][name].get("levels", {}).values():
+                (self.root / fn).unlink(missing_ok=True)
+            del self._index["entries"][name]
+            total -= sizes[name]
+            freed += sizes[name]
+            dropped += 1
+        if dropped:
+            self._save_index()
+        return {"dropped": dropped, "freed_bytes": freed, "size_bytes": total}
+
     def _key(self, layer: str, fmt: str) -> str:
-        name = self._entry(layer, fmt)
-        if name not in self._bound:
+        if (layer, fmt) not in self._bound:
             raise KeyError(f"layer {layer!r} ({fmt}) is not bound: call bind() first")
-        return self._bound[name]
+        return self._bound[(layer, fmt)]
 
     def _file(self, layer: str, fmt: str, level: int) -> str:
         tag = hashlib.sha256(layer.encode()).hexdigest()[:6]  # "a/b" and "a_b" stay apart
@@ -168,7 +218,7 @@ class ReconDatabase:
     def _fmt(self, layer: str, fmt: str | None) -> str:
         if fmt is not None:
             return fmt
-        fmts = [n.split("|", 1)[1] for n in self._bound if n.split("|", 1)[0] == layer]
+        fmts = [f for (name, f) in self._bound if name == layer]
         if len(fmts) != 1:
             raise ValueError(f"layer {layer!r} is bound in formats {fmts}: pass fmt=")
         return fmts[0]
@@ -227,7 +277,7 @@ class ReconDatabase:
     def errors(self, layer: str, fmt: str | None = None) -> dict[int, float]:
         """Recorded layer errors per level (from ``put(err=...)``)."""
         fmt = self._fmt(layer, fmt)
-        e = self._index["entries"].get(self._entry(layer, fmt), {})
+        e = self._index["entries"].get(self._entry(layer, fmt)) or {}
         return {int(k): v for k, v in e.get("errors", {}).items()}
 
     def layers(self) -> list[tuple[str, str]]:

@@ -57,7 +57,10 @@ def test_changed_inputs_never_reuse_stale_entries(tmp_path, change):
     with pytest.raises(KeyError):
         db2.get("l", 9000)
     assert db2.missing("l", [0, 9000]) == [0, 9000]
-    assert len(list(tmp_path.glob("*.safetensors"))) == 0  # stale file removed
+    # the other entry is kept for its own model: binding it again serves it without a rebuild
+    db3 = ReconDatabase(tmp_path)
+    db3.bind("l", w, method="obs", fmt="1x1", calib="c1", options={"damp": 0.01})
+    assert db3.has("l", 9000)
 
 
 def test_formats_are_separate_entries(tmp_path):
@@ -113,7 +116,8 @@ def test_file_with_foreign_key_is_rejected(tmp_path):
     idx = json.loads((tmp_path / "index.json").read_text())
     # someone edits the index to claim the entry under another key
     other = entry_key(w, "lstsq", "1x1", "c")
-    idx["entries"]["l|1x1"]["key"] = other
+    (entry,) = idx["entries"].values()
+    entry["key"] = other
     (tmp_path / "index.json").write_text(json.dumps(idx))
     db2 = ReconDatabase(tmp_path)
     db2.bind("l", w, method="lstsq", fmt="1x1", calib="c")
@@ -137,3 +141,56 @@ def test_algorithm_version_is_part_of_the_key(monkeypatch):
     k1 = entry_key(w, "obs", "1x1", "c")
     monkeypatch.setattr(rdb, "ALGO_VERSION", rdb.ALGO_VERSION + 1)
     assert entry_key(w, "obs", "1x1", "c") != k1
+
+
+def _put_levels(db, layer, w, levels):
+    for bp in levels:
+        db.put(layer, bp, torch.ones(8, 6, dtype=torch.bool), w + bp)
+
+
+def test_two_models_with_the_same_layer_names_keep_both_entries(tmp_path):
+    a, b = W(), W() + 1.0
+    db = ReconDatabase(tmp_path)
+    db.bind("conv1", a, method="obs", fmt="1x1", calib="c")
+    _put_levels(db, "conv1", a, [5000])
+    db = ReconDatabase(tmp_path)
+    db.bind("conv1", b, method="obs", fmt="1x1", calib="c")
+    assert db.missing("conv1", [5000]) == [5000]
+    _put_levels(db, "conv1", b, [5000])
+    for w in (a, b):
+        db = ReconDatabase(tmp_path)
+        db.bind("conv1", w, method="obs", fmt="1x1", calib="c")
+        assert torch.equal(db.get("conv1", 5000)[1], w + 5000)
+
+
+def test_prune_drops_least_recently_bound_entries_never_bound_ones(tmp_path):
+    ws = [W() + i for i in range(3)]
+    for i, w in enumerate(ws):          # bound in order 0, 1, 2: entry 0 is the oldest
+        db = ReconDatabase(tmp_path)
+        db.bind(f"l{i}", w, method="obs", fmt="1x1", calib="c")
+        _put_levels(db, f"l{i}", w, [4000, 8000])
+    one = ReconDatabase(tmp_path).size_bytes() // 3
+    db = ReconDatabase(tmp_path)
+    db.bind("l0", ws[0], method="obs", fmt="1x1", calib="c")   # the running compile uses l0
+    out = db.prune(max_bytes=one)
+    # l0 is bound (kept although oldest); l1 then l2 go until the cap holds
+    assert out["dropped"] == 2 and out["size_bytes"] <= one + 16
+    assert db.missing("l0", [4000, 8000]) == []
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2
+    again = ReconDatabase(tmp_path)
+    again.bind("l1", ws[1], method="obs", fmt="1x1", calib="c")
+    assert again.missing("l1", [4000]) == [4000]
+    assert ReconDatabase(tmp_path).prune(max_bytes=10**9)["dropped"] == 0
+
+
+def test_index_of_one_entry_per_name_is_read(tmp_path):
+    w = W()
+    db = ReconDatabase(tmp_path)
+    db.bind("l", w, method="obs", fmt="1x1", calib="c")
+    _put_levels(db, "l", w, [6000])
+    idx = json.loads((tmp_path / "index.json").read_text())
+    idx["entries"] = {"l|1x1": e for e in idx["entries"].values()}   # the layout before keys were in names
+    (tmp_path / "index.json").write_text(json.dumps(idx))
+    db = ReconDatabase(tmp_path)
+    db.bind("l", w, method="obs", fmt="1x1", calib="c")
+    assert torch.equal(db.get("l", 6000)[1], w + 6000)
