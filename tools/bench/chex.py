@@ -4,17 +4,25 @@ Model: the residual CNN of spdy.chex._testmodels (widths 16/32/64, one BasicBloc
 trained from scratch. For each channel sparsity S:
   * chex:   spdy.chex.train for E epochs (prune-regrow with CSS, BN re-allocation), then surgery;
   * l1:     dense model trained for D epochs, pruned by group L1 norm, finetuned for F epochs;
-  * random: the same dense model, random channels, finetuned for F epochs.
+  * random: the same dense model, random channels, finetuned for F epochs;
+  * torch-pruning (when `pip install --no-deps torch-pruning` worked): the same dense model
+    pruned by torch-pruning's L1 MagnitudePruner, one ratio for every layer, bisected so the
+    pruned model has CHEX's MACs, finetuned for F epochs.
 "Same FLOPs": l1 and random keep exactly CHEX's final per-group channel counts, so all three
-pruned models have the same widths and MACs. The budget is stated in the JSON (E vs D + F).
+pruned models have the same widths and MACs; torch-pruning matches the MACs, not the widths.
+`--methods torch-pruning --chex-from results/chex.json` adds rows to an earlier run: the
+dense model is trained again with the same seed and recipe, CHEX's widths and MACs are read
+from the file, and the other methods' rows are carried over. The budget is stated in the JSON (E vs D + F).
 Reports MNIST test accuracy, MACs, parameters and PyTorch eager latency (batch 1, median).
 
     nice -n 19 python tools/bench/chex.py [--n-train 20000] [--epochs 4] [--dense-epochs 3]
         [--finetune-epochs 1] [--sparsities 0.5,0.7] [--seeds 0,1] [--threads 1] [--out PATH]
+        [--methods chex,l1,random,torch-pruning] [--chex-from PATH]
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -116,8 +124,47 @@ def prune_like(dense, groups, counts: dict[int, int], criterion: str, seed: int)
     return small
 
 
-def run_seed(args, seed: int) -> list[dict]:
-    """Dense baseline, then per sparsity CHEX and the two prune-finetune baselines."""
+def torch_pruning_like(dense, macs_target: int, fc_name: str = "fc"):
+    """(model, note): torch-pruning's L1 MagnitudePruner on a copy of `dense`, one pruning ratio
+    for every layer, bisected until the pruned model's MACs match `macs_target`; (None, why)
+    when torch-pruning is not installed."""
+    try:
+        import torch_pruning as tp
+    except ImportError:
+        return None, "torch-pruning not installed"
+    x = torch.zeros(1, 1, 28, 28)
+
+    def prune(ratio: float):
+        m = copy.deepcopy(dense).eval()
+        ignored = [getattr(m, fc_name)] if hasattr(m, fc_name) else []
+        tp.pruner.MagnitudePruner(m, x, importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=ratio,
+                                  ignored_layers=ignored).step()
+        return m
+
+    lo, hi = 0.0, 0.95
+    for _ in range(16):
+        mid = (lo + hi) / 2
+        if count_macs(prune(mid), x) > macs_target:
+            lo = mid
+        else:
+            hi = mid
+    # channel counts are integers, so MACs move in steps: take the side of the step nearer CHEX's
+    ratio = min((lo, hi), key=lambda r: abs(count_macs(prune(r), x) - macs_target))
+    return prune(ratio), f"torch_pruning {tp.__version__} MagnitudePruner(L1), ratio {ratio:.4f} for every layer"
+
+
+def _finetuned(method, small, s, tag, dl, args, x_te, y_te, **extra) -> dict:
+    acc0 = accuracy(small, x_te, y_te)
+    t0 = time.time()
+    fit(small, dl, args.finetune_epochs, args.lr * 0.1)
+    return {"method": f"{method}+finetune", "sparsity": s, **tag, "acc_before_finetune": acc0,
+            "train_s": time.time() - t0, **extra, **describe(small, x_te, y_te)}
+
+
+def run_seed(args, seed: int, earlier: list[dict] | None = None) -> list[dict]:
+    """Dense baseline, then per sparsity CHEX and the prune-finetune baselines (`--methods`);
+    with `earlier` rows (--chex-from), CHEX's widths and MACs come from them instead."""
+    methods = set(args.methods.split(","))
     x_tr, y_tr, x_te, y_te, source = load_data(args.n_train, seed)
     dl = loader(x_tr, y_tr, args.batch, seed)
     tag = {"seed": seed, "data": source}
@@ -129,24 +176,31 @@ def run_seed(args, seed: int) -> list[dict]:
              **describe(dense, x_te, y_te)}]
     groups = channel_groups(dense, x_te[:2])
     for s in [float(v) for v in args.sparsities.split(",")]:
-        torch.manual_seed(seed)
-        model = residual_cnn()
-        t0 = time.time()
-        res = train(model, dl, channel_sparsity=s, epochs=args.epochs, delta0=args.delta0,
-                    delta_t_epochs=args.delta_t_epochs, t_max_epochs=args.t_max_frac * args.epochs,
-                    lr=args.lr, seed=seed, progress=sys.stderr.isatty())
-        rows.append({"method": "chex", "sparsity": s, **tag, "achieved_channel_sparsity": res.channel_sparsity,
-                     "train_s": time.time() - t0, "widths": res.log["final"]["channels"],
-                     **describe(res.model, x_te, y_te)})
-        final = res.log["final"]["channels"]  # group name -> kept count (same names as `groups`)
+        if earlier is not None:
+            chex_row = next(r for r in earlier if r["method"] == "chex" and r["sparsity"] == s and r["seed"] == seed)
+        else:
+            torch.manual_seed(seed)
+            model = residual_cnn()
+            t0 = time.time()
+            res = train(model, dl, channel_sparsity=s, epochs=args.epochs, delta0=args.delta0,
+                        delta_t_epochs=args.delta_t_epochs, t_max_epochs=args.t_max_frac * args.epochs,
+                        lr=args.lr, seed=seed, progress=sys.stderr.isatty())
+            chex_row = {"method": "chex", "sparsity": s, **tag, "achieved_channel_sparsity": res.channel_sparsity,
+                        "train_s": time.time() - t0, "widths": res.log["final"]["channels"],
+                        **describe(res.model, x_te, y_te)}
+            rows.append(chex_row)
+        final = chex_row["widths"]  # group name -> kept count (same names as `groups`)
         counts = {g.id: final[g.name] for g in groups if g.prunable}
         for crit in ("l1", "random"):
-            small = prune_like(dense, groups, counts, crit, seed)
-            acc0 = accuracy(small, x_te, y_te)
-            t0 = time.time()
-            fit(small, dl, args.finetune_epochs, args.lr * 0.1)
-            rows.append({"method": f"{crit}+finetune", "sparsity": s, **tag, "acc_before_finetune": acc0,
-                         "train_s": time.time() - t0, **describe(small, x_te, y_te)})
+            if crit in methods:
+                rows.append(_finetuned(crit, prune_like(dense, groups, counts, crit, seed), s, tag, dl, args,
+                                       x_te, y_te))
+        if "torch-pruning" in methods:
+            small, note = torch_pruning_like(dense, chex_row["macs"])
+            if small is not None:
+                rows.append(_finetuned("torch-pruning", small, s, tag, dl, args, x_te, y_te, note=note))
+            else:
+                print(f"torch-pruning rows skipped: {note}", file=sys.stderr)
         _print(rows)
     return rows
 
@@ -177,16 +231,22 @@ def main() -> None:
     ap.add_argument("--t-max-frac", type=float, default=0.72)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seeds", default="0", help="comma-separated; each seed reruns everything")
+    ap.add_argument("--methods", default="chex,l1,random,torch-pruning")
+    ap.add_argument("--chex-from", default=None, help="an earlier chex.json: take CHEX's rows from it")
     ap.add_argument("--out", default=str(ROOT / "tools" / "bench" / "results" / "chex.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t_start = time.time()
     rows = []
+    earlier = json.loads(Path(args.chex_from).read_text())["rows"] if args.chex_from else None
     for seed in [int(v) for v in args.seeds.split(",")]:
-        rows += run_seed(args, seed)
+        rows += run_seed(args, seed, earlier)
+    if earlier is not None:   # carry over what was not re-run (the dense rows are replaced)
+        redone = {(r["method"], r["sparsity"], r["seed"]) for r in rows}
+        rows = [r for r in earlier if (r["method"], r["sparsity"], r["seed"]) not in redone] + rows
     out = {"bench": "chex", "model": "spdy.chex._testmodels.residual_cnn()", "n_train": args.n_train,
            "budget_epochs": {"chex": args.epochs, "dense": args.dense_epochs, "finetune": args.finetune_epochs},
-           "same_flops": "l1/random keep CHEX's final per-group channel counts",
+           "same_flops": "l1/random keep CHEX's final per-group channel counts; torch-pruning matches CHEX's MACs with one ratio for all layers",
            "args": vars(args), "host": platform.node(), "torch": torch.__version__,
            "threads": args.threads, "wall_s": time.time() - t_start, "summary": summary(rows), "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
