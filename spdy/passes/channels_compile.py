@@ -10,9 +10,10 @@ lowering. Layer times come from built artifacts (profile-channels, algo/channel_
 the dense one, uniformly narrowed anchors, and each measured round, whose in-place layer
 times join the timer before the next solve (calibrate_round; the next budget then keeps only
 the residual, as calibrate-table does for sparse compiles). verify-speedup measures it
-against the dense artifact of the original model; the correction loop is the sparse path's (spdy.api._run_spdy): a measured speedup short of the
-target beyond noise tightens the budget, one far above it loosens it; of the rounds that
-meet the target the least calibration error wins; none -> InfeasibleSpeedupError.
+against the dense artifact of the original model; the correction loop is the sparse path's
+(spdy.api._run_spdy): a measured speedup short of the target beyond noise tightens the
+budget, one far above it loosens it; of the rounds that meet the target the least
+calibration error wins; none -> InfeasibleSpeedupError.
 """
 from __future__ import annotations
 

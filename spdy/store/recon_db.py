@@ -160,12 +160,14 @@ class ReconDatabase:
         key = entry_key(weight, method, fmt, calib, options)
         name = self._name(layer, fmt, key)
         entry = self._index["entries"].get(name)
-        if entry is None or entry.get("key") != key:
+        fresh = entry is None or entry.get("key") != key
+        if fresh:
             entry = self._index["entries"][name] = {
                 "layer": layer, "fmt": fmt, "key": key, "method": method, "calib": calib,
                 "shape": list(getattr(weight, "shape", ())), "levels": {}, "errors": {}}
-        entry["used"] = time.time()
-        self._save_index()
+        entry["used"] = time.time()   # written with the next index save (put, prune), not once per bind
+        if fresh:
+            self._save_index()
         self._bound[(layer, fmt)] = key
         return key
 
@@ -201,8 +203,7 @@ class ReconDatabase:
             total -= sizes[name]
             freed += sizes[name]
             dropped += 1
-        if dropped:
-            self._save_index()
+        self._save_index()   # also records when the bound entries were last used
         return {"dropped": dropped, "freed_bytes": freed, "size_bytes": total}
 
     def _key(self, layer: str, fmt: str) -> str:
