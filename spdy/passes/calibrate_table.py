@@ -41,6 +41,12 @@ class CalibrateTablePass(Pass):
             return PassResult(gm, False, {"calibrated": False, "why": "the dense artifact's layers were not found"})
         frame = float(table.times[:, 0].sum()) / dense_now if table.dense_timed == "in-place" \
             else table.base / (m["dense_artifact"]["median_ms"] / 1e3)  # no in-place column: end to end
+        # what this round's table said each layer would take, next to what it took in place
+        # (on the table's clock): the report shows where the prediction went wrong
+        m["layers_table_vs_in_place"] = {
+            name: {"option": table.options[choice[r]].key, "table_ms": round(float(table.times[r, choice[r]]) * 1e3, 4),
+                   "in_place_ms": round(rows[r] * frame * 1e3, 4) if r in rows else None}
+            for r, name in enumerate(table.layers)}
         times, ratios = calibrate_rows(table.times, table.options, choice, rows, frame)
         if not ratios:
             return PassResult(gm, False, {"calibrated": False, "why": "no sparse layer found in the artifact"})

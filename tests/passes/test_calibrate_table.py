@@ -26,6 +26,8 @@ def test_a_profile_that_explains_the_measurement_corrects_the_table():
     assert res.stats["calibrated"] and res.stats["calibrated_predicted_speedup"] == pytest.approx(1.25)
     np.testing.assert_allclose(ctx.artifacts["latency_table"].times[:, 1:] * 1e3, [[4.5, 3.0, 1.5]] * 2)
     assert ctx.artifacts["verified"]["calibrated_predicted_speedup"] == pytest.approx(1.25)
+    rows = ctx.artifacts["verified"]["layers_table_vs_in_place"]   # the report says where the table was wrong
+    assert rows["a"]["table_ms"] == pytest.approx(2.0) and rows["a"]["in_place_ms"] == pytest.approx(3.0)
 
 
 def test_a_profile_that_disagrees_with_the_measurement_is_not_used():

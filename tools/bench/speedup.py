@@ -75,7 +75,8 @@ def run_one(name: str, speedup: float, args) -> dict:
         speedup_vs_torch_eager=(r.get("rounds") or [{}])[-1].get("speedup_vs_torch_eager"),
         speedup_vs_onnxruntime=(r.get("rounds") or [{}])[-1].get("speedup_vs_onnxruntime"),
         rounds=[{k: v for k, v in rd.items() if k in ("round", "predicted_speedup", "measured_speedup",
-                                                                    "calibrated_predicted_speedup")}
+                                                                    "calibrated_predicted_speedup")
+                 or (args.detail and k == "layers_table_vs_in_place")}
                 for rd in r.get("rounds", [])],
         pass_s=passes, latency_table=table,
         mean_sparsity=(sum(v["sparsity"] for v in cm.profile.values()) / max(1, len(cm.profile))))
@@ -109,6 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-evals", type=int, default=200)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-tune", action="store_true")
+    ap.add_argument("--detail", action="store_true",
+                    help="keep each round's per-layer table and in-place times in the JSON")
     ap.add_argument("--out", default=str(ROOT / "tools" / "bench" / "results" / "speedup.json"))
     args = ap.parse_args(argv)
     out = Path(args.out)
