@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from spdy.passes.algo.insitu_calibration import calibrate_rows, predicted_time
+import numpy as np
+
+from spdy.passes.algo.insitu_calibration import calibrate_rows, calibrate_rows_by_bytes, predicted_time
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 
@@ -25,6 +27,7 @@ class CalibrateTablePass(Pass):
     requires = ("verified", "latency_table", "choice")
     provides = ()
     agreement: float = 0.15   # the in-place profile must explain the measured speedup this closely
+    model: str = "bytes"      # "bytes": extra time per weight byte read; "ratio": one factor per row
 
     def run(self, gm, ctx) -> PassResult:
         m = ctx.need("verified")
@@ -43,11 +46,18 @@ class CalibrateTablePass(Pass):
             else table.base / (m["dense_artifact"]["median_ms"] / 1e3)  # no in-place column: end to end
         # what this round's table said each layer would take, next to what it took in place
         # (on the table's clock): the report shows where the prediction went wrong
+        first = ctx.artifacts.setdefault("latency_table_uncalibrated", table.times)
         m["layers_table_vs_in_place"] = {
             name: {"option": table.options[choice[r]].key, "table_ms": round(float(table.times[r, choice[r]]) * 1e3, 4),
+                   "uncalibrated_ms": round(float(first[r, choice[r]]) * 1e3, 4),
                    "in_place_ms": round(rows[r] * frame * 1e3, 4) if r in rows else None}
             for r, name in enumerate(table.layers)}
-        times, ratios = calibrate_rows(table.times, table.options, choice, rows, frame)
+        if self.model == "bytes":
+            layers = {l.qualname: l for l in ctx.need("layers")}
+            shapes = [(layers[n].numel, layers[n].weight_shape[0]) for n in table.layers]
+            times, ratios = calibrate_rows_by_bytes(table.times, table.options, choice, rows, shapes, frame)
+        else:
+            times, ratios = calibrate_rows(table.times, table.options, choice, rows, frame)
         if not ratios:
             return PassResult(gm, False, {"calibrated": False, "why": "no sparse layer found in the artifact"})
         before = table.base / predicted_time(table.times, choice, table.fixed)
@@ -60,9 +70,13 @@ class CalibrateTablePass(Pass):
                                                  f"measured at {m['measured_speedup']:.2f}x end to end"})
         ctx.artifacts["latency_table"] = dataclasses.replace(table, times=times)
         m["calibrated_predicted_speedup"] = after
-        worst = sorted(ratios.items(), key=lambda kv: -kv[1])[:5]
+        # in-place / table at the option each measured layer ran, whatever the model
+        seen = {r: float(times[r, choice[r]] / table.times[r, choice[r]]) for r in rows
+                if table.options[choice[r]].format != "dense" and table.times[r, choice[r]] > 0}
+        worst = sorted(seen.items(), key=lambda kv: -kv[1])[:5]
         return PassResult(gm, False, {
-            "calibrated": True, "frame": round(frame, 4), "predicted_speedup_before": round(before, 4),
+            "calibrated": True, "model": self.model, "frame": round(frame, 4),
+            "predicted_speedup_before": round(before, 4),
             "calibrated_predicted_speedup": round(after, 4), "measured_speedup": round(m["measured_speedup"], 4),
-            "median_ratio": round(sorted(ratios.values())[len(ratios) // 2], 4),
+            "median_ratio": round(float(np.median(list(seen.values()))), 4) if seen else None,
             "slowest_in_place": {table.layers[r]: round(v, 3) for r, v in worst}})

@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -16,14 +18,17 @@ def _ctx(sparse_ms, measured):
                 "in_place_ms": {"artifact": {"a": sparse_ms[0], "b": sparse_ms[1], "(other)": 2.0},
                                 "dense_artifact": {"a": 4.0, "b": 4.0, "(other)": 2.0}}}
     return CompileContext(model=None, inputs=None, target=None,
-                          artifacts={"latency_table": table, "verified": verified, "choice": [2, 2]})
+                          artifacts={"latency_table": table, "verified": verified, "choice": [2, 2],
+                                     "layers": [SimpleNamespace(qualname=n, numel=64 * 64, weight_shape=(64, 64))
+                                                for n in ("a", "b")]})
 
 
 def test_a_profile_that_explains_the_measurement_corrects_the_table():
     # both layers ran at the 2 ms option and took 3 ms in place: 10 / (2 + 3 + 3) = 1.25x
     ctx = _ctx((3.0, 3.0), measured=1.25)
-    res = CalibrateTablePass().run(None, ctx)
+    res = CalibrateTablePass(model="ratio").run(None, ctx)
     assert res.stats["calibrated"] and res.stats["calibrated_predicted_speedup"] == pytest.approx(1.25)
+    assert res.stats["median_ratio"] == pytest.approx(1.5)
     np.testing.assert_allclose(ctx.artifacts["latency_table"].times[:, 1:] * 1e3, [[4.5, 3.0, 1.5]] * 2)
     assert ctx.artifacts["verified"]["calibrated_predicted_speedup"] == pytest.approx(1.25)
     rows = ctx.artifacts["verified"]["layers_table_vs_in_place"]   # the report says where the table was wrong
@@ -37,3 +42,12 @@ def test_a_profile_that_disagrees_with_the_measurement_is_not_used():
     assert not res.stats["calibrated"] and "1.25x" in res.stats["why"] and "1.80x" in res.stats["why"]
     assert ctx.artifacts["latency_table"] is before
     assert "calibrated_predicted_speedup" not in ctx.artifacts["verified"]
+
+
+def test_the_bytes_model_explains_the_round_and_charges_sparser_options_less():
+    ctx = _ctx((3.0, 3.0), measured=1.25)
+    res = CalibrateTablePass().run(None, ctx)          # the default model
+    assert res.stats["model"] == "bytes" and res.stats["calibrated_predicted_speedup"] == pytest.approx(1.25)
+    t = ctx.artifacts["latency_table"].times * 1e3
+    np.testing.assert_allclose(t[:, 2], [3.0, 3.0])    # the option that ran: exactly as measured
+    assert (t[:, 1] > 4.0).all() and (t[:, 3] < 1.5).all()   # denser options gain more, sparser less than x1.5
