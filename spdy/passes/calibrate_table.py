@@ -17,6 +17,7 @@ import numpy as np
 
 from spdy.passes.algo.insitu_calibration import calibrate_rows, calibrate_rows_by_bytes, predicted_time
 from spdy.passes.base import Pass, PassResult
+from spdy.passes.profile_latency import monotone_in_sparsity
 from spdy.passes.registry import register
 
 
@@ -56,6 +57,8 @@ class CalibrateTablePass(Pass):
             layers = {l.qualname: l for l in ctx.need("layers")}
             shapes = [(layers[n].numel, layers[n].weight_shape[0]) for n in table.layers]
             times, ratios = calibrate_rows_by_bytes(table.times, table.options, choice, rows, shapes, frame)
+            # a negative rate (in place faster than alone) takes more off denser options
+            times = monotone_in_sparsity(times, table.options)
         else:
             times, ratios = calibrate_rows(table.times, table.options, choice, rows, frame)
         if not ratios:
