@@ -51,3 +51,26 @@ def test_the_bytes_model_explains_the_round_and_charges_sparser_options_less():
     t = ctx.artifacts["latency_table"].times * 1e3
     np.testing.assert_allclose(t[:, 2], [3.0, 3.0])    # the option that ran: exactly as measured
     assert (t[:, 1] > 4.0).all() and (t[:, 3] < 1.5).all()   # denser options gain more, sparser less than x1.5
+
+
+def test_a_uniform_shift_after_a_calibration_is_the_machine_not_the_layers():
+    ctx = _ctx((3.0, 3.0), measured=1.25)
+    ctx.artifacts["layers"] = [SimpleNamespace(qualname=n, numel=64 * 64, weight_shape=(64, 64)) for n in "abc"]
+    ctx.artifacts["latency_table"].layers.append("c")
+    t = ctx.artifacts["latency_table"]
+    import dataclasses
+    ctx.artifacts["latency_table"] = dataclasses.replace(t, times=np.vstack([t.times, t.times[:1]]))
+    ctx.artifacts["choice"] = [2, 2, 2]
+    ctx.artifacts["verified"]["in_place_ms"]["artifact"]["c"] = 3.0
+    ctx.artifacts["verified"]["in_place_ms"]["dense_artifact"]["c"] = 4.0
+    ctx.artifacts["verified"]["measured_speedup"] = 10 / 11
+    first = CalibrateTablePass().run(None, ctx)        # the first calibration: 1.5x is the table's error
+    assert first.stats["calibrated"]
+    calibrated = ctx.artifacts["latency_table"]
+    for n in "abc":                                     # next round: every layer 1.6x its calibrated time
+        ctx.artifacts["verified"]["in_place_ms"]["artifact"][n] = 4.8
+    ctx.artifacts["verified"]["measured_speedup"] = 10 / 16.4
+    res = CalibrateTablePass().run(None, ctx)
+    assert not res.stats["calibrated"] and res.stats["state_shift"] == pytest.approx(1.6)
+    assert "changed state" in res.stats["why"] and ctx.artifacts["latency_table"] is calibrated
+    assert ctx.artifacts["verified"]["machine_state_shift"] == pytest.approx(1.6)
