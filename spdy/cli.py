@@ -88,6 +88,10 @@ def print_report(report: dict, out=sys.stdout) -> None:
         if spread and spread[1] > 1.25 * spread[0]:
             print(f"           the per-round speedups ranged {spread[0]:.2f}x-{spread[1]:.2f}x: this machine changed "
                   "speed while measuring; compile again on a quieter machine (or fewer threads) to trust it", file=out)
+        shift = r.get("machine_state_shift")
+        if shift:
+            print(f"           its sparse layers took {shift:.2f}x their calibrated times: the machine changed speed "
+                  "since the round before, so this round did not correct the latency table", file=out)
     for name, why in (report.get("reference_notes") or {}).items():
         print(f"note       no {name} row: {why}", file=out)
     prof = report.get("profile") or {}

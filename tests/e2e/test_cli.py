@@ -114,3 +114,6 @@ def test_report_warns_when_the_rounds_of_one_measurement_disagree():
         out = io.StringIO()
         print_report({"rounds": [dict(rnd, measured_speedup_p10_p90=spread)]}, out=out)
         assert ("changed speed while measuring" in out.getvalue()) is warned
+    out = io.StringIO()
+    print_report({"rounds": [dict(rnd, machine_state_shift=1.6)]}, out=out)
+    assert "1.60x their calibrated times" in out.getvalue()
