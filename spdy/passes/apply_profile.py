@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-from spdy.formats import DENSE, block_shape
+from spdy.formats import DENSE, magnitude_mask
 from spdy.ir.masks import set_mask
 from spdy.ir.tensors import get_tensor, set_tensor
-from spdy.passes.algo.magnitude import magnitude_mask
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 
@@ -39,7 +38,7 @@ class ApplyProfilePass(Pass):
                 mask, new_w = weights[name]
                 set_tensor(gm, layer.weight, new_w.to(w.dtype))
             else:
-                mask = magnitude_mask(w, spec["sparsity"], block_shape(spec["format"]))
+                mask = magnitude_mask(w, spec["format"], spec["sparsity"])
             set_mask(gm, layer, mask)
             achieved[name] = round(1.0 - float(torch.count_nonzero(mask)) / mask.numel(), 4)
         ctx.artifacts["pruned"] = achieved

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spdy.formats import DENSE, block_shape
+from spdy.formats import DENSE, magnitude_mask
 from spdy.ir.ops import CONV2D
 from spdy.ir.tensors import get_tensor
 from spdy.passes.algo.grid import options as grid_options
 from spdy.passes.algo.grid import sparsity_levels
 from spdy.passes.algo.insitu_calibration import dense_in_place
 from spdy.passes.algo.latency_fit import anchor_indices, interpolate_in_density, upward_outliers
-from spdy.passes.algo.magnitude import magnitude_mask
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 from spdy.runtime.layer_latency import LayerSpec, measure_options
@@ -136,7 +135,7 @@ class ProfileLatencyPass(Pass):
             o = opts[j]
             if o.format == DENSE:
                 return (DENSE, 0.0, w.numpy())
-            return (o.format, o.sparsity, (w * magnitude_mask(w, o.sparsity, block_shape(o.format))).numpy())
+            return (o.format, o.sparsity, (w * magnitude_mask(w, o.format, o.sparsity)).numpy())
 
         t, hits = measure([weights(j) for j in timed], retime=False)
         row = np.full(len(opts), np.nan)

@@ -7,8 +7,10 @@ error model of Algorithm 4, ``c * (i / (|S|-1))**2``, can use the level index ``
 The default grid is dense plus 41 levels: ``d_i = 0.6 * q**i``, ``q = (0.01/0.6)**(1/40)``,
 ``s_i = 1 - d_i`` for i = 0..40, i.e. sparsities 0.40 .. 0.99, |S| = 42.
 
-An *option* is a (format, level) pair; the dense option is shared by all formats and
-always comes first (index 0), so option 0 of every layer is "leave it dense".
+An *option* is a (format, level) pair; the format carries the dtype (spdy/formats.py), so an
+option is in effect (format, dtype, level). The dense fp32 option is shared by all formats and
+always comes first (index 0), so option 0 of every layer is "leave it dense"; "dense-int8"
+has one option (level 0); every sparse format has one option per level of the grid.
 Keys use basis points (an int, 0..10000) so that no float formatting ever enters a key.
 """
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-DENSE = "dense"
+from spdy.formats import DENSE, get as get_format
+
 DEFAULT_FORMATS = ("bsr16x1",)
 
 
@@ -74,6 +77,10 @@ class Option:
     def key(self) -> str:
         return f"{self.format}:{self.bp}"
 
+    @property
+    def dtype(self) -> str:
+        return get_format(self.format).dtype
+
 
 def options(formats: Sequence[str] = DEFAULT_FORMATS, sparsities: Iterable[float] | None = None,
             ) -> list[Option]:
@@ -87,14 +94,17 @@ def options(formats: Sequence[str] = DEFAULT_FORMATS, sparsities: Iterable[float
         raise ValueError("the sparsity grid must start with 0.0 (dense)")
     if np.any(np.diff(s) <= 0):
         raise ValueError("the sparsity grid must be strictly increasing")
-    fmts = list(formats)
+    fmts = [get_format(f).name for f in formats]
     if not fmts:
         raise ValueError("need at least one format")
     if len(set(fmts)) != len(fmts) or DENSE in fmts:
         raise ValueError(f"formats must be distinct and not {DENSE!r}: {fmts}")
     out = [Option(DENSE, 0, 0.0)]
     for f in fmts:
-        out.extend(Option(f, i, float(s[i])) for i in range(1, len(s)))
+        if get_format(f).sparse:
+            out.extend(Option(f, i, float(s[i])) for i in range(1, len(s)))
+        else:
+            out.append(Option(f, 0, 0.0))
     return out
 
 

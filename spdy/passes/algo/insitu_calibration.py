@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spdy.formats import DENSE, block_shape
+from spdy.formats import DENSE, get as get_format
 
 MIN_RATIO, MAX_RATIO = 0.5, 3.0  # an in-place time 3x off the table is a measuring accident (seen: 0.7-1.9x)
 
@@ -49,13 +49,15 @@ def calibrate_rows(times: np.ndarray, opts, choice: list[int], in_place: dict[in
 
 
 def weight_bytes(numel: int, out_rows: int, opt) -> float:
-    """Bytes a layer's kernel reads for its weights at option `opt` (fp32 values, int32 block
-    column indices and row pointers for the block formats)."""
-    if opt.format == DENSE:
-        return 4.0 * numel
-    br, bc = block_shape(opt.format)
+    """Bytes a layer's kernel reads for its weights at option `opt` (fp32 or int8 values,
+    int32 block column indices and row pointers for the block formats)."""
+    fmt = get_format(opt.format)
+    value = 1.0 if fmt.int8 else 4.0
+    if not fmt.sparse:
+        return value * numel
+    br, bc = fmt.block
     blocks = (1.0 - opt.sparsity) * numel / (br * bc)
-    return blocks * (4.0 * br * bc + 4.0) + 4.0 * (out_rows / br + 1)
+    return blocks * (value * br * bc + 4.0) + 4.0 * (out_rows / br + 1)
 
 
 def calibrate_rows_by_bytes(times: np.ndarray, opts, choice: list[int], in_place: dict[int, float],

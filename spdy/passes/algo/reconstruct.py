@@ -9,8 +9,8 @@ Masks are *progressive*: level i+1 prunes a superset of level i, chosen by the m
 (block formats: block L2 norm) of level i's reconstructed weights, so the stitched models
 of neighbouring levels differ little and the search sees a smooth landscape.
 
-A block is ``BR`` consecutive output rows of one input column (bsr16x1: BR=16), matching
-the BSR kernels' 16x1 / 4x1 blocks; "1x1" is unstructured. Sparsity counts blocks:
+Blocks are those of the format (spdy/formats.py, the one definition of block geometry:
+bsr16x1 = 16 output rows x 1 input, int8 formats Rx4); "bsr1x1" is unstructured. Sparsity counts blocks:
 ``round(s * n_blocks)`` blocks are pruned (exact weight counts when BR divides ``out``).
 
 Methods for the re-fit given a mask:
@@ -25,7 +25,6 @@ Methods for the re-fit given a mask:
 """
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from typing import Iterator, NamedTuple, Sequence
 
@@ -33,26 +32,13 @@ import torch
 import torch.nn.functional as F
 
 from spdy.errors import CalibrationError
+from spdy.formats import block_mask, get as get_format
 
 METHODS = ("obs", "lstsq", "adaprune")
 # Bump when the numbers reconstruct_levels produces change (masks, solver, defaults): the
 # reconstruction database hashes it into every key, so old entries are never reused.
 ALGO_VERSION = 2
 _SMALL = 1 << 22  # elements (W + H) below which a layer runs on one thread by default
-
-
-def block_rows(fmt: str) -> int:
-    """Rows per block of a format name: "1x1"/"unstructured" -> 1, "bsr16x1" -> 16."""
-    f = fmt.lower()
-    if f in ("1x1", "unstructured", "unstr", "csr"):
-        return 1
-    m = re.fullmatch(r"(?:bsr)?(\d+)x(\d+)", f)
-    if not m:
-        raise ValueError(f"unknown sparse format {fmt!r}; expected '1x1' or 'bsrRx1'")
-    r, c = int(m.group(1)), int(m.group(2))
-    if c != 1 or r < 1:
-        raise ValueError(f"format {fmt!r}: only R x 1 blocks (R output rows, 1 input column)")
-    return r
 
 
 def conv_inputs_to_X(x: torch.Tensor, kernel_size, stride=1, padding=0, dilation=1,
@@ -110,36 +96,6 @@ def layer_error(W: torch.Tensor, W_s: torch.Tensor, H: torch.Tensor) -> float:
     D = W_s.reshape(W.shape[0], -1).to(torch.float64) - W.reshape(W.shape[0], -1)
     dt = H.dtype if H.is_floating_point() else torch.float64
     return float(((D.to(dt) @ H).to(torch.float64) * D).sum())
-
-
-def _units(W2: torch.Tensor, br: int) -> torch.Tensor:
-    """Block scores [n_row_blocks, K]: squared L2 norm over each block's rows."""
-    out, K = W2.shape
-    nb = -(-out // br)
-    pad = nb * br - out
-    Wp = F.pad(W2, (0, 0, 0, pad)) if pad else W2
-    return (Wp.to(torch.float64) ** 2).reshape(nb, br, K).sum(dim=1)
-
-
-def next_mask(W2: torch.Tensor, prev_keep: torch.Tensor | None, sparsity: float,
-              br: int) -> torch.Tensor:
-    """Keep-mask [out, K] pruning ``round(s * n_blocks)`` blocks of least L2 norm.
-
-    Blocks pruned in ``prev_keep`` stay pruned (progressive masks); ties break by position.
-    """
-    out, K = W2.shape
-    score = _units(W2, br)
-    nb = score.shape[0]
-    if prev_keep is not None:
-        prev_units = prev_keep[::br].reshape(nb, K)
-        score = torch.where(prev_units, score, torch.full_like(score, -1.0))
-    n_prune = int(round(float(sparsity) * nb * K))
-    flat = score.reshape(-1)
-    keep = torch.ones(nb * K, dtype=torch.bool)
-    if n_prune > 0:
-        order = torch.sort(flat, stable=True).indices
-        keep[order[:n_prune]] = False
-    return keep.reshape(nb, 1, K).expand(nb, br, K).reshape(nb * br, K)[:out].clone()
 
 
 def _damped(H: torch.Tensor, damp: float) -> torch.Tensor:
@@ -337,7 +293,7 @@ class LevelResult(NamedTuple):
 
 
 def reconstruct_levels(W: torch.Tensor, H: torch.Tensor | Hessian | Prepared | None,
-                       sparsities: Sequence[float], fmt: str = "1x1", method: str = "obs", *,
+                       sparsities: Sequence[float], fmt: str = "bsr1x1", method: str = "obs", *,
                        X: torch.Tensor | None = None, damp: float = 0.01, blocksize: int = 128,
                        refine_iters: int = 5, adaprune_steps: int = 50,
                        adaprune_lr: float = 1e-2, threads: int | None = None,
@@ -345,7 +301,7 @@ def reconstruct_levels(W: torch.Tensor, H: torch.Tensor | Hessian | Prepared | N
                        ) -> Iterator[LevelResult]:
     """Yield ``(level, mask, weight, err)`` for every level of ``sparsities`` in order.
 
-    ``fmt``: "1x1" or "bsrRx1"; ``method``: "obs" | "lstsq" | "adaprune" (module doc).
+    ``fmt``: a sparse format of spdy.formats (block geometry); ``method``: "obs" | "lstsq" | "adaprune" (module doc).
     ``damp``: ridge ``damp * mean(diag H)`` added for the solves (not for ``err``).
     ``threads``: torch threads for the per-level work; default 1 for layers whose W + H
     hold < 4M elements (small ops lose to thread synchronisation, badly so on a busy
@@ -359,7 +315,7 @@ def reconstruct_levels(W: torch.Tensor, H: torch.Tensor | Hessian | Prepared | N
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    br = block_rows(fmt)
+    get_format(fmt)  # validates the name
     s = [float(x) for x in sparsities]
     if any(not (0.0 <= x < 1.0) for x in s):
         raise ValueError(f"sparsities must be in [0, 1): {s}")
@@ -404,11 +360,11 @@ def reconstruct_levels(W: torch.Tensor, H: torch.Tensor | Hessian | Prepared | N
         cur = rw.detach().reshape(shape[0], -1).to(torch.float64)
         start = lvl + 1
     # arguments are checked above, when called; the work happens lazily, level by level
-    return _iter_levels(W2, H, Hd, U, Hd32, s, br, method, start, keep, cur, shape, dtype,
+    return _iter_levels(W2, H, Hd, U, Hd32, s, fmt, method, start, keep, cur, shape, dtype,
                         blocksize, refine_iters, adaprune_steps, adaprune_lr, threads)
 
 
-def _iter_levels(W2, H, Hd, U, Hd32, s, br, method, start, keep, cur, shape, dtype,
+def _iter_levels(W2, H, Hd, U, Hd32, s, fmt, method, start, keep, cur, shape, dtype,
                  blocksize, refine_iters, adaprune_steps, adaprune_lr, threads):
     H_err = H if W2.numel() + H.numel() < _SMALL else H.to(torch.float32)
     for i in range(start, len(s)):
@@ -417,7 +373,7 @@ def _iter_levels(W2, H, Hd, U, Hd32, s, br, method, start, keep, cur, shape, dty
                 keep_i = torch.ones_like(W2, dtype=torch.bool)
                 new = W2.clone()
             else:
-                keep_i = next_mask(cur, keep, s[i], br)
+                keep_i = block_mask(cur, fmt, s[i], shape, prev_keep=keep)
                 if method == "obs":
                     new = _obs(W2, keep_i, U, blocksize)
                     if refine_iters > 0:

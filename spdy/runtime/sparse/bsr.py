@@ -14,16 +14,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: block shape (rows, cols) for every format the kernels implement
-FORMATS: dict[str, tuple[int, int]] = {"bsr16x1": (16, 1), "bsr4x1": (4, 1), "bsr1x1": (1, 1)}
+from spdy import formats as _formats
+
+#: the fp32 block-sparse formats these kernels implement (blocks of one input column)
+FORMATS: dict[str, tuple[int, int]] = {f: _formats.block_shape(f) for f in _formats.SPARSE_FORMATS
+                                       if not _formats.get(f).int8}
 
 
 def block_shape(fmt: str) -> tuple[int, int]:
-    """(BR, BC) of a format name; a clear error names the known formats."""
-    try:
-        return FORMATS[fmt]
-    except KeyError:
-        raise ValueError(f"unknown sparse format {fmt!r}; known: {sorted(FORMATS)}") from None
+    """(BR, BC) of an fp32 sparse format; a clear error names the known formats."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown fp32 sparse format {fmt!r}; known: {sorted(FORMATS)}")
+    return FORMATS[fmt]
 
 
 @dataclass(frozen=True)
@@ -66,29 +68,16 @@ def _blocked(w: np.ndarray, br: int, bc: int) -> np.ndarray:
 
 def block_norms(w: np.ndarray, fmt: str) -> np.ndarray:
     """L2 norm of every block, [NB, KB]: the magnitude criterion for block pruning."""
-    br, bc = block_shape(fmt)
-    b = _blocked(np.asarray(w, np.float32).reshape(w.shape[0], -1), br, bc)
-    return np.sqrt((b.astype(np.float64) ** 2).sum(axis=(1, 3)))
+    w2 = np.asarray(w, np.float32).reshape(w.shape[0], -1)
+    block_shape(fmt)
+    return np.sqrt(_formats.block_scores(w2, fmt, w2.shape).numpy())
 
 
 def magnitude_mask(w: np.ndarray, fmt: str, sparsity: float) -> np.ndarray:
-    """0/1 mask of W's shape keeping the blocks with the largest L2 norm.
-
-    round(sparsity * #blocks) blocks are pruned globally over the layer (ties broken by
-    position, so the result is deterministic). Works on any [N, ...] weight: trailing axes
-    are flattened into K like a conv weight [O, C, KH, KW] -> [O, C*KH*KW].
-    """
-    if not 0.0 <= sparsity <= 1.0:
-        raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
-    w2 = np.asarray(w, np.float32).reshape(w.shape[0], -1)
-    br, bc = block_shape(fmt)
-    norms = block_norms(w2, fmt)
-    nprune = int(round(sparsity * norms.size))
-    keep = np.ones(norms.size, bool)
-    keep[np.argsort(norms, axis=None, kind="stable")[:nprune]] = False
-    keep = keep.reshape(norms.shape)
-    full = np.repeat(np.repeat(keep, br, axis=0), bc, axis=1)
-    return full[: w2.shape[0], : w2.shape[1]].astype(np.float32).reshape(w.shape)
+    """0/1 mask of W's shape keeping the blocks with the largest L2 norm (spdy.formats'
+    one definition; trailing axes of a conv weight are flattened into K)."""
+    block_shape(fmt)
+    return _formats.magnitude_mask(np.asarray(w, np.float32), fmt, sparsity)
 
 
 def to_bsr(w: np.ndarray, fmt: str) -> BSR:

@@ -65,10 +65,10 @@ def test_options_validation():
     with pytest.raises(ValueError):
         options([])
     with pytest.raises(ValueError):
-        options(["a", "a"])
+        options(["bsr16x1", "bsr16x1"])
     with pytest.raises(ValueError):
         options(["dense"])
     with pytest.raises(ValueError):
-        options(["a"], sparsities=[0.5, 0.9])
+        options(["bsr16x1"], sparsities=[0.5, 0.9])
     with pytest.raises(ValueError):
-        options(["a"], sparsities=[0.0, 0.9, 0.5])
+        options(["bsr16x1"], sparsities=[0.0, 0.9, 0.5])

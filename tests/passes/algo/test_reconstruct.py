@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from spdy.errors import CalibrationError
-from spdy.passes.algo.reconstruct import (Hessian, block_rows, conv_inputs_to_X, hessian,
-                                          layer_error, next_mask, reconstruct_levels)
+from spdy.formats import block_mask
+from spdy.passes.algo.reconstruct import Hessian, conv_inputs_to_X, hessian, layer_error, reconstruct_levels
 
 LEVELS = [0.0, 0.4, 0.6, 0.8, 0.9]
 
@@ -26,12 +26,11 @@ def magnitude_error(W, H, s):
     return layer_error(W, Wp, H)
 
 
-def test_block_rows():
-    assert block_rows("1x1") == 1 and block_rows("unstructured") == 1
-    assert block_rows("bsr16x1") == 16 and block_rows("bsr4x1") == 4
-    for bad in ("bsr4x4", "foo", "bsr0x1"):
-        with pytest.raises(ValueError):
-            block_rows(bad)
+def test_unknown_format_is_refused():
+    W, X = data()
+    for bad in ("bsr8x8", "foo"):
+        with pytest.raises(Exception, match="unknown weight format"):
+            reconstruct_levels(W, hessian(X), [0.5], bad)
 
 
 @pytest.mark.parametrize("method", ["obs", "lstsq", "adaprune"])
@@ -97,7 +96,7 @@ def test_progressive_mask_uses_previous_reconstruction():
     # level i+1's mask comes from level i's reconstructed weights, not from the dense ones
     W, X = data()
     res = list(reconstruct_levels(W, hessian(X), [0.4, 0.7], "1x1", "obs"))
-    expect = next_mask(res[0].weight.double(), res[0].mask, 0.7, 1)
+    expect = block_mask(res[0].weight.double(), "bsr1x1", 0.7, prev_keep=res[0].mask)
     assert torch.equal(res[1].mask, expect)
 
 

@@ -35,7 +35,7 @@ def test_error_table():
     np.testing.assert_allclose(e[0], [0, 1 / 9, 4 / 9, 1])
     np.testing.assert_allclose(e[1], 0.5 * e[0])
     # multi-format: same level -> same error, normalised by the grid size
-    lvm = level_index(options(["a", "b"], sparsity_levels(count=3)))
+    lvm = level_index(options(["bsr16x1", "bsr4x1"], sparsity_levels(count=3)))
     e2 = error_table([1.0], lvm[None, :])
     assert list(lvm) == [0, 1, 2, 3, 1, 2, 3]
     np.testing.assert_allclose(e2[0], [0, 1 / 9, 4 / 9, 1, 1 / 9, 4 / 9, 1])
@@ -115,13 +115,13 @@ def test_uniform_profile():
 
 def test_uniform_profile_multiformat_picks_fastest_format():
     grid = sparsity_levels(count=4)
-    opts = options(["slow", "fast"], grid)
+    opts = options(["bsr16x1", "bsr4x1"], grid)
     lv = level_index(opts)
     t_slow = 1 - grid[1:]
     row = np.concatenate([[1.0], t_slow, 0.5 * t_slow])
     T = np.tile(row, (3, 1))
     ch = uniform_profile(T, T[0, 5] * 3 + 1e-9, levels=lv)  # fast format, level 1
-    assert [opts[i].format for i in ch] == ["fast"] * 3
+    assert [opts[i].format for i in ch] == ["bsr4x1"] * 3
     assert {opts[i].level for i in ch} == {1}
 
 
