@@ -7,3 +7,4 @@ LAYER = "spdy.layer"          # LayerInfo of a prunable conv/linear node
 MASK = "spdy.mask"            # qualname of the mask buffer applied to the node's weight
 FUSED = "spdy.fused"          # list of the original node names an epilogue-fused node replaced
 TENSOR = "tensor_meta"        # written by torch.fx ShapeProp (TensorMetadata)
+QUANT = "spdy.quant"          # qualname of the layer whose input is fed by an int8 stub (spdy/ir/quant.py)
