@@ -12,6 +12,9 @@ Search (DESIGN.md 4.4): best of ``n_random`` uniform vectors, then for
 ``d = ceil(0.1 L) .. 1``: ``n_local`` tries of resampling ``d`` random coordinates of the
 best vector, keeping improvements. Profiles already evaluated are served from a cache
 (different ``c`` often give the same profile), so ``max_evals`` counts real evaluations.
+``patience`` ends a step size's tries after that many in a row without improvement: late in
+the search most tries re-evaluate near-copies of the best profile (on MiniLM, 500 evaluations
+took 20 minutes), and a stalled step size rarely recovers.
 """
 from __future__ import annotations
 
@@ -56,13 +59,18 @@ class SearchResult:
     best_loss: float
     history: list[dict] = field(default_factory=list)
     n_evals: int = 0
+    evaluated: dict = field(default_factory=dict)   # profile (tuple) -> loss, every one evaluated
+
+    def ranked(self, k: int) -> list[list[int]]:
+        """The k distinct profiles of least loss, best first."""
+        return [list(ch) for ch, _ in sorted(self.evaluated.items(), key=lambda kv: kv[1])[:k]]
 
 
 def search(eval_loss: Callable[[list[int]], float], times, budget: float, n_layers: int,
            seed: int = 0, n_random: int = 100, n_local: int = 100, max_evals: int | None = None,
            progress: Callable[[int, int, float], None] | None = None, *, levels=None,
            n_levels: int | None = None, buckets: int = 10000, local_fraction: float = 0.1,
-           base: float | None = None, fixed: float = 0.0) -> SearchResult:
+           base: float | None = None, fixed: float = 0.0, patience: int | None = None) -> SearchResult:
     """Find ``c`` whose DP profile minimises ``eval_loss``; deterministic under ``seed``.
 
     ``times``: [L][S] latency table (inf pads missing options). ``levels``: level index of
@@ -120,14 +128,16 @@ def search(eval_loss: Callable[[list[int]], float], times, budget: float, n_laye
             break
         try_c(rng.uniform(0.0, 1.0, L), "random", L)
     for d in range(d_max, 0, -1):
+        stale = 0
         for _ in range(n_local):
-            if not budget_left():
+            if not budget_left() or (patience is not None and stale >= patience):
                 break
             c = best["c"].copy()
             idx = rng.choice(L, size=d, replace=False)
             c[idx] = rng.uniform(0.0, 1.0, d)
             try_c(c, "local", d)
-    return SearchResult(best["c"], best["choice"], best["loss"], history, state["evals"])
+            stale = 0 if history[-1]["improved"] else stale + 1
+    return SearchResult(best["c"], best["choice"], best["loss"], history, state["evals"], dict(cache))
 
 
 def _by_level(T: np.ndarray, lv: np.ndarray, level: int) -> np.ndarray:
@@ -144,14 +154,16 @@ def _by_level(T: np.ndarray, lv: np.ndarray, level: int) -> np.ndarray:
     return out
 
 
-def best_of(eval_loss: Callable[[list[int]], float], searched: SearchResult,
+def best_of(eval_loss: Callable[[list[int]], float], searched: SearchResult | None,
             candidates: Mapping[str, list[int]]) -> tuple[list[int], float, str]:
     """(choice, loss, winner): the searched profile, or a candidate profile of lower loss.
 
     The DP's error model reaches only the profiles some ``c`` makes optimal; a baseline's
     profile at the same budget may not be one of them and yet have lower loss. Letting it
-    compete on the same loss means the search never returns a worse profile than it."""
-    choice, best, won = searched.best_choice, searched.best_loss, "dp"
+    compete on the same loss means the search never returns a worse profile than it.
+    ``searched`` None: only the candidates compete (the first wins ties)."""
+    choice, best, won = (searched.best_choice, searched.best_loss, "dp") if searched is not None \
+        else (None, math.inf, None)
     for name, cand in candidates.items():
         loss = eval_loss(list(cand))
         if loss < best:

@@ -187,3 +187,21 @@ def test_a_baseline_profile_of_lower_loss_wins_over_the_searched_one():
     # no candidate better (ties keep the searched profile): the search's result stands
     assert best_of(loss, searched, {"gmp": [1, 3]}) == ([3, 1], 2.0, "dp")
     assert best_of(loss, searched, {}) == ([3, 1], 2.0, "dp")
+
+
+def test_patience_stops_stalled_step_sizes_and_ranked_lists_the_best():
+    rng = np.random.default_rng(0)
+    L, S = 8, 6
+    T = np.sort(rng.uniform(0.1, 1.0, (L, S)), axis=1)[:, ::-1]
+    budget = T[:, 2].sum()
+
+    def loss(ch):
+        return float(sum(ch))
+
+    full = search(loss, T, budget, L, seed=0, n_random=10, n_local=40)
+    short = search(loss, T, budget, L, seed=0, n_random=10, n_local=40, patience=5)
+    assert len(short.history) < len(full.history)
+    assert short.best_loss >= full.best_loss          # never better than the exhaustive run
+    top = short.ranked(3)
+    assert top[0] == short.best_choice and len({tuple(t) for t in top}) == len(top)
+    assert [short.evaluated[tuple(t)] for t in top] == sorted(short.evaluated[tuple(t)] for t in top)
