@@ -238,13 +238,16 @@ class ReconDatabase:
         return [int(l) for l in levels if not self.has(layer, l, fmt)]
 
     def put(self, layer: str, level: int, mask: torch.Tensor, weight: torch.Tensor,
-            fmt: str | None = None, err: float | None = None) -> None:
-        """Store one level durably (file first, then the index that points to it)."""
+            fmt: str | None = None, err: float | None = None, scale: torch.Tensor | None = None) -> None:
+        """Store one level durably (file first, then the index that points to it). `scale`:
+        an int8 level's per-output-channel weight scales (its weight lies on that grid)."""
         fmt = self._fmt(layer, fmt)
         key = self._key(layer, fmt)
         fn = self._file(layer, fmt, level)
         tensors = {"mask": mask.detach().to(torch.bool).contiguous().cpu(),
                    "weight": weight.detach().contiguous().cpu()}
+        if scale is not None:
+            tensors["scale"] = scale.detach().to(torch.float32).contiguous().cpu()
         meta = {"key": key, "layer": layer, "fmt": fmt, "level": str(int(level))}
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".safetensors")
         os.close(fd)
@@ -266,6 +269,17 @@ class ReconDatabase:
     def get(self, layer: str, level: int, fmt: str | None = None
             ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mask, weight)`` of a stored level; KeyError if absent or stale."""
+        t = self._read(layer, level, fmt)
+        return t["mask"], t["weight"]
+
+    def get_scale(self, layer: str, level: int, fmt: str | None = None) -> torch.Tensor:
+        """The weight scales stored with an int8 level; KeyError if it has none."""
+        t = self._read(layer, level, fmt)
+        if "scale" not in t:
+            raise KeyError(f"{layer!r} ({fmt}) level {level} holds no int8 weight scales")
+        return t["scale"]
+
+    def _read(self, layer: str, level: int, fmt: str | None) -> dict[str, torch.Tensor]:
         fmt = self._fmt(layer, fmt)
         if not self.has(layer, level, fmt):
             raise KeyError(f"no reconstruction for {layer!r} ({fmt}) at level {level}")
@@ -273,7 +287,7 @@ class ReconDatabase:
         with safe_open(str(self.root / fn), framework="pt") as f:
             if (f.metadata() or {}).get("key") != self._key(layer, fmt):
                 raise KeyError(f"{fn}: file does not match the bound key (stale or foreign)")
-            return f.get_tensor("mask"), f.get_tensor("weight")
+            return {k: f.get_tensor(k) for k in f.keys()}
 
     def errors(self, layer: str, fmt: str | None = None) -> dict[int, float]:
         """Recorded layer errors per level (from ``put(err=...)``)."""
