@@ -19,9 +19,10 @@ def expr_type(expr):
     return ty if ty is not None else expr.struct_info
 
 
-def const(a: np.ndarray):
+def const(a: np.ndarray, dtype: str = "float32"):
+    """A Relax constant of ``a`` converted to ``dtype`` (int8 kernels pass packed int8/int32)."""
     from tvm import relax
-    return relax.const(np.ascontiguousarray(a, dtype="float32"))
+    return relax.const(np.ascontiguousarray(a, dtype=dtype))
 
 
 def reshape(bb, x, shape):
@@ -31,8 +32,9 @@ def reshape(bb, x, shape):
     return bb.emit(relax.op.reshape(x, list(shape)))
 
 
-def call_kernel(bb, func, symbol: str, args, out_shape):
-    """Add ``func`` as a global PrimFunc named ``symbol`` and emit a call_tir to it."""
+def call_kernel(bb, func, symbol: str, args, out_shape, dtype: str = "float32"):
+    """Add ``func`` as a global PrimFunc named ``symbol`` and emit a call_tir to it
+    (one output of ``out_shape`` and ``dtype``)."""
     from tvm import relax
     gvar = bb.add_func(func, symbol)
-    return bb.emit(relax.call_tir(gvar, list(args), out_ty=relax.TensorType(list(out_shape), "float32")))
+    return bb.emit(relax.call_tir(gvar, list(args), out_ty=relax.TensorType(list(out_shape), dtype)))

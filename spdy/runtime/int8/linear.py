@@ -1,0 +1,197 @@
+"""Dense int8 Linear: ``y = act((acc - zp*wsum) * (x_scale*w_scale) + bias + residual)``, one kernel.
+
+The kernel quantizes X (quantize.py, panel layout with the tile's MR rows) into a scratch
+buffer, then runs a register-tiled u8 x s8 GEMM: each parallel task owns an MR x (NV * L)
+tile of Y (L = 16 int32 lanes on AVX-512) in MR*NV accumulator registers; per k group of 4
+inputs it broadcasts MR dwords of X (one contiguous run in the panel) and loads NV weight
+vectors. The weights are packed at compile time as ``[NT, K4, NV*L*4]``: a tile's panel is
+one contiguous stream, 4 inputs of one output per int32 lane. Measured on one core (Xeon,
+AVX-512 VNNI) these tiles run at 270-290 GMAC/s against ~300 for a register-only loop.
+The epilogue (snippets.Epilogue) is fused into the stores.
+Tails: rows past M are computed from the zero-point padding and not stored; N is zero-padded
+to whole tiles in the packed constants, and the last tile stores only the real columns.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from spdy.qscheme import ActQuant
+from spdy.runtime.kernels.tvmscript import parse_prim_func
+
+from .features import LANES
+from .quantize import panel_dims, quantize_stage
+from .snippets import Bcast, Epilogue, Vec, alloc_acc, dot_step, epilogue_consts, zero_acc
+
+
+@dataclass(frozen=True)
+class DenseSpec:
+    """What the kernel computes (its speed depends on all of it but the scale/zero-point values)."""
+    M: int
+    N: int
+    K: int
+    isa: str
+    act: ActQuant
+    epi: Epilogue
+
+    def signature(self) -> str:
+        e = self.epi
+        return (f"int8_dense:M{self.M}:N{self.N}:K{self.K}:{self.isa}:{self.act.mode}:{e.mode}:"
+                f"b{int(e.bias)}r{int(e.residual)}:{e.activation}")
+
+
+@dataclass(frozen=True)
+class DenseParams:
+    mr: int = 4         # rows of X per tile (broadcast dwords)
+    nv: int = 4         # weight vectors per tile (NV * L output columns)
+    order: str = "nm"   # parallel tile order: "nm" = row tiles innermost (weight panel reuse)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def effective_params(spec: DenseSpec, p: DenseParams) -> DenseParams:
+    """Clamp the tile to the problem (a 1-row input gets MR = 1, a narrow N fewer vectors)."""
+    lanes = LANES[spec.isa]
+    return DenseParams(max(1, min(p.mr, spec.M)), max(1, min(p.nv, -(-spec.N // lanes))), p.order)
+
+
+def tiles(spec: DenseSpec, p: DenseParams) -> tuple[int, int, int]:
+    """(MB, NT, Np): row tiles, column tiles, N padded to whole column tiles."""
+    w = p.nv * LANES[spec.isa]
+    nt = -(-spec.N // w)
+    return -(-spec.M // p.mr), nt, nt * w
+
+
+def pack_weight(w_q: np.ndarray, lanes: int, nv: int) -> np.ndarray:
+    """int8 [N, K] -> [NT, K4, NV*lanes*4]: byte (v*lanes + o)*4 + j of k step k4 is
+    w[nt*NV*lanes + v*lanes + o, 4*k4 + j]; zero rows/columns pad N and K."""
+    n, k = w_q.shape
+    wdt = nv * lanes
+    nt, k4 = -(-n // wdt), -(-k // 4)
+    pad = np.zeros((nt * wdt, k4 * 4), np.int8)
+    pad[:n, :k] = w_q
+    return np.ascontiguousarray(pad.reshape(nt, wdt, k4, 4).transpose(0, 2, 1, 3).reshape(nt, k4, wdt * 4))
+
+
+def dense_consts(spec: DenseSpec, p: DenseParams, w_q, w_scale, bias) -> list[np.ndarray]:
+    """Constant arguments in call order: packed W, then the epilogue's per-output arrays."""
+    p = effective_params(spec, p)
+    _, _, np_ = tiles(spec, p)
+    return [pack_weight(np.asarray(w_q, np.int8), LANES[spec.isa], p.nv),
+            *epilogue_consts(spec.epi, w_q, w_scale, spec.act, bias, np_)]
+
+
+def arg_shapes(spec: DenseSpec, p: DenseParams) -> list[tuple[str, tuple, str]]:
+    """(name, shape, dtype) of every kernel parameter in call order (output last)."""
+    p = effective_params(spec, p)
+    lanes = LANES[spec.isa]
+    _, nt, np_ = tiles(spec, p)
+    k4 = -(-spec.K // 4)
+    out = [("X", (spec.M, spec.K), "float32"), ("W", (nt, k4, p.nv * lanes * 4), "int8"),
+           *spec.epi.const_args(np_)]
+    if spec.epi.residual:
+        out.append(("R", (spec.M, spec.N), "float32"))
+    out.append(("Y", (spec.M, spec.N), spec.epi.out_dtype))
+    return out
+
+
+def scratch_lines(spec: DenseSpec, mr: int, ind: str = "    ") -> list[str]:
+    """Allocations of the quantized X (and the dynamic per-row scale/zero point)."""
+    mb, k4, mp = panel_dims(spec.M, spec.K, mr)
+    out = [f'{ind}q = T.alloc_buffer(({mb}, {k4}, {mr * 4}), "uint8")']
+    if spec.act.mode == "dynamic":
+        out += [f'{ind}xs = T.alloc_buffer(({mp},), "float32")', f'{ind}zq = T.alloc_buffer(({mp},), "int32")']
+    return out
+
+
+def header(symbol: str, args, kernel: str) -> list[str]:
+    sig = ", ".join(f'{n}: T.Buffer({tuple(s)}, "{d}")' for n, s, d in args)
+    return ["@T.prim_func", f"def main({sig}):",
+            f'    T.func_attr({{"global_symbol": "{symbol}", "tir.noalias": True, "op_pattern": 8, '
+            f'"spdy.kernel": "{kernel}"}})']
+
+
+def dense_source(spec: DenseSpec, params: DenseParams, symbol: str = "main") -> str:
+    p = effective_params(spec, params)
+    isa, lanes, epi = spec.isa, LANES[spec.isa], spec.epi
+    MR, NV = p.mr, p.nv
+    MB, NT, _ = tiles(spec, p)
+    K4 = -(-spec.K // 4)
+    IN, OUT = (MB, NT) if p.order == "nm" else (NT, MB)
+    mb = f"(t % {IN})" if p.order == "nm" else f"(t // {IN})"
+    nt = f"(t // {IN})" if p.order == "nm" else f"(t % {IN})"
+    L = header(symbol, arg_shapes(spec, p), "int8_dense") + scratch_lines(spec, MR)
+    L += quantize_stage(spec.M, spec.K, MR, spec.act)
+    w = " " * 8
+    L.append(f"    for t in T.parallel({MB * NT}):")
+    acc = [[f"a{mi}_{v}" for v in range(NV)] for mi in range(MR)]
+    L += [alloc_acc(isa, a, w) for row in acc for a in row]
+    L.append(f'{w}ef = T.alloc_buffer(({lanes},), "float32")')
+    for row in acc:
+        for a in row:
+            L += zero_acc(isa, a, w)
+    L.append(f"{w}for k in range({K4}):")
+    for mi in range(MR):
+        for v in range(NV):
+            L += dot_step(isa, acc[mi][v], Bcast("q", (mb, "k"), str(mi * 4)),
+                          Vec("W", (nt, "k"), str(v * lanes * 4)), w + "    ")
+
+    def stores(rows: int, cols: int, ind: str) -> list[str]:
+        out = []
+        for mi in range(rows):
+            for v in range(NV):
+                n_lanes = min(lanes, cols - v * lanes)
+                if n_lanes <= 0:
+                    continue
+                out += epi.store(f"{acc[mi][v]}[l]", f"{mb} * {MR} + {mi}", f"{nt} * {NV * lanes} + {v * lanes} + l",
+                                 n_lanes, ind)
+        return out
+    m_tail = spec.M - (MB - 1) * MR          # rows of the last row tile
+    n_tail = spec.N - (NT - 1) * NV * lanes  # columns of the last column tile
+    cases = [(mt, nt_) for mt in ([False, True] if m_tail < MR else [False])
+             for nt_ in ([False, True] if n_tail < NV * lanes else [False])]
+    if len(cases) == 1:
+        L += stores(m_tail if cases[0][0] else MR, n_tail if cases[0][1] else NV * lanes, w)
+    else:
+        for i, (mt, ntl) in enumerate(cases):
+            conds = ([f"{mb} {'==' if mt else '<'} {MB - 1}"] if m_tail < MR else []) + \
+                    ([f"{nt} {'==' if ntl else '<'} {NT - 1}"] if n_tail < NV * lanes else [])
+            cond = " and ".join(conds)
+            L.append(f"{w}else:" if i == len(cases) - 1 else f"{w}{'if' if i == 0 else 'elif'} {cond}:")
+            L += stores(m_tail if mt else MR, n_tail if ntl else NV * lanes, w + "    ")
+    return "\n".join(L) + "\n"
+
+
+def make_dense(spec: DenseSpec, params: DenseParams, symbol: str = "main"):
+    return parse_prim_func(dense_source(spec, params, symbol))
+
+
+def default_params(spec: DenseSpec) -> DenseParams:
+    """Untuned choice: 16 accumulators; few rows -> one row, many weight vectors (batch-1 GEMV)."""
+    lanes = LANES[spec.isa]
+    if spec.M <= 2:
+        return effective_params(spec, DenseParams(spec.M, 4, "nm"))
+    if lanes == 8:  # AVX2-class: 16 vector registers
+        return effective_params(spec, DenseParams(4, 2, "nm"))
+    return effective_params(spec, DenseParams(8, 2, "nm"))
+
+
+def candidate_params(spec: DenseSpec) -> list[DenseParams]:
+    """The tuner's search space (<= 16 points), default first: MR x NV tiles that fit the
+    register file (<= 28 of 32 zmm accumulators; <= 12 of 16 registers below AVX-512)."""
+    out = [default_params(spec)]
+    lanes = LANES[spec.isa]
+    if spec.M <= 4:
+        shapes = [(spec.M, 1), (spec.M, 2), (spec.M, 4), (spec.M, 8)]
+    elif lanes == 8:
+        shapes = [(4, 2), (6, 2), (3, 4), (2, 4), (4, 3), (8, 1), (12, 1)]
+    else:
+        shapes = [(8, 2), (4, 4), (6, 4), (8, 3), (16, 1), (12, 2), (4, 6), (2, 8), (14, 2)]
+    for mr, nv in shapes:
+        for order in ("nm", "mn"):
+            e = effective_params(spec, DenseParams(mr, nv, order))
+            if e not in out:
+                out.append(e)
+    return out[:16]

@@ -1,0 +1,261 @@
+"""Block-sparse int8 Linear: formats bsr16x4, bsr4x4, bsr1x4 (R output rows x 4 inputs per block).
+
+A block spans 4 consecutive inputs because ``vpdpbusd`` reduces 4 products per int32 lane;
+the weight arrives as a dense int8 [N, K] whose all-zero blocks are dropped (`bsr_blocks`).
+Block data is stored ``[nnzb, R*4]``, byte ``r*4 + j`` = w[row r, input 4c + j]. The kernel
+quantizes X first (quantize.py), like the dense one, and fuses the same epilogue.
+
+Two formulations (the tuner picks per layer; `candidates`):
+  "outputs"  lanes over the 16 output rows of a 16x4 block (the block is one 64-byte vector):
+             per nonzero block, MR broadcast dwords of X (panel layout, one contiguous run) x
+             one weight vector -> MR dot steps. Epilogue and stores are row-contiguous like
+             the dense kernel's. Good for any M, the only choice for M = 1 (batch-1 vectors).
+  "tokens"   lanes over 16 rows of X (tokens) for R = 4 or 1 (also 16): X in the panel layout
+             with the tile's MT*16 tokens, so 16 tokens of one k group are one vector; per block, MT token vectors
+             x R broadcast weight dwords -> R*MT dot steps. A register holds one output column
+             for 16 tokens, so the epilogue reads the residual and writes Y with stride N.
+Threads: `parts` parallel iterations walk balanced work lists (spdy.runtime.sparse.balance:
+block rows have very different nonzero counts) of (block row, tile range).
+Empty block rows give ``y = act(bias + residual)`` (their wsum is 0).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from spdy.qscheme import ActQuant
+from spdy.runtime.kernels.tvmscript import parse_prim_func
+from spdy.runtime.sparse.balance import work_list
+
+from .features import LANES
+from .linear import header, scratch_lines
+from .quantize import quantize_stage
+from .snippets import Bcast, Epilogue, Vec, alloc_acc, dot_step, epilogue_consts, zero_acc
+
+#: block rows of each format (a block is R outputs x 4 consecutive inputs)
+SPARSE_FORMATS = {"bsr16x4": 16, "bsr4x4": 4, "bsr1x4": 1}
+
+
+def block_rows(fmt: str) -> int:
+    try:
+        return SPARSE_FORMATS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown int8 sparse format {fmt!r}; known: {sorted(SPARSE_FORMATS)}") from None
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """The nonzero R x 4 blocks of an int8 weight [N, K] (K padded to 4, N to R with zeros)."""
+    data: np.ndarray     # [nnzb, R*4] int8
+    indices: np.ndarray  # [nnzb] int32: block column c (inputs 4c .. 4c+3)
+    indptr: np.ndarray   # [NBR + 1] int32
+    shape: tuple[int, int]
+    r: int
+
+    @property
+    def nnzb(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of zero blocks (the level the latency table keys by)."""
+        n, k = self.shape
+        total = -(-n // self.r) * -(-k // 4)
+        return 1.0 - self.nnzb / max(1, total)
+
+    def todense(self) -> np.ndarray:
+        n, k = self.shape
+        nbr, k4 = len(self.indptr) - 1, -(-k // 4)
+        out = np.zeros((nbr, self.r, k4, 4), np.int8)
+        rows = np.repeat(np.arange(nbr), np.diff(self.indptr))
+        out[rows, :, self.indices, :] = self.data.reshape(-1, self.r, 4)
+        return out.reshape(nbr * self.r, k4 * 4)[:n, :k]
+
+
+def bsr_blocks(w_q: np.ndarray, fmt: str) -> Blocks:
+    """Blocks of a dense int8 weight: a block with any nonzero is kept, row-major order."""
+    r = block_rows(fmt)
+    w = np.asarray(w_q)
+    if w.dtype != np.int8 or w.ndim != 2:
+        raise ValueError(f"int8 sparse weight must be a 2-D int8 array, got {w.dtype} {w.shape}")
+    n, k = w.shape
+    nbr, k4 = -(-n // r), -(-k // 4)
+    pad = np.zeros((nbr * r, k4 * 4), np.int8)
+    pad[:n, :k] = w
+    b = pad.reshape(nbr, r, k4, 4)
+    nz = np.any(b != 0, axis=(1, 3))                     # [NBR, K4]
+    rows, cols = np.nonzero(nz)
+    data = np.ascontiguousarray(b[rows, :, cols, :]).reshape(-1, r * 4)
+    indptr = np.zeros(nbr + 1, np.int32)
+    indptr[1:] = np.cumsum(nz.sum(axis=1))
+    return Blocks(data, cols.astype(np.int32), indptr, (n, k), r)
+
+
+@dataclass(frozen=True)
+class SparseSpec:
+    M: int
+    N: int
+    K: int
+    isa: str
+    fmt: str
+    act: ActQuant
+    epi: Epilogue
+
+    def signature(self) -> str:
+        e = self.epi
+        return (f"int8_{self.fmt}:M{self.M}:N{self.N}:K{self.K}:{self.isa}:{self.act.mode}:{e.mode}:"
+                f"b{int(e.bias)}r{int(e.residual)}:{e.activation}")
+
+
+@dataclass(frozen=True)
+class SparseParams:
+    form: str = "outputs"   # "outputs" | "tokens"
+    mr: int = 8             # outputs: rows of X per tile; tokens: token vectors (x L) per tile
+    parts: int = 2          # parallel work lists
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _tile_rows(spec: SparseSpec, p: SparseParams) -> int:
+    """Rows of X per tile (the panel height of the quantized X)."""
+    return p.mr if p.form == "outputs" else p.mr * LANES[spec.isa]
+
+
+def effective_params(spec: SparseSpec, p: SparseParams) -> SparseParams:
+    lanes = LANES[spec.isa]
+    if p.form == "outputs":
+        if block_rows(spec.fmt) % lanes and block_rows(spec.fmt) != 16:
+            raise ValueError(f"the outputs formulation needs {lanes}-row blocks, not {spec.fmt}")
+        return SparseParams("outputs", max(1, min(p.mr, spec.M)), max(1, p.parts))
+    if p.form != "tokens":
+        raise ValueError(f"unknown sparse formulation {p.form!r}; known: outputs, tokens")
+    return SparseParams("tokens", max(1, min(p.mr, -(-spec.M // lanes))), max(1, p.parts))
+
+
+def arg_shapes(spec: SparseSpec, blocks: Blocks, p: SparseParams, nwork: int) -> list[tuple[str, tuple, str]]:
+    r = blocks.r
+    nbr = len(blocks.indptr) - 1
+    nnzb = max(1, blocks.nnzb)
+    out = [("X", (spec.M, spec.K), "float32"), ("data", (nnzb, r * 4), "int8"), ("indices", (nnzb,), "int32"),
+           ("indptr", (nbr + 1,), "int32"), ("wrow", (nwork,), "int32"), ("wt0", (nwork,), "int32"),
+           ("wt1", (nwork,), "int32"), ("wptr", (p.parts + 1,), "int32"), *spec.epi.const_args(nbr * r)]
+    if spec.epi.residual:
+        out.append(("R", (spec.M, spec.N), "float32"))
+    out.append(("Y", (spec.M, spec.N), spec.epi.out_dtype))
+    return out
+
+
+def sparse_consts(spec: SparseSpec, blocks: Blocks, p: SparseParams, w_q, w_scale, bias) -> list[np.ndarray]:
+    """Constant arguments in call order (block data, indices, indptr, work lists, epilogue arrays)."""
+    p = effective_params(spec, p)
+    mt = _tile_rows(spec, p)
+    data, indices = blocks.data, blocks.indices
+    if blocks.nnzb == 0:   # zero-size constants are awkward: one unused block
+        data, indices = np.zeros((1, blocks.r * 4), np.int8), np.zeros(1, np.int32)
+    nbr = len(blocks.indptr) - 1
+    work = work_list(blocks.indptr, -(-spec.M // mt), p.parts)
+    return [np.ascontiguousarray(data), indices.astype(np.int32), blocks.indptr.astype(np.int32), *work,
+            *epilogue_consts(spec.epi, w_q, w_scale, spec.act, bias, nbr * blocks.r)]
+
+
+def sparse_source(spec: SparseSpec, blocks: Blocks, params: SparseParams, nwork: int, symbol: str = "main") -> str:
+    p = effective_params(spec, params)
+    isa, lanes, epi, r = spec.isa, LANES[spec.isa], spec.epi, blocks.r
+    tm = _tile_rows(spec, p)
+    ntiles = -(-spec.M // tm)
+    nbr = len(blocks.indptr) - 1
+    L = header(symbol, arg_shapes(spec, blocks, p, nwork), f"int8_{spec.fmt}") + scratch_lines(spec, tm)
+    L += quantize_stage(spec.M, spec.K, tm, spec.act)
+    L += [f"    for part in T.parallel({p.parts}):",
+          "        for wi in range(wptr[part + 1] - wptr[part]):",
+          "            w: T.let = wptr[part] + wi",
+          "            for ti in range(wt1[w] - wt0[w]):",
+          "                tile: T.let = wt0[w] + ti"]
+    ind = " " * 16
+    if p.form == "outputs":
+        nvec = max(1, r // lanes)
+        acc = [[f"a{mi}_{h}" for h in range(nvec)] for mi in range(p.mr)]
+    else:
+        acc = [[f"a{rr}_{tv}" for tv in range(p.mr)] for rr in range(r)]
+    flat = [a for row in acc for a in row]
+    L += [alloc_acc(isa, a, ind) for a in flat] + [f'{ind}ef = T.alloc_buffer(({lanes},), "float32")']
+    for a in flat:
+        L += zero_acc(isa, a, ind)
+    L += [f"{ind}for jj in range(indptr[wrow[w] + 1] - indptr[wrow[w]]):",
+          f"{ind}    j: T.let = indptr[wrow[w]] + jj",
+          f"{ind}    c: T.let = indices[j]"]
+    if p.form == "outputs":
+        for mi in range(p.mr):
+            for h in range(nvec):
+                L += dot_step(isa, acc[mi][h], Bcast("q", ("tile", "c"), str(mi * 4)),
+                              Vec("data", ("j",), str(h * lanes * 4)), ind + "    ")
+    else:
+        for rr in range(r):
+            for tv in range(p.mr):
+                L += dot_step(isa, acc[rr][tv], Vec("q", ("tile", "c"), str(tv * lanes * 4)),
+                              Bcast("data", ("j",), str(rr * 4)), ind + "    ")
+
+    def stores(rows: int, cols: int, ind2: str) -> list[str]:
+        """Stores of a tile with `rows` valid rows of X and `cols` valid outputs of the block row."""
+        out = []
+        if p.form == "outputs":
+            for mi in range(rows):
+                for h in range(nvec):
+                    nl = min(lanes, cols - h * lanes)
+                    if nl > 0:
+                        out += epi.store(f"{acc[mi][h]}[l]", f"tile * {tm} + {mi}",
+                                         f"wrow[w] * {r} + {h * lanes} + l", nl, ind2)
+        else:
+            for rr in range(cols):
+                for tv in range(p.mr):
+                    nl = min(lanes, rows - tv * lanes)
+                    if nl > 0:
+                        out += epi.store(f"{acc[rr][tv]}[l]", f"tile * {tm} + {tv * lanes} + l",
+                                         f"wrow[w] * {r} + {rr}", nl, ind2)
+        return out
+    m_tail = spec.M - (ntiles - 1) * tm
+    n_tail = spec.N - (nbr - 1) * r
+    cases = [(mt, nt) for mt in ([False, True] if m_tail < tm else [False])
+             for nt in ([False, True] if n_tail < r else [False])]
+    if len(cases) == 1:
+        L += stores(m_tail if cases[0][0] else tm, n_tail if cases[0][1] else r, ind)
+    else:
+        for i, (mt, nt) in enumerate(cases):
+            conds = ([f"tile {'==' if mt else '<'} {ntiles - 1}"] if m_tail < tm else []) + \
+                    ([f"wrow[w] {'==' if nt else '<'} {nbr - 1}"] if n_tail < r else [])
+            L.append(f"{ind}else:" if i == len(cases) - 1 else f"{ind}{'if' if i == 0 else 'elif'} {' and '.join(conds)}:")
+            L += stores(m_tail if mt else tm, n_tail if nt else r, ind + "    ")
+    return "\n".join(L) + "\n"
+
+
+def make_sparse(spec: SparseSpec, blocks: Blocks, params: SparseParams, nwork: int, symbol: str = "main"):
+    return parse_prim_func(sparse_source(spec, blocks, params, nwork, symbol))
+
+
+def default_params(spec: SparseSpec, num_threads: int) -> SparseParams:
+    """Untuned choice: 16x4 -> outputs, 8 rows of X per tile; 4x4/1x4 -> tokens, 8-16 accumulators."""
+    parts = max(1, num_threads)
+    r = block_rows(spec.fmt)
+    if r == 16:
+        return effective_params(spec, SparseParams("outputs", 8, parts))
+    return effective_params(spec, SparseParams("tokens", 2 if r == 4 else 8, parts))
+
+
+def candidates(spec: SparseSpec, num_threads: int) -> list[SparseParams]:
+    """Search space, default first: accumulators <= 28 of 32 zmm (<= 12 of 16 below AVX-512)."""
+    parts = max(1, num_threads)
+    r = block_rows(spec.fmt)
+    lanes = LANES[spec.isa]
+    cap = 28 if lanes == 16 else 12
+    out = [default_params(spec, num_threads)]
+    pts = []
+    if r == 16:
+        pts += [("outputs", mr) for mr in (2, 4, 8, 12, 16, 24) if mr * (16 // lanes) <= cap]
+    pts += [("tokens", mt) for mt in (1, 2, 3, 4, 6, 8) if r * mt <= cap]
+    for form, mr in pts:
+        e = effective_params(spec, SparseParams(form, mr, parts))
+        if e not in out:
+            out.append(e)
+    return out[:16]
