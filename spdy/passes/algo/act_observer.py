@@ -247,10 +247,12 @@ class ActObserver:
             k = int(np.argmin(errs))
             return float(scales[k]), zp_of[k]
 
-        # 12 octaves down from the minmax scale in 12% steps, then 1% steps around the best
-        # (the error is smooth in the scale; each candidate costs one pass over the bins)
-        s0, _ = best_for(s_max * 2.0 ** (-np.arange(0, 12 * 6 + 1) / 6))
-        fine = s0 * 2.0 ** (np.arange(-12, 13) / 144)
+        # 12 octaves down from the minmax scale in 6% steps, then 1% steps around the best.
+        # The error is not unimodal in the scale (the zero point moves with it): 12% coarse
+        # steps missed a 2% better range on one MiniLM layer. Each candidate costs one pass
+        # over the bins.
+        s0, _ = best_for(s_max * 2.0 ** (-np.arange(0, 12 * 12 + 1) / 12))
+        fine = s0 * 2.0 ** (np.arange(-6, 7) / 72)
         s1, zp1 = best_for(np.concatenate([[s0], fine[fine <= s_max]]))
         s32 = float(np.float32(s1))
         return (s32 if s32 > 0 else 1.0), zp1

@@ -122,6 +122,12 @@ def _as_f32(x: torch.Tensor) -> torch.Tensor:
     return x.detach().to(torch.float32)
 
 
+def _small(x: torch.Tensor) -> bool:
+    """Run x's element-wise passes on one thread? (Never decided inside a trace, where sizes
+    are symbolic and the thread count does not enter the graph.)"""
+    return not torch.jit.is_tracing() and x.numel() < _FQ_ONE_THREAD
+
+
 def _fq_rows(x2: torch.Tensor, scale: torch.Tensor, zp: torch.Tensor) -> torch.Tensor:
     """``(clip(rint(x * float32(1/scale)) + zp, 0, 255) - zp) * scale`` in float32, the
     operations of ``qscheme.quantize_np`` one by one (each is correctly rounded, so the
@@ -129,8 +135,8 @@ def _fq_rows(x2: torch.Tensor, scale: torch.Tensor, zp: torch.Tensor) -> torch.T
 
     Why not torch.fake_quantize_per_tensor_affine, which computes the same rule: its CPU
     kernel took 13.5 ms on a [256, 4096] tensor against 2.4 ms for these five passes."""
-    inv = torch.ones((), dtype=torch.float32) / scale
-    with _one_thread(x2.numel() < _FQ_ONE_THREAD):
+    inv = torch.ones_like(scale) / scale  # a true division (python `1 / t` is reciprocal * 1)
+    with _one_thread(_small(x2)):
         return torch.mul(x2, inv).round_().add_(zp).clamp_(QMIN_A, QMAX_A).sub_(zp).mul_(scale)
 
 
@@ -153,13 +159,14 @@ def dynamic_params(x2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row ``(scale [M] float32, zero_point [M] int32)`` of x2d [M, K]: torch twin of
     ``qscheme.dynamic_params_np`` with the same float32 operations in the same order."""
     x2d = _as_f32(x2d)
-    if x2d.shape[-1] == 0:
+    if not torch.jit.is_tracing() and x2d.shape[-1] == 0:
         raise ValueError("dynamic quantization needs rows with at least one element")
-    with _one_thread(x2d.numel() < _FQ_ONE_THREAD):
+    with _one_thread(_small(x2d)):
         mn, mx = torch.aminmax(x2d, dim=-1)
-    zero = torch.zeros((), dtype=torch.float32)
-    lo, hi = torch.minimum(mn, zero), torch.maximum(mx, zero)
-    scale = (hi - lo) / torch.tensor(255.0, dtype=torch.float32)
+    # python-number operands (exact in float32) rather than torch.tensor constants, so the
+    # function traces cleanly into an exported graph
+    lo, hi = mn.clamp(max=0.0), mx.clamp(min=0.0)
+    scale = (hi - lo) / float(QMAX_A)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     zp = torch.clamp(torch.round(-lo / scale), QMIN_A, QMAX_A).to(torch.int32)
     return scale, zp
@@ -173,7 +180,7 @@ def fake_quant_act_dynamic(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 0:
         raise ValueError("dynamic quantization needs at least a 1-d tensor (rows over the last axis)")
     x2 = x.reshape(-1, x.shape[-1])
-    if x2.shape[0] == 0:
+    if not torch.jit.is_tracing() and x2.shape[0] == 0:
         return x.clone()
     scale, zp = dynamic_params(x2)
     return _fq_rows(x2, scale[:, None], zp.to(torch.float32)[:, None]).reshape(x.shape)
