@@ -76,17 +76,31 @@ def isa_lanes(isa: str, target=None) -> int:
 @dataclass(frozen=True)
 class ConvParams:
     """Tile shape: kind "pix"/"generic": mr output channels x nv pixel vectors;
-    kind "chn": mr output pixels x nv channel vectors."""
+    kind "chn": mr output pixels x nv channel vectors. `outer`: which index the parallel
+    task numbering keeps outermost. "pixels": a pixel tile's channel blocks run back to back
+    (its activations stay in L1 while the weights stream: big maps, few weights); "channels":
+    a channel block's pixel tiles run back to back (its weights stay in L1/L2: small maps
+    with megabytes of weights, e.g. ResNet's 7x7 512-channel convs)."""
     kind: str = "pix"
     mr: int = 8
     nv: int = 2
+    outer: str = "pixels"
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @staticmethod
     def from_json(d: dict) -> "ConvParams":
-        return ConvParams(str(d["kind"]), int(d["mr"]), int(d["nv"]))
+        return ConvParams(str(d["kind"]), int(d["mr"]), int(d["nv"]), str(d.get("outer", "pixels")))
+
+
+def task_split(p: ConvParams, npt: int, nob: int, ind: str) -> list[str]:
+    """Bind `pt` (pixel tile, image-major) and `ob` (channel block) from the parallel index t."""
+    if p.outer == "channels":
+        return [f"{ind}pt: T.let = t % {npt}", f"{ind}ob: T.let = t // {npt}"]
+    if p.outer != "pixels":
+        raise ValueError(f"ConvParams.outer must be 'pixels' or 'channels', got {p.outer!r}")
+    return [f"{ind}ob: T.let = t % {nob}", f"{ind}pt: T.let = t // {nob}"]
 
 
 # -- shared source pieces (also used by sparse_conv.py) ------------------------------------
@@ -245,10 +259,8 @@ def _pix_source(g: QConvGeom, p: ConvParams, isa: str, lanes: int, mode: str, *,
     args = kernel_args(g, mode, [f'Wp: T.Buffer(({wlen},), "int32")'], opad, bias=bias, residual=residual)
     L = kernel_head(args, g, mode, residual)
     i1, i2 = " " * 8, " " * 12
-    L += [f"    for t in T.parallel({g.n * nvt * ob}):",
-          f"{i1}ob: T.let = t % {ob}",
-          f"{i1}pt: T.let = t // {ob}",
-          f"{i1}n: T.let = pt // {nvt}"]
+    L += [f"    for t in T.parallel({g.n * nvt * ob}):"] + task_split(p, g.n * nvt, ob, i1)
+    L += [f"{i1}n: T.let = pt // {nvt}"]
     L += [f"{i1}p{v}: T.let = T.min((pt % {nvt}) * {nv} + {v}, {vec - 1}) * {lanes}" for v in range(nv)]
     accs = [[f"a{m}_{v}" for v in range(nv)] for m in range(mr)]
     L += accumulators([a for row in accs for a in row], lanes, i1)
@@ -288,10 +300,8 @@ def _chn_source(g: QConvGeom, p: ConvParams, isa: str, lanes: int, mode: str, *,
     args = kernel_args(g, mode, [f'Wp: T.Buffer(({wlen},), "int32")'], opad, bias=bias, residual=residual)
     L = kernel_head(args, g, mode, residual)
     i1, i2 = " " * 8, " " * 12
-    L += [f"    for t in T.parallel({g.n * tpi * ob}):",
-          f"{i1}ob: T.let = t % {ob}",
-          f"{i1}pt: T.let = t // {ob}",
-          f"{i1}n: T.let = pt // {tpi}"]
+    L += [f"    for t in T.parallel({g.n * tpi * ob}):"] + task_split(p, g.n * tpi, ob, i1)
+    L += [f"{i1}n: T.let = pt // {tpi}"]
     for i in range(mp):
         L += [f"{i1}q{i}: T.let = T.min((pt % {tpi}) * {mp} + {i}, {npx - 1})",
               f"{i1}b{i}: T.let = (q{i} // {g.ow}) * {g.wq} + q{i} % {g.ow}"]
@@ -404,29 +414,36 @@ def pack_dense_weight(w_q: np.ndarray, g: QConvGeom, p: ConvParams, lanes: int) 
     return np.ascontiguousarray(wp.reshape(-1, p.nv, lanes, g.taps, g.c4).transpose(0, 4, 3, 1, 2)).reshape(-1)
 
 
+#: weight bytes above which tiles that keep a channel block's weights in cache (outer="channels")
+#: are worth timing: beyond L1/L2 shares, re-streaming the weights per pixel tile costs more
+#: than the compute (ResNet-18's 512-channel 3x3: 2.4 MB of weights, 7 pixel tiles)
+BIG_WEIGHTS = 256 * 1024
+
+
 def dense_candidates(g: QConvGeom, isa: str, lanes: int) -> list[ConvParams]:
-    """Tile shapes worth timing: <= 24 accumulators (32 vector registers), no tile mostly padding."""
+    """Tile shapes worth timing (<= 16, the likeliest first): <= 24 accumulators (32 vector
+    registers), no tile mostly padding; channel-outer orders when the weights are big."""
     if isa == "generic" or g.groups != 1:
         og = g.o // g.groups
-        out = [ConvParams("generic", mr, nv) for mr, nv in ((1, 2), (1, 4), (2, 2), (4, 2), (4, 4), (8, 2))
-               if mr <= max(1, og) or mr == 1]
-        return out
+        return [ConvParams("generic", mr, nv) for mr, nv in ((1, 2), (1, 4), (2, 2), (4, 2), (4, 4), (8, 2))
+                if mr <= max(1, og) or mr == 1]
     vec = pitched_vectors(g, lanes)
     npx = g.oh * g.ow
-    out = []
-    for mr, nv in ((8, 2), (4, 4), (8, 3), (6, 4), (12, 2), (16, 1), (4, 6), (2, 8)):
-        if nv <= vec and (mr <= g.o or mr == 4):
-            out.append(ConvParams("pix", mr, nv))
-    for mp, nv in ((7, 2), (8, 2), (12, 2), (4, 4), (14, 1), (24, 1)):
-        if mp <= npx and lanes * nv <= max(lanes, g.o):
-            out.append(ConvParams("chn", mp, nv))
-    return out
+    pix = [ConvParams("pix", mr, nv) for mr, nv in ((8, 2), (4, 4), (8, 3), (6, 4), (12, 2), (4, 6), (16, 1))
+           if nv <= vec and (mr <= g.o or mr == 4)]
+    chn = [ConvParams("chn", mp, nv) for mp, nv in ((7, 2), (8, 2), (12, 2), (4, 4), (14, 1))
+           if mp <= npx and lanes * nv <= max(lanes, g.o)]
+    if g.o * g.c4 * 4 * g.taps <= BIG_WEIGHTS:
+        return pix + chn
+    swap = [ConvParams(p.kind, p.mr, p.nv, "channels") for p in (pix[:3] + chn[:3])]
+    return (swap + pix + chn)[:16]
 
 
 def dense_default(g: QConvGeom, isa: str, lanes: int) -> ConvParams:
     """Untuned choice: pixel lanes when rows are long enough to fill vectors, else channel lanes."""
     if isa == "generic" or g.groups != 1:
         return ConvParams("generic", 1 if g.o // g.groups < 4 else 4, 2)
+    outer = "channels" if g.o * g.c4 * 4 * g.taps > BIG_WEIGHTS else "pixels"
     if g.ow >= 14 or g.o < lanes:
-        return ConvParams("pix", 8 if g.o >= 8 else 4, 2)
-    return ConvParams("chn", 7, 2 if g.o >= 2 * lanes else 1)
+        return ConvParams("pix", 8 if g.o >= 8 else 4, 2, outer)
+    return ConvParams("chn", 7, 2 if g.o >= 2 * lanes else 1, outer)

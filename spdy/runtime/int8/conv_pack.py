@@ -11,6 +11,8 @@ channels], one vpdpbusd operand, for 1x1, 3x3, strided, dilated and the 7x7/2 st
 Positions outside the input (padding, the phase planes' spare rows and columns, the slack)
 hold the zero point, the real value 0; channels padded up to a multiple of 4 hold 0 (their
 weights are 0). The SLACK words let a tile's last 16-lane vector read past the last pixel.
+Phase planes no tap reads are left unwritten (a 1x1 stride-2 conv reads only phase (0, 0):
+packing the other three cost 4x the work of the layer's useful input).
 
 Quantization is spdy/qscheme.py's: q = clip(rint(x * inv_scale) + zp, 0, 255), with
 rint = nearbyint (half to even) and inv_scale = float32(1 / scale). "static" bakes
@@ -90,6 +92,12 @@ class QConvGeom:
     def taps(self) -> int:
         return self.kh * self.kw
 
+    def used_phases(self) -> list[tuple[int, int]]:
+        """The stride phases (a, b) some tap reads; the pack writes only these planes."""
+        rows = sorted({(i * self.dilation[0]) % self.stride[0] for i in range(self.kh)})
+        cols = sorted({(j * self.dilation[1]) % self.stride[1] for j in range(self.kw)})
+        return [(a, b) for a in rows for b in cols]
+
     def tap_offset(self, tap: int) -> int:
         """Word offset of tap (kh*KW + kw) from the output pixel's pitched index, within channel group 0."""
         i, j = divmod(tap, self.kw)
@@ -110,8 +118,14 @@ def _word_literal(zp: int) -> int:
     return v - (1 << 32) if v >= 1 << 31 else v
 
 
+def rint(x: str) -> str:
+    """Round half to even, vectorized: T.nearbyint is scalarized per lane by TVM 0.27's LLVM
+    codegen (16 vroundss for one vector); llvm.roundeven becomes one vrndscaleps."""
+    return f'T.call_llvm_pure_intrin("float32", "llvm.roundeven", {x})'
+
+
 def _quant(x: str, inv: str, zpf: str) -> str:
-    return (f"T.Cast(\"int32\", T.max(T.min(T.nearbyint({x} * {inv}) + {zpf}, T.float32(255)), "
+    return (f"T.Cast(\"int32\", T.max(T.min({rint(f'{x} * {inv}')} + {zpf}, T.float32(255)), "
             f"T.float32(0)))")
 
 
@@ -127,7 +141,8 @@ def pack_source(g: QConvGeom, mode: str, *, scale: float = 1.0, zero_point: int 
         args.append('qp: T.Buffer((3,), "float32")')
     args.append(f'P: T.Buffer(({g.plane_words},), "int32")')
     lines = ["@T.prim_func", f"def main({', '.join(args)}):",
-             '    T.func_attr({"global_symbol": "main", "tir.noalias": True, "op_pattern": 8, "spdy.kernel": "int8_pack"})']
+             '    T.func_attr({"global_symbol": "main", "tir.noalias": True, "op_pattern": 8, "spdy.kernel": "int8_pack"})',
+             f'    Xf = T.decl_buffer(({g.n * g.c * g.h * g.w},), "float32", data=X.data)']
     if mode == "static":
         inv, zpf, zpw = f"T.float32({float(inv_scale(scale))!r})", f"T.float32({float(int(zero_point))!r})", \
             str(_word_literal(zero_point))
@@ -136,56 +151,63 @@ def pack_source(g: QConvGeom, mode: str, *, scale: float = 1.0, zero_point: int 
                   "    zpw: T.let = zpi | (zpi << 8) | (zpi << 16) | (zpi << 24)"]
         inv, zpf, zpw = "qp[2]", "qp[1]", "zpw"
 
-    def word(n: str, c4v: str, iy: str, ix: str) -> str:
+    chans = [t for t in range(4) if not (c4 == 1 and t >= g.c)]   # c4 == 1: padded channels are constant 0
+
+    def row_bases(iy: str, ind: str) -> list[str]:
+        """Scalar lets of the 4 input rows a plane row reads. Loads then index a flat buffer
+        by row base + x: with the 4-d index TVM's vectorizer emitted gathers (8x slower)."""
+        out = []
+        for t in chans:
+            ch = f"(nc % {c4}) * 4 + {t}"
+            ch = ch if g.c % 4 == 0 else f"T.min({ch}, {g.c - 1})"
+            out.append(f"{ind}xr{t}: T.let = (((nc // {c4}) * {g.c} + {ch}) * {g.h} + {iy}) * {g.w}")
+        return out
+
+    def word(ix: str) -> str:
         parts = []
-        for t in range(4):
-            if c4 == 1 and t >= g.c:                       # only the padded channels: constant 0
-                continue
-            ch = f"{c4v} * 4 + {t}"
-            q = _quant(f"X[{n}, {ch if g.c % 4 == 0 else f'T.min({ch}, {g.c - 1})'}, {iy}, {ix}]", inv, zpf)
+        for t in chans:
+            q = _quant(f"Xf[xr{t} + {ix}]", inv, zpf)
             if g.c % 4 and c4 > 1:
-                q = f"T.if_then_else({ch} < {g.c}, {q}, 0)"
+                q = f"T.if_then_else((nc % {c4}) * 4 + {t} < {g.c}, {q}, 0)"
             parts.append(q if t == 0 else f"({q} << {8 * t})")
         return " | ".join(parts)
 
     i1, i2, i3 = " " * 8, " " * 12, " " * 16
-    for a in range(sh):
+    for a, b in g.used_phases():
         y0 = max(0, -(-(pt - a) // sh))
         y1 = min(hq, -(-(g.h + pt - a) // sh))
-        for b in range(sw):
-            x0 = max(0, -(-(pl - b) // sw))
-            x1 = min(wq, -(-(g.w + pl - b) // sw))
-            ph = a * sw + b
-            lines += [f"    for r in T.parallel({g.n * c4 * hq}):",
-                      f"{i1}nc: T.let = r // {hq}",
-                      f"{i1}y: T.let = r % {hq}",
-                      f"{i1}base: T.let = (nc * {g.ss} + {ph}) * {ps} + y * {wq}"]
-            fill_row = [f"{i2}for x in T.vectorized({wq}):", f"{i3}P[base + x] = {zpw}"]
-            if y1 > y0 and x1 > x0:
-                lines.append(f"{i1}if {y0} <= y and y < {y1}:")
-                if x0 > 0:
-                    lines += [f"{i2}for x in T.vectorized({x0}):", f"{i3}P[base + x] = {zpw}"]
-                nx = x1 - x0
-                iy = f"y * {sh} + {a - pt}"
-                full, rem = divmod(nx, 16)
-                if full:
-                    lines += [f"{i2}for xo in range({full}):",
-                              f"{i3}for xi in T.vectorized(16):",
-                              f"{i3}    P[base + {x0} + xo * 16 + xi] = "
-                              + word(f"nc // {c4}", f"nc % {c4}", iy, f"({x0} + xo * 16 + xi) * {sw} + {b - pl}")]
-                if rem:
-                    lines += [f"{i2}for xi in T.vectorized({rem}):",
-                              f"{i3}P[base + {x0 + full * 16} + xi] = "
-                              + word(f"nc // {c4}", f"nc % {c4}", iy, f"({x0 + full * 16} + xi) * {sw} + {b - pl}")]
-                if x1 < wq:
-                    lines += [f"{i2}for x in T.vectorized({wq - x1}):", f"{i3}P[base + {x1} + x] = {zpw}"]
-                lines.append(f"{i1}else:")
-                lines += fill_row
-            else:
-                lines += [ln[4:] for ln in fill_row]
-            lines += [f"{i1}if y == {hq - 1}:",
-                      f"{i2}for x in T.vectorized({SLACK}):",
-                      f"{i3}P[base + {wq} + x] = {zpw}"]
+        x0 = max(0, -(-(pl - b) // sw))
+        x1 = min(wq, -(-(g.w + pl - b) // sw))
+        ph = a * sw + b
+        lines += [f"    for r in T.parallel({g.n * c4 * hq}):",
+                  f"{i1}nc: T.let = r // {hq}",
+                  f"{i1}y: T.let = r % {hq}",
+                  f"{i1}base: T.let = (nc * {g.ss} + {ph}) * {ps} + y * {wq}"]
+        fill_row = [f"{i2}for x in T.vectorized({wq}):", f"{i3}P[base + x] = {zpw}"]
+        if y1 > y0 and x1 > x0:
+            lines.append(f"{i1}if {y0} <= y and y < {y1}:")
+            if x0 > 0:
+                lines += [f"{i2}for x in T.vectorized({x0}):", f"{i3}P[base + x] = {zpw}"]
+            nx = x1 - x0
+            lines += row_bases(f"y * {sh} + {a - pt}", i2)
+            full, rem = divmod(nx, 16)
+            if full:
+                lines += [f"{i2}for xo in range({full}):",
+                          f"{i3}for xi in T.vectorized(16):",
+                          f"{i3}    P[base + {x0} + xo * 16 + xi] = "
+                          + word(f"({x0} + xo * 16 + xi) * {sw} + {b - pl}")]
+            if rem:
+                lines += [f"{i2}for xi in T.vectorized({rem}):",
+                          f"{i3}P[base + {x0 + full * 16} + xi] = " + word(f"({x0 + full * 16} + xi) * {sw} + {b - pl}")]
+            if x1 < wq:
+                lines += [f"{i2}for x in T.vectorized({wq - x1}):", f"{i3}P[base + {x1} + x] = {zpw}"]
+            lines.append(f"{i1}else:")
+            lines += fill_row
+        else:
+            lines += [ln[4:] for ln in fill_row]
+        lines += [f"{i1}if y == {hq - 1}:",
+                  f"{i2}for x in T.vectorized({SLACK}):",
+                  f"{i3}P[base + {wq} + x] = {zpw}"]
     return "\n".join(lines) + "\n"
 
 
@@ -223,7 +245,7 @@ def qparams_source(numel: int, parts: int = 8) -> str:
              "    s: T.let = (m[1] - m[0]) / T.float32(255)",
              "    sc: T.let = T.Select(s > T.float32(0), s, T.float32(1))",
              "    qp[0] = sc",
-             "    qp[1] = T.max(T.min(T.nearbyint(T.float32(0) - m[0] / sc), T.float32(255)), T.float32(0))",
+             f"    qp[1] = T.max(T.min({rint('T.float32(0) - m[0] / sc')}, T.float32(255)), T.float32(0))",
              "    qp[2] = T.float32(1) / sc"]
     return "\n".join(lines) + "\n"
 
@@ -239,9 +261,8 @@ def pack_np(xq: np.ndarray, g: QConvGeom, zero_point: int) -> np.ndarray:
     xp[:, c:, pt:pt + g.h, pl:pl + g.w] = 0       # padded channels: 0 inside the image, zp outside
     xp[:, :c, pt:pt + g.h, pl:pl + g.w] = xq
     out = np.full((n, g.c4, g.ss, g.ps), _word_literal(zero_point), np.int32)
-    for a in range(sh):
-        for b in range(sw):
-            pl_ = xp[:, :, a::sh, b::sw][:, :, :g.hq, :g.wq]
-            words = pl_.reshape(n, g.c4, 4, g.hq, g.wq).transpose(0, 1, 3, 4, 2).copy().view(np.int32)[..., 0]
-            out[:, :, a * sw + b, :g.hq * g.wq] = words.reshape(n, g.c4, -1)
+    for a, b in g.used_phases():          # the kernel leaves the other planes unwritten
+        pl_ = xp[:, :, a::sh, b::sw][:, :, :g.hq, :g.wq]
+        words = pl_.reshape(n, g.c4, 4, g.hq, g.wq).transpose(0, 1, 3, 4, 2).copy().view(np.int32)[..., 0]
+        out[:, :, a * sw + b, :g.hq * g.wq] = words.reshape(n, g.c4, -1)
     return out.reshape(-1)

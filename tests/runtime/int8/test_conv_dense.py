@@ -19,8 +19,8 @@ CASES = {
     "1x1s2": ((1, 16, 8, 8), (33, 16, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), False, False, "relu"),
     "long_rows": ((1, 4, 3, 37), (5, 4, 1, 3), (1, 1), (0, 1, 0, 1), (1, 1), True, True, "relu6"),
 }
-PIX = [ConvParams("pix", 4, 2), ConvParams("pix", 3, 3)]
-CHN = [ConvParams("chn", 5, 1), ConvParams("chn", 3, 2)]
+PIX = [ConvParams("pix", 4, 2), ConvParams("pix", 3, 3, "channels")]
+CHN = [ConvParams("chn", 5, 1), ConvParams("chn", 3, 2, "channels")]
 GEN = ConvParams("generic", 2, 2)
 # every case with a pixel-lane and a channel-lane tile (alternating shapes), three with the generic kernel
 STATIC_RUNS = ([(c, PIX[i % 2]) for i, c in enumerate(CASES)] + [(c, CHN[i % 2]) for i, c in enumerate(CASES)]
@@ -37,7 +37,8 @@ def _run(case, p, act, tgt=None):
     assert_close(run_layer(layer, p, x, r, tgt), ref, layer, x)
 
 
-@pytest.mark.parametrize("case,p", STATIC_RUNS, ids=[f"{c}-{p.kind}{p.mr}x{p.nv}" for c, p in STATIC_RUNS])
+@pytest.mark.parametrize("case,p", STATIC_RUNS,
+                         ids=[f"{c}-{p.kind}{p.mr}x{p.nv}-{p.outer}" for c, p in STATIC_RUNS])
 def test_dense_static(case, p):
     _run(case, p, STATIC)
 
@@ -90,3 +91,11 @@ def test_no_vnni_target_runs_generic():
                                     residual=True, activation="relu", act=DYNAMIC, tgt=tgt)
     assert layer.kernel == "generic" and layer.isa == "generic"
     assert_close(run_layer(layer, layer.default(), x, r, tgt), ref, layer, x)
+
+
+def test_bad_task_order_names_the_choices():
+    from spdy.runtime.int8.conv import dense_conv_source
+    layer, *_ = random_layer((1, 8, 6, 6), (8, 8, 3, 3), padding=(1, 1, 1, 1))
+    with pytest.raises(ValueError, match="'pixels' or 'channels'"):
+        dense_conv_source(layer.g, ConvParams("pix", 4, 2, "rows"), isa="vnni512", lanes=16, mode="static",
+                          bias=True, residual=False, act="none")
