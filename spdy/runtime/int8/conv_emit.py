@@ -13,14 +13,13 @@ Which kernel runs:
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from spdy.qscheme import QMAX_W, QMIN_W, ActQuant
 
+from ..provenance import source_hash
 from .conv import (ConvParams, conv_isa, dense_candidates, dense_conv_source, dense_default, isa_lanes,
                    out_channels_padded, pack_dense_weight)
 from .conv_blocks import int8_format
@@ -29,11 +28,9 @@ from .sparse_conv import (Int8BSR, out_channels_padded_sparse, sparse_candidates
                           sparse_conv_source, sparse_default, to_int8_bsr)
 
 ACTIVATIONS = ("none", "relu", "relu6", "gelu")
-_HERE = Path(__file__).parent
-SOURCE_HASH = hashlib.sha256(b"".join(
-    p.read_bytes() for p in [*(_HERE / f for f in ("conv.py", "conv_pack.py", "conv_blocks.py", "sparse_conv.py",
-                                                  "conv_emit.py")),
-                             _HERE.parent / "kernels" / "tvmscript.py"])).hexdigest()[:16]
+SOURCE_HASH = source_hash(*(f"runtime/int8/{f}" for f in ("conv.py", "conv_pack.py", "conv_blocks.py",
+                                                           "sparse_conv.py", "conv_emit.py")),
+                          "runtime/kernels/tvmscript.py")
 
 
 def _pair(v, what: str) -> tuple[int, int]:
@@ -230,15 +227,13 @@ def tune_layer(ctx, layer: Int8ConvLayer) -> tuple[ConvParams, float | None]:
 # -- Relax -----------------------------------------------------------------------------------------
 
 def _call(bb, func, symbol: str, args, shape, dtype: str):
-    from tvm import relax
-    gv = bb.add_func(func.with_attr("global_symbol", symbol), symbol)
-    return bb.emit(relax.call_tir(gv, list(args), out_ty=relax.TensorType(list(shape), dtype)))
+    from spdy.runtime.kernels.relax_util import call_kernel
+    return call_kernel(bb, func.with_attr("global_symbol", symbol), symbol, args, shape, dtype)
 
 
 def emit_layer(bb, x, residual, layer: Int8ConvLayer, p: ConvParams, *, name: str, ctx):
     """The layer's kernels as call_tir's; returns the fp32 NCHW output expression."""
-    from tvm import relax
-    from spdy.runtime.kernels.relax_util import reshape, static_shape
+    from spdy.runtime.kernels.relax_util import const, reshape, static_shape
     g = layer.g
     pre = []
     if layer.act.mode == "dynamic":
@@ -247,7 +242,7 @@ def emit_layer(bb, x, residual, layer: Int8ConvLayer, p: ConvParams, *, name: st
         pre.append(_call(bb, parse_kernel(qparams_source(g.n * g.c * g.h * g.w)), sym, [flat], (3,), "float32"))
     sym = ctx.unique_symbol(f"{name}_i8pack")
     planes = _call(bb, parse_kernel(layer.pack_source()), sym, [x, *pre], (g.plane_words,), "int32")
-    args = [planes, *pre, *[relax.const(np.ascontiguousarray(c)) for c in layer.conv_consts(p)]]
+    args = [planes, *pre, *[const(c, str(c.dtype)) for c in layer.conv_consts(p)]]
     out = (g.n, g.o, g.oh, g.ow)
     if layer.has_residual:
         if static_shape(residual) != out and int(np.prod(static_shape(residual))) == int(np.prod(out)):

@@ -53,7 +53,7 @@ def time_int8_conv2d(x_shape, w_q, w_scale, *, stride, padding, dilation, groups
     import tvm
     from tvm import relax
     from spdy.runtime.threads import ensure_threads
-    ensure_threads(int(getattr(ctx, "num_threads", 1) or 1))
+    ensure_threads(default=int(getattr(ctx, "num_threads", 0) or 0) or None)
     ex, arrays = build_int8_conv_module(x_shape, w_q, w_scale, stride=stride, padding=padding, dilation=dilation,
                                         groups=groups, has_bias=has_bias, has_residual=has_residual,
                                         activation=activation, act=act, fmt=fmt, ctx=ctx)
