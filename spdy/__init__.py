@@ -6,7 +6,7 @@ from spdy.errors import (ArtifactError, CalibrationError, InfeasibleSpeedupError
                          NotAvailableError, PipelineError, SpdyError, TargetError, TraceError,
                          UnsupportedOpError)
 
-__version__ = "0.1.0"
+from spdy.version import __version__  # noqa: F401
 
 _LAZY = {
     "compile": ("spdy.api", "compile"),

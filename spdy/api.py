@@ -31,6 +31,7 @@ from spdy.passes.user_profile import UserProfilePass
 from spdy.passes.verify_speedup import VerifySpeedupPass
 from spdy.errors import InfeasibleSpeedupError
 from spdy.runtime.target import parse_target
+from spdy.runtime.threads import ensure_threads
 
 
 def dense_pipeline(*, tune: bool = True, measure: bool = True) -> Pipeline:
@@ -84,7 +85,7 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
         raise NotAvailableError("mode='channels' searches widths for a speedup; a per-layer profile is for mode='sparse'")
     spec = parse_target(target)
     inputs = normalize_inputs(example_inputs)
-    threads = int(num_threads or spec.num_cores)
+    threads = ensure_threads(num_threads, default=spec.num_cores)
     device, owns_device = _measure_device(measure)
     measure = measure is not False
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="spdy-"))
@@ -128,7 +129,7 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
     tuner = ctx.artifacts.get("tuner")
     if tuner is not None:
         report["tuner"] = dict(tuner.stats)
-    report["measure"] = _device_report(device, threads)
+    report["measure"] = device.report(threads)
     if owns_device:
         device.close()
     for key in ("baseline", "rounds", "pruned", "predicted_speedup", "calib_loss", "channels", "reference_notes"):
@@ -143,25 +144,14 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
 
 
 def _measure_device(measure):
-    """(device, created here) for compile's `measure` option; a remote device is contacted
-    now, so an unreachable one fails before any long work."""
+    """(device, created here) for compile's `measure` option; the device is contacted now, so
+    an unreachable one fails before any long work."""
     from spdy.runtime.device import LOCAL, Device, parse_measure
     if isinstance(measure, bool):
         return LOCAL, False
     device = parse_measure(measure)
-    if device.remote:
-        device.identity()
+    device.ensure_reachable()
     return device, not isinstance(measure, Device)
-
-
-def _device_report(device, threads: int) -> dict:
-    out = {"device": device.spec, **device.identity(threads).to_json()}
-    stats = getattr(device, "stats", None)
-    if stats:
-        out["stats"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in dict(stats).items()}
-    return out
-
-
 
 
 def _check_before_long_work(model, inputs, calib, n_samples, ctx) -> None:

@@ -40,7 +40,7 @@ def _accuracy(run, test) -> float:
 
 def run_demo(model_name: str, speedup: float, out_dir: str, *, tune: bool, progress=None) -> dict:
     import spdy
-    from spdy.cli import print_passlog, print_report
+    from spdy.report_text import print_passlog, print_report
     from spdy.models import EXAMPLES
     test = None
     if model_name == "mnist_cnn":

@@ -12,6 +12,12 @@ class SpdyError(Exception):
     exit_code = 1
 
 
+class UsageError(SpdyError):
+    """Bad command-line arguments (or an artifact asked for something it does not hold)."""
+
+    exit_code = 2
+
+
 class TraceError(SpdyError):
     """The model could be traced neither by torch.fx nor by torch.export."""
 

@@ -3,7 +3,7 @@ the package is installed, onnxruntime running the same dense model exported to O
 
 Users pick spdy over "export to ONNX and run onnxruntime", so the report says how the
 artifact compares with that too, timed interleaved with the artifacts in the same rounds
-(spdy.measure.interleaved). onnxruntime is optional: when it is missing, or the model does
+(Device.time_interleaved: on this CPU only, they cannot run on a remote device). onnxruntime is optional: when it is missing, or the model does
 not export, the report says why in `reference_notes` instead of failing the compile.
 
 The ONNX session is built once per compile and kept in ctx.artifacts, so the budget
@@ -15,9 +15,22 @@ import io
 import warnings
 from typing import Callable
 
-from spdy.measure import torch_eager_fn
-
 _SESSION_KEY = "onnxruntime_session"
+
+
+def torch_eager_fn(model, args, kwargs, threads: int) -> Callable[[], object]:
+    """One inference of the model in PyTorch eager on `threads` threads (restored after)."""
+    import torch
+
+    def run():
+        prev = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            with torch.inference_mode():
+                model(*args, **kwargs)
+        finally:
+            torch.set_num_threads(prev)
+    return run
 
 
 def reference_fns(ctx, threads: int) -> dict[str, Callable[[], object]]:

@@ -18,6 +18,6 @@ class BuildArtifactPass(Pass):
     def run(self, gm, ctx) -> PassResult:
         lowered = ctx.need("relax")
         built = build_executable(lowered, ctx.target, ctx.artifacts["emit_context"],
-                                 num_threads=ctx.options.get("num_threads", 1))
+                                 num_threads=ctx.num_threads)
         ctx.artifacts["executable"] = built
         return PassResult(gm, False, {"build_s": round(built.build_s, 3), "primfuncs": built.num_primfuncs})

@@ -25,6 +25,6 @@ class DenseBaselinePass(Pass):
     def run(self, gm, ctx) -> PassResult:
         dense_gm = copy.deepcopy(gm)
         lowered, emit = lower(dense_gm, ctx, None, self.tune)
-        built = build_executable(lowered, ctx.target, emit, num_threads=ctx.options.get("num_threads", 1))
+        built = build_executable(lowered, ctx.target, emit, num_threads=ctx.num_threads)
         ctx.artifacts["dense_executable"] = built
         return PassResult(gm, False, {"build_s": round(built.build_s, 3), "kernels": dict(emit.stats)})

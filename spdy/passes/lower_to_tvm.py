@@ -16,7 +16,7 @@ def sparse_layers(profile: dict | None) -> dict:
 
 def lower(gm, ctx, profile: dict | None, tune: bool):
     """Lower `gm` (masks baked into its weights) with the given profile; returns (lowered, emit ctx)."""
-    emit = EmitContext(target=ctx.target.to_tvm(), num_threads=ctx.options.get("num_threads", 1),
+    emit = EmitContext(target=ctx.target.to_tvm(), num_threads=ctx.num_threads,
                        tuner=ctx.artifacts.get("tuner") if tune else None, sparse=sparse_layers(profile))
     return lower_to_relax(gm, ctx.inputs.args, ctx.inputs.kwargs, emit), emit
 

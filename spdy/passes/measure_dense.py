@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spdy.measure import artifact_fn, interleaved, interleaved_on_device
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 from spdy.reference_runtimes import reference_fns, reference_summary
+from spdy.runtime.device import LOCAL
 
 
 @register
@@ -25,20 +25,16 @@ class MeasureDensePass(Pass):
 
     def run(self, gm, ctx) -> PassResult:
         built = ctx.need("executable")
-        threads = ctx.options.get("num_threads", 1)
+        threads = ctx.num_threads
         arrays = [t.contiguous().numpy() for t in ctx.inputs.flat]
-        device = ctx.artifacts.get("device")
-        if device is not None and device.remote:
-            # the artifact on the measuring device; PyTorch eager and onnxruntime cannot run there
-            res = interleaved_on_device(device, {"artifact": built.executable}, arrays, rounds=self.rounds,
-                                        min_time_s=self.min_time_s)
-        else:
-            fns = {"artifact": artifact_fn(built.runner, arrays), **reference_fns(ctx, threads)}
-            res = interleaved(fns, rounds=self.rounds, min_time_s=self.min_time_s)
+        device = ctx.artifacts.get("device") or LOCAL
+        # PyTorch eager and onnxruntime join the rounds where they run (this CPU, not a remote device)
+        res = device.time_interleaved({"artifact": built}, arrays, host_fns=lambda: reference_fns(ctx, threads),
+                                      rounds=self.rounds, min_time_s=self.min_time_s)
         baseline = {"dense_artifact": res["artifact"], "torch_eager": res.get("torch_eager"),
                     "onnxruntime": res.get("onnxruntime"), "threads": threads,
                     **reference_summary(res, res["artifact"]["median_ms"]),
-                    "measured_on": device.spec if device is not None else "local"}
+                    "measured_on": device.spec}
         ctx.artifacts["baseline"] = baseline
         ms = {k: round(res[k]["median_ms"], 3) if res.get(k) else None for k in ("torch_eager", "onnxruntime")}
         return PassResult(gm, False, {"artifact_ms": round(res["artifact"]["median_ms"], 3),

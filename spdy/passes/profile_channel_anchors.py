@@ -22,6 +22,7 @@ from spdy.passes.algo.surgery import apply_history, history_from_keep
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.child_build import build_model_artifact
 from spdy.passes.registry import register
+from spdy.runtime.device import LOCAL
 
 
 def _frame(timer: InPlaceChannelTimes, dims, dense_now: dict[str, float]) -> float | None:
@@ -45,10 +46,13 @@ def add_points(timer: InPlaceChannelTimes, dims, sizes, widths: dict[int, int], 
     return n
 
 
-def profile_pair(artifact_runner, dense_runner, names) -> tuple[dict[str, float], dict[str, float]]:
-    """Per-layer seconds inside an artifact and the dense artifact, profiled alternately."""
-    from spdy.runtime.call_profile import per_layer, profile_calls_interleaved
-    calls = profile_calls_interleaved({"artifact": artifact_runner, "dense": dense_runner})
+def profile_pair(device, artifact, dense, names) -> tuple[dict[str, float], dict[str, float]] | None:
+    """Per-layer seconds inside a built artifact and the dense artifact, profiled alternately
+    on the device; None where the device cannot profile in place."""
+    from spdy.runtime.call_profile import per_layer
+    calls = device.profile_calls({"artifact": artifact, "dense": dense})
+    if calls is None:
+        return None
     return per_layer(calls["artifact"], names), per_layer(calls["dense"], names)
 
 
@@ -111,7 +115,10 @@ class ProfileChannelAnchorsPass(Pass):
                 continue
             narrow = apply_history(ctx.model, history_from_keep(ctx.model, problem.groups, keep)).eval()
             child = build_model_artifact(ctx, narrow, self.tune)
-            rows, dense_rows = profile_pair(child.artifacts["executable"].runner, dense.runner, names)
+            pair = profile_pair(ctx.artifacts.get("device") or LOCAL, child.artifacts["executable"], dense, names)
+            if pair is None:
+                continue
+            rows, dense_rows = pair
             frame = _frame(timer, problem.dims, dense_rows)
             if frame is None:
                 continue

@@ -33,6 +33,7 @@ from spdy.passes.algo.insitu_calibration import dense_in_place
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.profile_latency import _bias, layer_spec
 from spdy.passes.registry import register
+from spdy.runtime.device import LOCAL
 from spdy.runtime.layer_latency import measure_options
 
 
@@ -85,7 +86,7 @@ def make_timer(gm, layers, ctx, repeat: int = 5):
     stats = {"timed": 0, "db_hits": 0, "retimed": 0}
     db = LatencyDB() if ctx.options.get("latency_db", True) else None
     target = ctx.target.to_tvm()
-    threads = ctx.options.get("num_threads", 1)
+    threads = ctx.num_threads
 
     def measure(layer, cin, cout, retime=False) -> float:
         spec, wshape = reduced_spec(gm, layer, cin, cout)
@@ -131,15 +132,15 @@ def in_place_timer(ctx, layers, dims: dict[str, LayerDims], base: float):
     fixed), or None when that cannot be had (remote device, a layer's kernels not found).
     Rows and the rest are brought to `base` in proportion, as profile-latency's dense column
     is (algo/insitu_calibration.dense_in_place)."""
-    device = ctx.artifacts.get("device")
-    if device is not None and device.remote:
-        return None
-    from spdy.runtime.call_profile import per_layer, profile_calls
+    from spdy.runtime.call_profile import per_layer
     names = [l.qualname for l in layers]
     try:
-        calls = profile_calls(ctx.need("dense_executable").runner)
+        calls = (ctx.artifacts.get("device") or LOCAL).profile_calls({"dense": ctx.need("dense_executable")})
     except Exception:  # noqa: BLE001 - the stand-alone timer is the fallback
         return None
+    if calls is None:  # the device cannot profile in place (a remote one)
+        return None
+    calls = calls["dense"]
     found = per_layer(calls, names)
     fitted = dense_in_place(np.zeros((len(names), 1)), {r: found[n] for r, n in enumerate(names)}, base,
                             sum(calls.values()))
@@ -204,7 +205,9 @@ class ProfileChannelsPass(Pass):
         grid = {g.id: width_grid(g.size, self.ratios) for g in decisions}
         sizes = {g.id: g.size for g in groups}
         dense = ctx.need("dense_executable")
-        base = min(dense.runner.time(repeat=7)["median_ms"] for _ in range(3)) / 1e3
+        arrays = [t.contiguous().numpy() for t in ctx.inputs.flat]
+        device = ctx.artifacts.get("device") or LOCAL
+        base = min(device.time_artifact(dense, arrays, repeat=7, min_repeat_ms=100).median for _ in range(3))
         timed = None if self.timing == "alone" else in_place_timer(ctx, layers, dims, base)
         if timed is not None:
             timer, fixed = timed

@@ -25,6 +25,7 @@ from spdy.passes.algo.insitu_calibration import dense_in_place
 from spdy.passes.algo.latency_fit import anchor_indices, interpolate_in_density, upward_outliers
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
+from spdy.runtime.device import LOCAL
 from spdy.runtime.layer_latency import LayerSpec, measure_options
 
 
@@ -153,14 +154,17 @@ class ProfileLatencyPass(Pass):
         return row, hits
 
     @staticmethod
-    def _dense_in_place(dense, names, all_names, times, base):
+    def _dense_in_place(device, dense, names, all_names, times, base):
         """The dense column from the dense artifact's own kernels, timed in place
         (algo/insitu_calibration.dense_in_place says why); None if that is not possible."""
-        from spdy.runtime.call_profile import profile_calls, per_layer
+        from spdy.runtime.call_profile import per_layer
         try:
-            found = per_layer(profile_calls(dense.runner), all_names)
+            calls = device.profile_calls({"dense": dense})
         except Exception:  # noqa: BLE001 - an instrument the VM refuses leaves the stand-alone times
             return None
+        if calls is None:  # a device that cannot profile in place (a remote one)
+            return None
+        found = per_layer(calls["dense"], all_names)
         return dense_in_place(times, {r: found[n] for r, n in enumerate(names)}, base, sum(found.values()))
 
     def kept_dense(self, layers, keep_dense) -> list[str]:
@@ -186,7 +190,7 @@ class ProfileLatencyPass(Pass):
         frozen = [l.qualname for l in layers if l.grouped or l.depthwise]
         frozen += [n for n in self.kept_dense(layers, ctx.options.get("keep_dense")) if n not in frozen]
         rows = [l for l in layers if l.qualname not in frozen]
-        threads = ctx.options.get("num_threads", 1)
+        threads = ctx.num_threads
         target = ctx.target.to_tvm()
         db = LatencyDB() if ctx.options.get("latency_db", True) else None
         timed = self.timed_options(opts)
@@ -207,17 +211,12 @@ class ProfileLatencyPass(Pass):
         dense = ctx.need("dense_executable")
         # base anchors the budget: one burst of background load would make every speedup look
         # reachable or none; take the best of three medians, as the layer times are medians too.
-        device = ctx.artifacts.get("device")
-        if device is not None and device.remote:  # the dense artifact on the measuring device
-            arrays = [t.contiguous().numpy() for t in ctx.inputs.flat]
-            base = min(float(np.median(device.time_vm_samples(dense.executable, arrays, repeat=7, min_repeat_ms=100)))
-                       for _ in range(3))
-        else:
-            base = min(dense.runner.time(repeat=7)["median_ms"] for _ in range(3)) / 1e3
+        device = ctx.artifacts.get("device") or LOCAL
+        arrays = [t.contiguous().numpy() for t in ctx.inputs.flat]
+        base = min(device.time_artifact(dense, arrays, repeat=7, min_repeat_ms=100).median for _ in range(3))
         raw_fixed = base - float(times[:, 0].sum())
         names = [l.qualname for l in rows]
-        placed = None if device is not None and device.remote else \
-            self._dense_in_place(dense, names, [l.qualname for l in layers], times, base)
+        placed = self._dense_in_place(device, dense, names, [l.qualname for l in layers], times, base)
         if placed is not None:
             times, fixed = placed
             scale, dense_from = 1.0, "in-place"

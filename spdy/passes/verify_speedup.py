@@ -8,25 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spdy.measure import artifact_fn, interleaved, interleaved_on_device, paired_speedup, paired_spread
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 from spdy.reference_runtimes import reference_fns, reference_summary
+from spdy.runtime.device import LOCAL
+from spdy.runtime.interleaved import paired_speedup, paired_spread
 
 
 def measure_round(ctx, rounds: int, min_time_s: float) -> dict:
     built, dense = ctx.need("executable"), ctx.need("dense_executable")
-    threads = ctx.options.get("num_threads", 1)
+    threads = ctx.num_threads
     arrays = [t.contiguous().numpy() for t in ctx.inputs.flat]
-    device = ctx.artifacts.get("device")
-    if device is not None and device.remote:
-        # both artifacts on the device, interleaved; PyTorch eager and onnxruntime cannot run there
-        res = interleaved_on_device(device, {"artifact": built.executable, "dense_artifact": dense.executable},
-                                    arrays, rounds=rounds, min_time_s=min_time_s)
-    else:
-        fns = {"artifact": artifact_fn(built.runner, arrays), "dense_artifact": artifact_fn(dense.runner, arrays),
-               **reference_fns(ctx, threads)}
-        res = interleaved(fns, rounds=rounds, min_time_s=min_time_s)
+    device = ctx.artifacts.get("device") or LOCAL
+    # both artifacts interleaved on the device; PyTorch eager and onnxruntime join where they can run
+    res = device.time_interleaved({"artifact": built, "dense_artifact": dense}, arrays,
+                                  host_fns=lambda: reference_fns(ctx, threads), rounds=rounds, min_time_s=min_time_s)
     art, den = res["artifact"]["median_ms"], res["dense_artifact"]["median_ms"]
     dense_vs = reference_summary(res, den)
     speedup = paired_speedup(res, "dense_artifact", "artifact")
@@ -37,22 +33,23 @@ def measure_round(ctx, rounds: int, min_time_s: float) -> dict:
             "measured_speedup_p10_p90": [round(v, 4) for v in spread] if spread else None, **reference_summary(res, art),
             "dense_vs_torch_eager": dense_vs["speedup_vs_torch_eager"],
             "dense_vs_onnxruntime": dense_vs["speedup_vs_onnxruntime"],
-            "measured_on": device.spec if device is not None else "local"}
+            "measured_on": device.spec}
 
 
 def in_place_layers(ctx) -> dict | None:
     """{"artifact": {layer: ms}, "dense_artifact": {layer: ms}}: what each prunable layer's
     kernels took inside each artifact (plus "(other)"), profiled in alternating runs so both see
-    the machine in the same state; None on a remote device (the instrument needs the VM in this
-    process). calibrate-table reads it; the report keeps it so a user sees where the time went."""
-    device = ctx.artifacts.get("device")
-    if device is not None and device.remote:
-        return None
-    from spdy.runtime.call_profile import per_layer, profile_calls_interleaved
+    the machine in the same state; None where the device cannot profile (a remote one: the
+    instrument needs the VM in this process). calibrate-table reads it; the report keeps it so
+    a user sees where the time went."""
+    from spdy.runtime.call_profile import per_layer
+    device = ctx.artifacts.get("device") or LOCAL
     try:
-        calls = profile_calls_interleaved({"artifact": ctx.need("executable").runner,
-                                           "dense_artifact": ctx.need("dense_executable").runner})
+        calls = device.profile_calls({"artifact": ctx.need("executable"),
+                                      "dense_artifact": ctx.need("dense_executable")})
     except Exception:  # noqa: BLE001 - the profile is an aid; the measured speedup stands without it
+        return None
+    if calls is None:
         return None
     names = [l.qualname for l in ctx.need("layers")]
     return {k: {n: round(v * 1e3, 4) for n, v in per_layer(c, names).items()} for k, c in calls.items()}

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from spdy.errors import ArtifactError, InputShapeError
+from spdy.runtime.provenance import tvm_version
 from spdy.runtime.threads import ensure_threads
 
 FORMAT_VERSION = 1
@@ -35,11 +36,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def tvm_version() -> str:
-    import tvm
-    return tvm.__version__
-
-
 def _is_torch(x) -> bool:
     return type(x).__module__.startswith("torch")
 
@@ -50,7 +46,7 @@ class ArtifactRunner:
     def __init__(self, executable, manifest: dict):
         import tvm
         from tvm import relax
-        ensure_threads(manifest.get("num_threads", 1))
+        ensure_threads(default=manifest.get("num_threads"))
         self.manifest = manifest
         self.device = tvm.cpu()
         self.vm = relax.VirtualMachine(executable, self.device)
@@ -103,17 +99,21 @@ class ArtifactRunner:
             outs = [torch.from_numpy(o) for o in outs]
         return outs[0] if self.manifest.get("single_output", True) else tuple(outs)
 
-    def time(self, arrays: list[np.ndarray] | None = None, *, number: int = 0, repeat: int = 7,
-             min_repeat_ms: int = 100) -> dict:
-        """End-to-end latency in ms (median, p10, p90) measured with TVM's time evaluator."""
+    def time_samples(self, arrays: list[np.ndarray] | None = None, *, number: int = 0, repeat: int = 7,
+                     min_repeat_ms: int = 100) -> np.ndarray:
+        """The time evaluator's ``repeat`` samples (seconds) of `main`, after one warm-up call."""
         if arrays is None:
             arrays = self.default_inputs()
         tvm_in = [self._tvm.runtime.tensor(a, self.device) for a in arrays]
         self.vm["main"](*tvm_in)  # warm up
         f = self.vm.time_evaluator("main", self.device, number=max(number, 1), repeat=repeat,
                                    min_repeat_ms=min_repeat_ms)
-        res = f(*tvm_in)
-        ms = np.array(res.results) * 1e3
+        return np.asarray(f(*tvm_in).results, dtype="float64")
+
+    def time(self, arrays: list[np.ndarray] | None = None, *, number: int = 0, repeat: int = 7,
+             min_repeat_ms: int = 100) -> dict:
+        """End-to-end latency in ms (median, p10, p90) measured with TVM's time evaluator."""
+        ms = self.time_samples(arrays, number=number, repeat=repeat, min_repeat_ms=min_repeat_ms) * 1e3
         return {"median_ms": float(np.median(ms)), "p10_ms": float(np.percentile(ms, 10)),
                 "p90_ms": float(np.percentile(ms, 90)), "n": int(len(ms))}
 

@@ -8,6 +8,7 @@ from spdy.errors import SpdyError
 from spdy.runtime.artifact import ArtifactRunner
 from spdy.runtime.lower import LoweredModule
 from spdy.runtime.threads import ensure_threads
+from spdy.version import __version__
 
 
 class BuildError(SpdyError):
@@ -24,9 +25,8 @@ class Built:
 
 
 def manifest_for(lowered: LoweredModule, target, num_threads: int) -> dict:
-    import spdy
     return {
-        "spdy": spdy.__version__,
+        "spdy": __version__,
         "target": target.to_dict(),
         "target_canonical": target.canonical(),
         "num_threads": int(num_threads),
@@ -41,7 +41,7 @@ def build_executable(lowered: LoweredModule, target, emit_ctx, *, num_threads: i
     import tvm
     from spdy.runtime import kernels
 
-    ensure_threads(num_threads)
+    ensure_threads(default=num_threads)
     tvm_target = target.to_tvm()
     t0 = time.perf_counter()
     try:

@@ -24,6 +24,8 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from spdy.runtime.provenance import tvm_version
+
 APP = "spdy-latency-db"
 SCHEMA_VERSION = "1"
 KEY_FIELDS = ("signature", "format", "level_bp", "target", "host", "threads", "source_hash", "tvm_version")
@@ -50,26 +52,6 @@ def host_fingerprint() -> str:
     return f"{model.replace(' ', '_')}-{os.cpu_count()}c-{h}"
 
 
-def canonical_target(target) -> str:
-    """A stable text for a target (dict keys sorted; tvm Target via its JSON form)."""
-    if isinstance(target, str):
-        return target
-    if isinstance(target, dict):
-        return json.dumps(target, sort_keys=True)
-    try:
-        return json.dumps(json.loads(str(target)), sort_keys=True)
-    except (ValueError, TypeError):
-        return str(target)
-
-
-def tvm_version() -> str:
-    try:
-        import tvm
-        return str(tvm.__version__)
-    except Exception:  # the DB itself does not need tvm
-        return "unknown"
-
-
 @dataclass(frozen=True)
 class LatencyKey:
     signature: str
@@ -84,8 +66,10 @@ class LatencyKey:
     @staticmethod
     def make(signature: str, target, threads: int, source_hash: str, *, format: str = "dense",
              level_bp: int = 0, host: str | None = None) -> "LatencyKey":
-        """Key for this machine and tvm build (fills host and tvm version). ``host`` names another
-        device instead (a remote device's identity, "remote:..."; see spdy.runtime.device)."""
+        """Key for this machine and tvm build (fills host and tvm version). ``target``: any form
+        spdy.runtime.target.parse_target accepts, stored in its canonical text. ``host`` names
+        another device instead (a remote device's identity, "remote:..."; see spdy.runtime.device)."""
+        from spdy.runtime.target import canonical_target
         return LatencyKey(signature=signature, target=canonical_target(target), threads=int(threads),
                           source_hash=source_hash, format=format, level_bp=int(level_bp),
                           host=host or host_fingerprint(), tvm_version=tvm_version())
@@ -287,25 +271,3 @@ class LatencyDB:
 
 def entry_json(e: LatencyEntry) -> dict:
     return asdict(e)
-
-
-def cli(args) -> int:
-    """``spdy cache stats | export FILE | import FILE | clear`` (args.action, args.file)."""
-    from spdy.errors import SpdyError
-    if args.action in ("export", "import") and not getattr(args, "file", None):
-        raise SpdyError(f"spdy cache {args.action} needs a FILE")
-    with LatencyDB() as db:
-        if args.action == "stats":
-            print(json.dumps(db.stats(), indent=1))
-        elif args.action == "export":
-            print(f"exported {db.export_json(args.file)} entries to {args.file}")
-        elif args.action == "import":
-            try:
-                n = db.import_json(args.file)
-            except (OSError, ValueError, KeyError) as e:
-                raise SpdyError(f"cannot import {args.file}: {e}") from None
-            print(f"imported {n} entries from {args.file}")
-        elif args.action == "clear":
-            db.clear()
-            print(f"cleared {db.path}")
-    return 0

@@ -14,13 +14,13 @@ host+threads, source hash, tvm).
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from spdy.runtime.device import LOCAL
 from spdy.runtime.emit_context import EmitContext
+from spdy.runtime.provenance import source_hash
 from spdy.runtime.threads import ensure_threads
 
 
@@ -43,12 +43,7 @@ class LayerSpec:
 
 def kernel_source_hash() -> str:
     """Hash of the kernel and emitter sources: a changed kernel never reuses old timings."""
-    root = Path(__file__).parent
-    h = hashlib.sha256()
-    for p in sorted([*root.glob("kernels/*.py"), *root.glob("sparse/*.py"), Path(__file__)]):
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+    return source_hash("runtime/kernels/*.py", "runtime/sparse/*.py", "runtime/layer_latency.py")
 
 
 def _emit(bb, spec: LayerSpec, x, res, weight, bias, name, ctx):
@@ -60,9 +55,8 @@ def _emit(bb, spec: LayerSpec, x, res, weight, bias, name, ctx):
                                name=name, ctx=ctx)
 
 
-def _build_dense(spec: LayerSpec, weight: np.ndarray, bias, target, threads, tuner, remote: bool = False):
-    """A Relax module whose `main` is the layer's dense kernel(s); returns (vm, dev, inputs),
-    or (executable, None, numpy inputs) for a remote device."""
+def _build_dense(spec: LayerSpec, weight: np.ndarray, bias, target, threads, tuner):
+    """A Relax executable whose `main` is the layer's dense kernel(s), and numpy inputs for it."""
     import tvm
     from tvm import relax
     from spdy.runtime import kernels
@@ -84,22 +78,18 @@ def _build_dense(spec: LayerSpec, weight: np.ndarray, bias, target, threads, tun
     arrays = [rng.standard_normal(spec.in_shape).astype("float32")]
     if spec.has_residual:
         arrays.append(rng.standard_normal(spec.out_shape).astype("float32"))
-    if remote:  # timed on the measuring device (spdy.runtime.device): the executable and numpy inputs
-        return ex, None, arrays
-    dev = tvm.cpu()
-    vm = relax.VirtualMachine(ex, dev)
-    return vm, dev, [tvm.runtime.tensor(a, dev) for a in arrays]
+    return ex, arrays
 
 
 def _time_dense(spec, weight, bias, target, threads, tuner, repeat, min_repeat_ms) -> np.ndarray:
-    device = getattr(tuner, "device", None)
-    if device is not None and device.remote:
-        ex, _, arrays = _build_dense(spec, weight, bias, target, threads, tuner, remote=True)
-        return device.time_vm_samples(ex, arrays, repeat=repeat, min_repeat_ms=min_repeat_ms)
-    vm, dev, inputs = _build_dense(spec, weight, bias, target, threads, tuner)
-    f = vm.time_evaluator("main", dev, number=1, repeat=repeat, min_repeat_ms=int(min_repeat_ms))
-    f(*inputs)  # warm-up: first call pays page faults and thread start
-    return np.array(f(*inputs).results)
+    """Samples (seconds) of the dense option, timed on the tuner's measuring device."""
+    ex, arrays = _build_dense(spec, weight, bias, target, threads, tuner)
+    return _device(tuner).time_vm_samples(ex, arrays, repeat=repeat, min_repeat_ms=min_repeat_ms)
+
+
+def _device(tuner):
+    """Where this layer's options are timed: the tuner's device (spdy.runtime.device), else this CPU."""
+    return getattr(tuner, "device", None) or LOCAL
 
 
 def _time_sparse(spec, fmt, sparsity, weight, target, threads, tuner, repeat, min_repeat_ms,
@@ -125,11 +115,11 @@ def measure_options(spec: LayerSpec, options: list[tuple[str, float, np.ndarray]
     their dense option is valid.
     """
     from spdy.runtime.latency_db import LatencyKey
-    ensure_threads(threads)
+    ensure_threads(default=threads)
     src = kernel_source_hash()
-    # a remote measuring device keys rows by its own identity (host fingerprint, threads)
-    remote = getattr(getattr(tuner, "device", None), "remote", False)
-    host, key_threads = tuner.identity() if remote else (None, threads)
+    # rows are keyed by the measuring device's identity (a remote one: its fingerprint and threads)
+    ident = _device(tuner).identity(threads)
+    host, key_threads = ident.host, ident.threads
     keys = [LatencyKey.make(spec.signature + f":a{spec.activation}:r{int(spec.has_residual)}:b{int(spec.has_bias)}",
                             target, key_threads, src, format=fmt, level_bp=int(round(s * 10000)), host=host)
             for fmt, s, _ in options]

@@ -1,4 +1,5 @@
-"""Timing with TVM's time_evaluator -> Measurement (all times in SECONDS).
+"""The two timers, both -> Measurement (all times in SECONDS): TVM's time_evaluator for
+built modules (`time_module`), a Python loop for any callable (`time_callable`).
 
 time_evaluator runs the function in C++ (no Python overhead per call), repeats it
 ``number`` times per sample and returns one mean per sample; we summarise the samples by
@@ -7,7 +8,7 @@ follow their spikes.
 """
 from __future__ import annotations
 
-import os
+import time
 from dataclasses import dataclass, asdict
 
 import numpy as np
@@ -37,35 +38,26 @@ class Measurement:
         return self.median * 1e3
 
 
-def ensure_threads(num_threads: int | None = None) -> int:
-    """Set TVM_NUM_THREADS (default: all cores) before TVM's thread pool starts; return it.
-
-    TVM reads the variable once, when its runtime first launches threads; an already
-    running pool keeps its size, so call this early (the tuner and benchmarks do).
-    """
-    if num_threads is None:
-        num_threads = int(os.environ.get("TVM_NUM_THREADS", 0)) or (os.cpu_count() or 1)
-    os.environ["TVM_NUM_THREADS"] = str(num_threads)
-    return num_threads
-
-
 def time_callable(func, args=(), *, number: int = 0, repeat: int = 7,
                   min_repeat_ms: float = 20.0, warmup: int = 2) -> Measurement:
-    """Time any Python callable (PyTorch, onnxruntime baselines) the same way."""
-    import time
+    """Time a Python callable (PyTorch, onnxruntime, an artifact's `main`) in ``repeat``
+    samples, each the mean of one block of calls, after ``warmup`` untimed calls.
+
+    A block is ``number`` calls, or with ``number <= 0`` as many calls as fill
+    ``min_repeat_ms``: counting calls until the time has passed keeps every block that long
+    even when one call was slowed by a load burst (an estimate from one call would not)."""
     for _ in range(warmup):
         func(*args)
-    if number <= 0:
-        t0 = time.perf_counter()
-        func(*args)
-        one = max(time.perf_counter() - t0, 1e-7)
-        number = max(1, int(min_repeat_ms / 1e3 / one))
     samples = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
+        n, t0 = 0, time.perf_counter()
+        while True:
             func(*args)
-        samples.append((time.perf_counter() - t0) / number)
+            n += 1
+            elapsed = time.perf_counter() - t0
+            if (number > 0 and n >= number) or (number <= 0 and elapsed >= min_repeat_ms / 1e3):
+                break
+        samples.append(elapsed / n)
     return Measurement.from_samples(samples)
 
 

@@ -4,19 +4,20 @@ For an op signature and target, build each candidate parameter set (a TVMScript 
 builds in ~0.05-0.5 s), time it with TVM's time_evaluator, keep the fastest and cache
 (params, latency) in the LatencyDB so later compiles (and other models with the same op
 shapes) reuse it. ``mode="default"`` skips search and DB and returns each kernel's default
-parameters (fast; used by tests). The thread count (TVM_NUM_THREADS, default the target's
-core count) is fixed when the tuner is created and is part of the cache key.
+parameters (fast; used by tests). The thread count (spdy.runtime.threads' rule, with the
+target's core count as the default) is fixed when the tuner is created and is part of the
+cache key.
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .latency_db import LatencyDB, LatencyKey
-from .measure import Measurement, ensure_threads, time_module
+from .measure import Measurement
+from .threads import ensure_threads
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,7 @@ class Tuner:
     def __post_init__(self):
         if self.mode not in ("tune", "default"):
             raise ValueError(f"mode must be 'tune' or 'default', not {self.mode!r}")
-        if self.num_threads is None:
-            self.num_threads = int(os.environ.get("TVM_NUM_THREADS", 0)) or target_cores(self.target) \
-                or os.cpu_count() or 1
-        ensure_threads(self.num_threads)
+        self.num_threads = ensure_threads(self.num_threads, default=target_cores(self.target))
 
     def _db(self) -> LatencyDB | None:
         if not self.use_db:
@@ -118,9 +116,8 @@ class Tuner:
 
     def identity(self):
         """(host, threads) of the device timings come from: the latency DB key fields."""
-        if self.device is None or not self.device.remote:
-            return None, self.num_threads
-        ident = self.device.identity()
+        from spdy.runtime.device import LOCAL
+        ident = (self.device or LOCAL).identity(self.num_threads)
         return ident.host, ident.threads
 
     def key(self, signature: str, source_hash: str, *, format: str = "dense", level_bp: int = 0) -> LatencyKey:

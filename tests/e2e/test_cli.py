@@ -117,3 +117,22 @@ def test_report_warns_when_the_rounds_of_one_measurement_disagree():
     out = io.StringIO()
     print_report({"rounds": [dict(rnd, machine_state_shift=1.6)]}, out=out)
     assert "1.60x their calibrated times" in out.getvalue()
+
+
+def test_cache_command(tmp_path, monkeypatch, capsys):
+    """`spdy cache stats|export|clear|import` on the latency database (in-process)."""
+    from spdy.cli import main
+    from spdy.runtime.latency_db import LatencyDB, LatencyKey
+    monkeypatch.setenv("SPDY_CACHE_DIR", str(tmp_path))
+    key = LatencyKey.make("gemm:M=1,N=2", {"kind": "llvm", "mcpu": "znver4"}, 2, "abc")
+    with LatencyDB() as db:
+        db.put(key, {"x": 1}, 1.0)
+    assert main(["cache", "stats"]) == 0 and '"entries": 1' in capsys.readouterr().out
+    assert main(["cache", "export", str(tmp_path / "e.json")]) == 0
+    assert main(["cache", "clear"]) == 0
+    with LatencyDB() as db:
+        assert db.get(key) is None
+    assert main(["cache", "import", str(tmp_path / "e.json")]) == 0
+    with LatencyDB() as db:
+        assert db.get(key).params == {"x": 1}
+    assert main(["cache", "export"]) == 2 and "needs a FILE" in capsys.readouterr().err

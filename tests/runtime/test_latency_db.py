@@ -88,18 +88,3 @@ def test_export_import_keeps_foreign_rows_unreachable(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError):
         b.import_json(tmp_path / "bad.json")
-
-
-def test_cache_cli(tmp_path, monkeypatch, capsys):
-    import argparse
-    from spdy.runtime import latency_db
-    monkeypatch.setenv("SPDY_CACHE_DIR", str(tmp_path))
-    db = LatencyDB()
-    db.put(key(), {"x": 1}, 1.0)
-    db.close()
-    ns = lambda a, f=None: argparse.Namespace(action=a, file=f)  # noqa: E731
-    assert latency_db.cli(ns("stats")) == 0 and '"entries": 1' in capsys.readouterr().out
-    assert latency_db.cli(ns("export", str(tmp_path / "e.json"))) == 0
-    assert latency_db.cli(ns("clear")) == 0
-    assert latency_db.cli(ns("import", str(tmp_path / "e.json"))) == 0
-    assert LatencyDB().get(key()).params == {"x": 1}

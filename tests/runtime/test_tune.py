@@ -57,16 +57,3 @@ def test_default_mode_needs_no_build():
     assert t.best_params("s", [{"a": 1}, {"a": 2}], build_fn=None, source_hash="h") == {"a": 1}
     with pytest.raises(ValueError):
         Tuner(_target(), mode="fast")
-
-
-def test_dense_layer_latency_is_measured_and_cached(tmp_path):
-    from spdy.runtime.kernels.layer_latency import dense_layer_latency
-    tgt = _target()
-    db = LatencyDB(tmp_path / "l.sqlite")
-    tuner = Tuner(tgt, num_threads=2, db=db, repeat=2, min_repeat_ms=1, max_candidates=2)
-    t1 = dense_layer_latency("conv2d", (1, 4, 9, 9), (8, 4, 3, 3), padding=(1, 1, 1, 1), target=tgt,
-                             tuner=tuner, repeat=3, min_repeat_ms=1)
-    n = db.stats()["entries"]  # the GEMM's tuned params + the layer's latency
-    t2 = dense_layer_latency("conv2d", (1, 4, 9, 9), (8, 4, 3, 3), padding=(1, 1, 1, 1), target=tgt,
-                             tuner=tuner)
-    assert t1 == t2 > 0 and db.stats()["entries"] == n == 2

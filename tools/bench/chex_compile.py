@@ -38,7 +38,8 @@ RESULTS = ROOT / "tools" / "bench" / "results"
 
 
 def _eager_ms(model, x, threads, reps=50):
-    from spdy.measure import interleaved, torch_eager_fn
+    from spdy.reference_runtimes import torch_eager_fn
+    from spdy.runtime.interleaved import interleaved
     res = interleaved({"eager": torch_eager_fn(model.eval(), (x,), {}, threads)}, rounds=7, min_time_s=0.05)
     return res["eager"]["median_ms"]
 

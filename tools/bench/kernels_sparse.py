@@ -171,8 +171,8 @@ def main(argv=None):
     import numpy as np
     import torch
     import tvm
-    from spdy.runtime.sparse import candidates, default_params, magnitude_mask, to_bsr
-    from spdy.runtime.sparse.timing import best_params
+    from spdy.runtime.sparse import Params, candidates, default_params, magnitude_mask, to_bsr
+    from spdy.runtime.tune import tune_kernel
     torch.set_num_threads(args.threads)
     target = tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu(),
                                 "num-cores": args.threads})
@@ -199,10 +199,18 @@ def main(argv=None):
             for sp in sparsities:
                 wm = w * magnitude_mask(w, fmt, sp)
                 bsr = to_bsr(wm.reshape(w.shape[0], -1), fmt)
-                if args.tune:
-                    prm, _, trials = best_params(lambda p: mk(bsr, p),
-                                                 candidates(bsr.block[0], q, args.threads, kind),
-                                                 x, [b], target, number=3, repeat=3)
+                if args.tune:  # the compile's own tuner loop (median of each candidate's samples)
+                    def build(d, bsr=bsr):
+                        k = mk(bsr, Params(**d))
+                        arrays = [x, *k.consts, b, np.zeros(k.out_shape, np.float32)]
+                        return tvm.tirx.build(k.func, target), [tvm.runtime.tensor(np.ascontiguousarray(a))
+                                                                for a in arrays]
+                    cands = [vars(p) for p in candidates(bsr.block[0], q, args.threads, kind)]
+                    symbol = str(mk(bsr, Params(**cands[0])).func.attrs["global_symbol"])
+                    res = tune_kernel(f"{shape[0]}:{fmt}:{sp}", cands, build, repeat=3, min_repeat_ms=10.0,
+                                      func_name=symbol)
+                    prm = Params(**res.params)
+                    trials = {Params(**p): t for p, t in res.trials if t is not None}
                 else:
                     prm, trials = default_params(bsr.block[0], q, args.threads, kind), {}
                 k = mk(bsr, prm)

@@ -135,16 +135,12 @@ def overhead(args) -> dict:
 def table(args) -> dict:
     import torch
     from spdy import models
-    from spdy.api import _device_report
     from spdy.ir.trace import normalize_inputs
-    from spdy.passes.canonicalize import CanonicalizePass
     from spdy.passes.context import CompileContext
     from spdy.passes.dense_baseline import DenseBaselinePass
-    from spdy.passes.fuse_epilogues import FuseEpiloguesPass
     from spdy.passes.insert_masks import InsertMasksPass
-    from spdy.passes.pipeline import Pipeline
     from spdy.passes.profile_latency import ProfileLatencyPass
-    from spdy.passes.trace import TracePass
+    from spdy.pipelines import frontend_pipeline
     from spdy.runtime.device import parse_measure
     from spdy.runtime.target import parse_target
     from spdy.runtime.tune import Tuner
@@ -173,10 +169,10 @@ def table(args) -> dict:
                                  options={"num_threads": args.threads, "seed": 0, "speedup": 2.0, "latency_db": True})
             ctx.artifacts["tuner"] = Tuner(target=spec.to_tvm(), num_threads=args.threads, device=pool)
             ctx.artifacts["device"] = pool
-            passes = [TracePass(), CanonicalizePass(), FuseEpiloguesPass(), DenseBaselinePass(tune=True),
-                      InsertMasksPass(), ProfileLatencyPass(levels=args.levels)]
+            pipeline = frontend_pipeline(DenseBaselinePass(tune=True), InsertMasksPass(),
+                                         ProfileLatencyPass(levels=args.levels))
             t0 = time.perf_counter()
-            _, records = Pipeline(passes).run(None, ctx)
+            _, records = pipeline.run(None, ctx)
             total = time.perf_counter() - t0
             walls = {r["pass"]: r["wall_s"] for r in records}
             stats = next(r["stats"] for r in records if r["pass"] == "profile-latency")
@@ -184,7 +180,7 @@ def table(args) -> dict:
                    "dense_baseline_s": walls["dense-baseline"], "total_s": round(total, 2),
                    "table": {k: stats[k] for k in ("layers", "options", "timed_options", "cache_hits", "cache_misses")
                              if k in stats},
-                   "device": _device_report(pool, args.threads)}
+                   "device": pool.report(args.threads)}
             print(json.dumps(run), flush=True)
             out["runs"][str(n)] = run
             pool.close()

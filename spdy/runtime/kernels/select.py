@@ -5,25 +5,13 @@ the emitted kernel use exactly the same template.
 """
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
 
+from ..provenance import source_hash
 from .gemm import GemmParams, GemmSpec, buffer_shapes, candidate_params, default_params, effective_params, make_gemm
 
-_HERE = Path(__file__).parent
-
-
-def kernel_source_hash(*files: str) -> str:
-    """Hash of the template sources: editing a template invalidates its cached timings."""
-    h = hashlib.sha256()
-    for f in files:
-        h.update((_HERE / f).read_bytes())
-    return h.hexdigest()[:16]
-
-
-GEMM_SOURCE_HASH = kernel_source_hash("gemm.py", "tvmscript.py")
+# editing the template invalidates its cached timings and tuned parameters
+GEMM_SOURCE_HASH = source_hash("runtime/kernels/gemm.py", "runtime/kernels/tvmscript.py")
 
 
 def build_gemm_for_timing(spec: GemmSpec, params: GemmParams, target):

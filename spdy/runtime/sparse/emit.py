@@ -14,20 +14,18 @@ dense kernel with the masked weight (counted as "conv2d.sparse_fallback").
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ..provenance import source_hash
 from .bsr import BSR, block_shape, magnitude_mask, to_bsr
 from .kernels import SparseKernel, conv_kernel, linear_kernel
 from .templates import ConvGeom, Params, candidates, default_params
 
-_HERE = Path(__file__).parent
-SOURCE_HASH = hashlib.sha256(b"".join((_HERE / f).read_bytes() for f in
-                                      ("templates.py", "direct_conv.py", "rowvec.py", "kernels.py", "balance.py"))).hexdigest()[:16]
+SOURCE_HASH = source_hash(*(f"runtime/sparse/{f}" for f in
+                            ("templates.py", "direct_conv.py", "rowvec.py", "kernels.py", "balance.py")))
 
 
 def _shape(x) -> tuple[int, ...]:

@@ -1,6 +1,7 @@
+"""Interleaved rounds and paired ratios (spdy.runtime.interleaved)."""
 import pytest
 
-from spdy.measure import interleaved, paired_speedup, paired_spread
+from spdy.runtime.interleaved import interleaved, paired_speedup, paired_spread
 
 
 def test_paired_ratio_cancels_slow_stretches_that_medians_do_not():
