@@ -26,7 +26,7 @@ from spdy.passes.pipeline import Pipeline
 from spdy.passes.trace import TracePass
 from spdy.passes.build_database import BuildDatabasePass
 from spdy.passes.profile_latency import ProfileLatencyPass
-from spdy.passes.solve_sparsity import SolveSparsityPass
+from spdy.passes.solve_sparsity import METHODS, SolveSparsityPass
 from spdy.passes.user_profile import UserProfilePass
 from spdy.passes.verify_speedup import VerifySpeedupPass
 from spdy.errors import InfeasibleSpeedupError
@@ -79,6 +79,8 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
         raise SpdyError(f"speedup must be >= 1.0, got {speedup:g}")
     if mode not in ("sparse", "channels"):
         raise SpdyError(f"mode must be 'sparse' or 'channels', got {mode!r}")
+    if method not in METHODS:
+        raise SpdyError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if speedup > 1.0 and profile:
         raise SpdyError("give either speedup (spdy searches a profile) or profile (compiled as given), not both")
     if mode == "channels" and profile:

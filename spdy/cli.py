@@ -184,6 +184,7 @@ def cmd_device(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from spdy.passes.solve_sparsity import METHODS
     from spdy.version import __version__
     p = argparse.ArgumentParser(prog="spdy", description="compile PyTorch models into fast TVM artifacts")
     p.add_argument("--version", action="version", version=f"spdy {__version__}")
@@ -202,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--measure", default="local", metavar="WHERE",
                    help="where kernels and artifacts are timed: local, rpc://HOST:PORT or tracker://HOST:PORT/KEY")
     c.add_argument("--calib", help="PKG.MOD:FACTORY returning the calibration iterable (needed for --speedup > 1)")
-    c.add_argument("--method", default="spdy", choices=["spdy", "uniform", "gmp"])
+    c.add_argument("--method", default="spdy", choices=METHODS,
+                   help="spdy: search; uniform / gmp: the baselines; dp-only: the DP without search (ablation)")
     c.add_argument("--formats", default="bsr16x1", help="comma-separated sparse formats the search may use")
     c.add_argument("--samples", type=int, default=1024, help="calibration samples")
     c.add_argument("--max-evals", type=int, default=0, help="cap on search evaluations (0: none)")

@@ -1,8 +1,7 @@
 """Pluggable channel importance for a coupling group: `fn(model, group, k) -> scores[size]`.
 
-A group's channel j may be produced by several layers (all convs feeding a residual add),
-so its column in the CSS matrix is every producer's filter j flattened and stacked. Only
-producers ("out"/"dw" members) count, as in the official CHEX code.
+The group's matrix and the CSS criterion live in spdy.passes.algo.group_scores (the channel
+compile uses them too); L1 and random are the alternatives CHEX compares against.
 """
 from __future__ import annotations
 
@@ -13,27 +12,9 @@ import torch.nn as nn
 
 from spdy.ir.groups import ChannelGroup
 from spdy.passes.algo import css
+from spdy.passes.algo.group_scores import css_importance, group_matrix  # noqa: F401  (spdy.chex API)
 
 Importance = Callable[[nn.Module, ChannelGroup, int], torch.Tensor]
-
-
-def group_matrix(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
-    """[features, channels] matrix of the group's producer weights (channels as columns)."""
-    modules = dict(model.named_modules())
-    cols = []
-    for m in group.members:
-        if m.kind not in ("out", "dw"):
-            continue
-        w = modules[m.qualname].weight.detach()
-        w = w[m.offset:m.offset + group.size]
-        cols.append(w.reshape(group.size, -1).T)
-    if not cols:
-        raise ValueError(f"group {group.id} ({group.name}) has no producing layer to score")
-    return torch.cat(cols, dim=0)
-
-
-def css_importance(model: nn.Module, group: ChannelGroup, k: int) -> torch.Tensor:
-    return css.leverage_scores(group_matrix(model, group), k)
 
 
 def l1_importance(model: nn.Module, group: ChannelGroup, k: int) -> torch.Tensor:

@@ -13,27 +13,7 @@ from typing import Any, Iterable, Sequence
 import torch.nn as nn
 
 from spdy.ir.groups import ChannelGroup, channel_groups
-from spdy.passes.algo.surgery import ChannelSurgeryError, History, apply_history, history_from_keep
-
-_KIND_PRIORITY = ("out", "dw", "bn", "ln")
-
-
-def resolve_group(groups: Sequence[ChannelGroup], key: int | str) -> ChannelGroup:
-    """The group a `keep` key refers to: an id, or a layer qualname."""
-    if isinstance(key, int):
-        for g in groups:
-            if g.id == key:
-                return g
-        raise ChannelSurgeryError(f"no channel group with id {key}")
-    for kind in _KIND_PRIORITY:
-        found = [g for g in groups if g.member(key, kind) is not None]
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            raise ChannelSurgeryError(
-                f"layer {key!r} produces channels of several groups {[g.id for g in found]}; "
-                "use group ids")
-    raise ChannelSurgeryError(f"layer {key!r} produces no channel group")
+from spdy.passes.algo.surgery import ChannelSurgeryError, History, apply_history, history_from_keep, resolve_group
 
 
 def prune_channels(model: nn.Module, keep: dict[int | str, Iterable[int]], example_inputs: Any = None,

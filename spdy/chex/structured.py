@@ -14,10 +14,9 @@ import torch
 import torch.nn as nn
 
 from spdy.chex.importance import get_importance
-from spdy.chex.prune import resolve_group
 from spdy.ir.groups import channel_groups
 from spdy.passes.algo.css import top_k
-from spdy.passes.algo.surgery import ChannelSurgeryError, History, apply_history, history_from_keep
+from spdy.passes.algo.surgery import ChannelSurgeryError, History, apply_history, history_from_keep, resolve_group
 
 
 def _check(s, where: str) -> float:

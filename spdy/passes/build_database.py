@@ -19,7 +19,7 @@ from spdy.ir.ops import CONV2D, LINEAR
 from spdy.ir.tensors import get_tensor
 from spdy.passes.algo.calib import check_finite_weights, collect_calibration
 from spdy.passes.algo.grid import level_bp
-from spdy.passes.algo.reconstruct import Hessian, conv_inputs_to_X, prepare, reconstruct_levels
+from spdy.passes.algo.reconstruct import ALGO_VERSION, Hessian, conv_inputs_to_X, prepare, reconstruct_levels
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 from spdy.store.recon_db import ReconDatabase, hash_calibration
@@ -109,7 +109,7 @@ class BuildDatabasePass(Pass):
             for fmt in formats:
                 fmt_opts = [o for o in table.options if o.format == fmt]
                 db.bind(layer.qualname, w, method=self.method, fmt=fmt, calib=calib_hash,
-                        options={"damp": self.damp, "refine_iters": self.refine_iters})
+                        options={"damp": self.damp, "refine_iters": self.refine_iters}, algo_version=ALGO_VERSION)
                 missing = db.missing(layer.qualname, [o.bp for o in fmt_opts], fmt)
                 skipped += len(fmt_opts) - len(missing)
                 if not missing:

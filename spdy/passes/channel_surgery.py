@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from spdy.chex.prune import resolve_group
 from spdy.ir.groups import channel_groups
 from spdy.passes.algo.channel_recon import refit_consumers
-from spdy.passes.algo.surgery import ChannelSurgeryError, apply_history, history_from_keep
+from spdy.passes.algo.surgery import ChannelSurgeryError, apply_history, history_from_keep, resolve_group
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 

@@ -4,6 +4,8 @@ method="spdy": SPDY Algorithm 4: sensitivities c -> errors e_l^i = c_l (i/(S-1))
 profile -> the model stitched from the reconstruction database -> calibration loss
 (cross-entropy with labels; KL to the dense outputs without); random start + local search.
 method="uniform" / "gmp": the paper's baselines at the same budget.
+method="dp-only": the DP with the plain quadratic error model (every c_l = 1), no search: the
+ablation that shows what the search adds.
 The budget is base/speedup - fixed (DESIGN 4.2), scaled by `budget_scale` when
 verify-speedup found the artifact slower than predicted.
 """
@@ -25,6 +27,7 @@ from spdy.passes.algo.search import best_of, error_table, gmp_profile, search, u
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 
+METHODS = ("spdy", "uniform", "gmp", "dp-only")   # spdy.compile(method=...), `spdy compile --method`
 
 class Stitcher:
     """Evaluates the calibration loss of a profile by swapping reconstructed weights in place.
@@ -145,7 +148,7 @@ class SolveSparsityPass(Pass):
         elif self.method == "dp-only":  # DP with the plain quadratic error model (c = 1)
             choice = solve_dp(error_table(np.ones(len(table.layers)), lv), T, budget, self.buckets, **kw)
         else:
-            raise ValueError(f"unknown method {self.method!r}; use spdy, uniform, gmp or dp-only")
+            raise ValueError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
         loss = stitcher.loss(choice)
         ctx.artifacts["calib_targets"] = stitcher.targets  # the dense outputs, for global-adaprune
         predicted_time = profile_time(T, choice, table.fixed)

@@ -37,8 +37,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from spdy.passes.algo.reconstruct import ALGO_VERSION
-
 INDEX = "index.json"
 VERSION = 1
 DEFAULT_MAX_GB = 16.0
@@ -88,13 +86,15 @@ def hash_calibration(batches: Iterable) -> str:
     return h.hexdigest()
 
 
-def entry_key(weight, method: str, fmt: str, calib: str, options: Mapping | None = None) -> str:
+def entry_key(weight, method: str, fmt: str, calib: str, options: Mapping | None = None, *,
+              algo_version: int) -> str:
     """The key of one (layer, format) entry: sha256 over all it depends on, including the
-    version of the reconstruction algorithm (so an improved solver rebuilds, not reuses)."""
+    version of the reconstruction algorithm the caller builds with (its ALGO_VERSION, so an
+    improved solver rebuilds, not reuses; the store knows no algorithm itself)."""
     h = hashlib.sha256(b"recon-v1")
     tensor_digest(weight, h)
     meta = {"method": method, "fmt": fmt, "calib": calib, "options": dict(options or {}),
-            "algo": ALGO_VERSION}
+            "algo": int(algo_version)}
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
@@ -120,7 +120,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 class ReconDatabase:
     """Masks and reconstructed weights on disk, keyed so stale entries are never served.
 
-    Usage: ``db.bind(layer, dense_weight, method=..., fmt=..., calib=hash)`` once per
+    Usage: ``db.bind(layer, dense_weight, method=..., fmt=..., calib=hash, algo_version=...)`` once per
     layer and format, then ``has``/``put``/``get`` by ``(layer, level, fmt)``; ``level``
     is the sparsity in basis points (``grid.level_bp``); ``fmt`` may be left out when the
     layer is bound in one format only. One writer per directory at a time.
@@ -153,11 +153,11 @@ class ReconDatabase:
         return self._name(layer, fmt, self._key(layer, fmt))
 
     def bind(self, layer: str, weight, *, method: str, fmt: str, calib: str,
-             options: Mapping | None = None) -> str:
+             options: Mapping | None = None, algo_version: int) -> str:
         """Declare what ``layer`` in ``fmt`` is built from: its levels are then read and
         written under that key only (entries built otherwise are kept for their own model,
         and `prune` bounds the total size)."""
-        key = entry_key(weight, method, fmt, calib, options)
+        key = entry_key(weight, method, fmt, calib, options, algo_version=algo_version)
         name = self._name(layer, fmt, key)
         entry = self._index["entries"].get(name)
         fresh = entry is None or entry.get("key") != key

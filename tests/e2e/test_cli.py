@@ -136,3 +136,16 @@ def test_cache_command(tmp_path, monkeypatch, capsys):
     with LatencyDB() as db:
         assert db.get(key).params == {"x": 1}
     assert main(["cache", "export"]) == 2 and "needs a FILE" in capsys.readouterr().err
+
+
+def test_every_search_method_is_offered_and_checked():
+    """The CLI offers each method solve-sparsity knows (dp-only included); compile refuses others."""
+    import torch
+    from spdy.cli import build_parser
+    from spdy.errors import SpdyError
+    from spdy.passes.solve_sparsity import METHODS
+    assert "dp-only" in METHODS
+    for m in METHODS:
+        assert build_parser().parse_args(["compile", "spdy.models:mlp", "-o", "x", "--method", m]).method == m
+    with pytest.raises(SpdyError, match="method must be one of spdy, uniform, gmp, dp-only"):
+        spdy.compile(torch.nn.Linear(4, 4), (torch.randn(1, 4),), method="bogus")

@@ -14,7 +14,7 @@ def W(seed=0, shape=(8, 6)):
 def test_round_trip(tmp_path):
     db = ReconDatabase(tmp_path)
     w = W()
-    db.bind("features.0", w, method="obs", fmt="bsr4x1", calib="c1")
+    db.bind("features.0", w, method="obs", fmt="bsr4x1", calib="c1", algo_version=2)
     mask = torch.rand(8, 6, generator=torch.Generator().manual_seed(1)) > 0.5
     db.put("features.0", 4000, mask, w * mask, err=1.5)
     m2, w2 = db.get("features.0", 4000)
@@ -26,7 +26,7 @@ def test_round_trip(tmp_path):
         db.get("features.0", 5000)
     # reopened from disk
     db2 = ReconDatabase(tmp_path)
-    db2.bind("features.0", w, method="obs", fmt="bsr4x1", calib="c1")
+    db2.bind("features.0", w, method="obs", fmt="bsr4x1", calib="c1", algo_version=2)
     assert torch.equal(db2.get("features.0", 4000)[1], w * mask)
     assert db2.layers() == [("features.0", "bsr4x1")]
     assert not list(tmp_path.glob(".tmp-*"))
@@ -38,7 +38,7 @@ def test_round_trip(tmp_path):
 def test_changed_inputs_never_reuse_stale_entries(tmp_path, change):
     db = ReconDatabase(tmp_path)
     w = W()
-    db.bind("l", w, method="obs", fmt="1x1", calib="c1", options={"damp": 0.01})
+    db.bind("l", w, method="obs", fmt="1x1", calib="c1", options={"damp": 0.01}, algo_version=2)
     db.put("l", 9000, torch.ones(8, 6, dtype=torch.bool), w)
     kw = dict(method="obs", calib="c1", options={"damp": 0.01})
     w2 = w
@@ -52,22 +52,22 @@ def test_changed_inputs_never_reuse_stale_entries(tmp_path, change):
     else:
         kw["calib"] = "c2"
     db2 = ReconDatabase(tmp_path)
-    db2.bind("l", w2, fmt="1x1", **kw)
+    db2.bind("l", w2, fmt="1x1", **kw, algo_version=2)
     assert not db2.has("l", 9000)
     with pytest.raises(KeyError):
         db2.get("l", 9000)
     assert db2.missing("l", [0, 9000]) == [0, 9000]
     # the other entry is kept for its own model: binding it again serves it without a rebuild
     db3 = ReconDatabase(tmp_path)
-    db3.bind("l", w, method="obs", fmt="1x1", calib="c1", options={"damp": 0.01})
+    db3.bind("l", w, method="obs", fmt="1x1", calib="c1", options={"damp": 0.01}, algo_version=2)
     assert db3.has("l", 9000)
 
 
 def test_formats_are_separate_entries(tmp_path):
     db = ReconDatabase(tmp_path)
     w = W()
-    db.bind("l", w, method="obs", fmt="1x1", calib="c")
-    db.bind("l", w, method="obs", fmt="bsr4x1", calib="c")
+    db.bind("l", w, method="obs", fmt="1x1", calib="c", algo_version=2)
+    db.bind("l", w, method="obs", fmt="bsr4x1", calib="c", algo_version=2)
     db.put("l", 5000, torch.zeros(8, 6, dtype=torch.bool), w * 0, fmt="1x1")
     db.put("l", 5000, torch.ones(8, 6, dtype=torch.bool), w, fmt="bsr4x1")
     assert not db.get("l", 5000, "1x1")[0].any()
@@ -88,7 +88,7 @@ def test_resumable_after_interrupt(tmp_path):
     built = []
 
     def build(db, stop_after=None):
-        db.bind("l", w, method="obs", fmt="1x1", calib="c")
+        db.bind("l", w, method="obs", fmt="1x1", calib="c", algo_version=2)
         for i, lv in enumerate(db.missing("l", levels)):
             if stop_after is not None and i == stop_after:
                 raise KeyboardInterrupt
@@ -103,7 +103,7 @@ def test_resumable_after_interrupt(tmp_path):
     assert built == [0, 4000, 6000, 8000]  # nothing rebuilt
     assert not list(tmp_path.glob(".tmp-*"))
     db = ReconDatabase(tmp_path)
-    db.bind("l", w, method="obs", fmt="1x1", calib="c")
+    db.bind("l", w, method="obs", fmt="1x1", calib="c", algo_version=2)
     assert db.missing("l", levels) == []
     assert torch.equal(db.get("l", 6000)[1], w + 6000)
 
@@ -111,16 +111,16 @@ def test_resumable_after_interrupt(tmp_path):
 def test_file_with_foreign_key_is_rejected(tmp_path):
     w = W()
     db = ReconDatabase(tmp_path)
-    db.bind("l", w, method="obs", fmt="1x1", calib="c")
+    db.bind("l", w, method="obs", fmt="1x1", calib="c", algo_version=2)
     db.put("l", 4000, torch.ones(8, 6, dtype=torch.bool), w)
     idx = json.loads((tmp_path / "index.json").read_text())
     # someone edits the index to claim the entry under another key
-    other = entry_key(w, "lstsq", "1x1", "c")
+    other = entry_key(w, "lstsq", "1x1", "c", algo_version=2)
     (entry,) = idx["entries"].values()
     entry["key"] = other
     (tmp_path / "index.json").write_text(json.dumps(idx))
     db2 = ReconDatabase(tmp_path)
-    db2.bind("l", w, method="lstsq", fmt="1x1", calib="c")
+    db2.bind("l", w, method="lstsq", fmt="1x1", calib="c", algo_version=2)
     with pytest.raises(KeyError):
         db2.get("l", 4000)
 
@@ -135,12 +135,15 @@ def test_hash_calibration():
     assert hash_calibration([torch.ones(2)]) != hash_calibration([f64])
 
 
-def test_algorithm_version_is_part_of_the_key(monkeypatch):
-    import spdy.store.recon_db as rdb
+def test_algorithm_version_is_part_of_the_key(tmp_path):
+    """The caller's algorithm version keys the entry (the store imports no algorithm)."""
     w = W()
-    k1 = entry_key(w, "obs", "1x1", "c")
-    monkeypatch.setattr(rdb, "ALGO_VERSION", rdb.ALGO_VERSION + 1)
-    assert entry_key(w, "obs", "1x1", "c") != k1
+    assert entry_key(w, "obs", "1x1", "c", algo_version=2) != entry_key(w, "obs", "1x1", "c", algo_version=3)
+    db = ReconDatabase(tmp_path)
+    assert db.bind("l", w, method="obs", fmt="1x1", calib="c", algo_version=3) == \
+        entry_key(w, "obs", "1x1", "c", algo_version=3)
+    with pytest.raises(TypeError):
+        db.bind("l", w, method="obs", fmt="1x1", calib="c")  # no version: never a silent default
 
 
 def _put_levels(db, layer, w, levels):
@@ -151,15 +154,15 @@ def _put_levels(db, layer, w, levels):
 def test_two_models_with_the_same_layer_names_keep_both_entries(tmp_path):
     a, b = W(), W() + 1.0
     db = ReconDatabase(tmp_path)
-    db.bind("conv1", a, method="obs", fmt="1x1", calib="c")
+    db.bind("conv1", a, method="obs", fmt="1x1", calib="c", algo_version=2)
     _put_levels(db, "conv1", a, [5000])
     db = ReconDatabase(tmp_path)
-    db.bind("conv1", b, method="obs", fmt="1x1", calib="c")
+    db.bind("conv1", b, method="obs", fmt="1x1", calib="c", algo_version=2)
     assert db.missing("conv1", [5000]) == [5000]
     _put_levels(db, "conv1", b, [5000])
     for w in (a, b):
         db = ReconDatabase(tmp_path)
-        db.bind("conv1", w, method="obs", fmt="1x1", calib="c")
+        db.bind("conv1", w, method="obs", fmt="1x1", calib="c", algo_version=2)
         assert torch.equal(db.get("conv1", 5000)[1], w + 5000)
 
 
@@ -167,18 +170,18 @@ def test_prune_drops_least_recently_bound_entries_never_bound_ones(tmp_path):
     ws = [W() + i for i in range(3)]
     for i, w in enumerate(ws):          # bound in order 0, 1, 2: entry 0 is the oldest
         db = ReconDatabase(tmp_path)
-        db.bind(f"l{i}", w, method="obs", fmt="1x1", calib="c")
+        db.bind(f"l{i}", w, method="obs", fmt="1x1", calib="c", algo_version=2)
         _put_levels(db, f"l{i}", w, [4000, 8000])
     one = ReconDatabase(tmp_path).size_bytes() // 3
     db = ReconDatabase(tmp_path)
-    db.bind("l0", ws[0], method="obs", fmt="1x1", calib="c")   # the running compile uses l0
+    db.bind("l0", ws[0], method="obs", fmt="1x1", calib="c", algo_version=2)   # the running compile uses l0
     out = db.prune(max_bytes=one)
     # l0 is bound (kept although oldest); l1 then l2 go until the cap holds
     assert out["dropped"] == 2 and out["size_bytes"] <= one + 16
     assert db.missing("l0", [4000, 8000]) == []
     assert len(list(tmp_path.glob("*.safetensors"))) == 2
     again = ReconDatabase(tmp_path)
-    again.bind("l1", ws[1], method="obs", fmt="1x1", calib="c")
+    again.bind("l1", ws[1], method="obs", fmt="1x1", calib="c", algo_version=2)
     assert again.missing("l1", [4000]) == [4000]
     assert ReconDatabase(tmp_path).prune(max_bytes=10**9)["dropped"] == 0
 
@@ -186,11 +189,11 @@ def test_prune_drops_least_recently_bound_entries_never_bound_ones(tmp_path):
 def test_index_of_one_entry_per_name_is_read(tmp_path):
     w = W()
     db = ReconDatabase(tmp_path)
-    db.bind("l", w, method="obs", fmt="1x1", calib="c")
+    db.bind("l", w, method="obs", fmt="1x1", calib="c", algo_version=2)
     _put_levels(db, "l", w, [6000])
     idx = json.loads((tmp_path / "index.json").read_text())
     idx["entries"] = {"l|1x1": e for e in idx["entries"].values()}   # the layout before keys were in names
     (tmp_path / "index.json").write_text(json.dumps(idx))
     db = ReconDatabase(tmp_path)
-    db.bind("l", w, method="obs", fmt="1x1", calib="c")
+    db.bind("l", w, method="obs", fmt="1x1", calib="c", algo_version=2)
     assert torch.equal(db.get("l", 6000)[1], w + 6000)

@@ -25,12 +25,12 @@ import torch.nn as nn
 from spdy.errors import CalibrationError
 from spdy.ir.groups import ChannelGroup
 from spdy.passes.algo.css import top_k
+from spdy.passes.algo.group_scores import css_importance
 from spdy.passes.algo.reconstruct import conv_inputs_to_X
 
 
 def select_channels(model: nn.Module, group: ChannelGroup, width: int, importance=None) -> list[int]:
     """The `width` channels of `group` to keep (sorted), by CSS leverage scores by default."""
-    from spdy.chex.importance import css_importance
     if width >= group.size:
         return list(range(group.size))
     fn = importance or css_importance

@@ -25,6 +25,28 @@ class ChannelSurgeryError(SpdyError, ValueError):
     """A pruning request that cannot be applied; the message names the group or layer."""
 
 
+_KIND_PRIORITY = ("out", "dw", "bn", "ln")
+
+
+def resolve_group(groups: Sequence[ChannelGroup], key: int | str) -> ChannelGroup:
+    """The group a `keep` key refers to: an id, or a layer qualname (the group it produces, or
+    failing that the one holding its BN/LayerNorm/depthwise channels)."""
+    if isinstance(key, int):
+        for g in groups:
+            if g.id == key:
+                return g
+        raise ChannelSurgeryError(f"no channel group with id {key}")
+    for kind in _KIND_PRIORITY:
+        found = [g for g in groups if g.member(key, kind) is not None]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise ChannelSurgeryError(
+                f"layer {key!r} produces channels of several groups {[g.id for g in found]}; "
+                "use group ids")
+    raise ChannelSurgeryError(f"layer {key!r} produces no channel group")
+
+
 def dim_size(module: nn.Module, dim: int) -> int:
     """How many channels `module` has along the history dimension `dim`."""
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
