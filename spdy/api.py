@@ -14,42 +14,34 @@ from spdy.passes.algo.budget_correction import MeasuredRound, correction_rounds,
 from spdy.passes.apply_profile import ApplyProfilePass
 from spdy.passes.build_artifact import BuildArtifactPass
 from spdy.passes.calibrate_table import CalibrateTablePass
-from spdy.passes.canonicalize import CanonicalizePass
 from spdy.passes.context import CompileContext
 from spdy.passes.dense_baseline import DenseBaselinePass
-from spdy.passes.fuse_epilogues import FuseEpiloguesPass
 from spdy.passes.global_adaprune import GlobalAdaPrunePass
 from spdy.passes.insert_masks import InsertMasksPass
 from spdy.passes.lower_to_tvm import LowerToTvmPass
 from spdy.passes.measure_dense import MeasureDensePass
 from spdy.passes.pipeline import Pipeline
-from spdy.passes.trace import TracePass
 from spdy.passes.build_database import BuildDatabasePass
 from spdy.passes.profile_latency import ProfileLatencyPass
 from spdy.passes.solve_sparsity import METHODS, SolveSparsityPass
 from spdy.passes.user_profile import UserProfilePass
 from spdy.passes.verify_speedup import VerifySpeedupPass
 from spdy.errors import InfeasibleSpeedupError
+from spdy.pipelines import frontend_pipeline
 from spdy.runtime.target import parse_target
 from spdy.runtime.threads import ensure_threads
 
 
 def dense_pipeline(*, tune: bool = True, measure: bool = True) -> Pipeline:
-    passes = [TracePass(), CanonicalizePass(), FuseEpiloguesPass(), LowerToTvmPass(tune=tune),
-              BuildArtifactPass()]
-    if measure:
-        passes.append(MeasureDensePass())
-    return Pipeline(passes)
+    return frontend_pipeline(LowerToTvmPass(tune=tune), BuildArtifactPass(), *([MeasureDensePass()] if measure else []))
 
 
 def profile_pipeline(*, tune: bool = True, measure: bool = True) -> Pipeline:
     """Compile a user-given sparsity profile (magnitude masks, no search)."""
-    passes = [TracePass(), CanonicalizePass(), FuseEpiloguesPass(), InsertMasksPass(), UserProfilePass(),
-              ApplyProfilePass(), LowerToTvmPass(tune=tune), BuildArtifactPass()]
-    if measure:
-        passes[3:3] = [DenseBaselinePass(tune=tune)]
-        passes.append(VerifySpeedupPass())
-    return Pipeline(passes)
+    passes = [InsertMasksPass(), UserProfilePass(), ApplyProfilePass(), LowerToTvmPass(tune=tune), BuildArtifactPass()]
+    if measure:  # the dense artifact is built from the graph before any mask exists
+        return frontend_pipeline(DenseBaselinePass(tune=tune), *passes, VerifySpeedupPass())
+    return frontend_pipeline(*passes)
 
 
 def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target="host", *,  # noqa: A001
@@ -171,9 +163,8 @@ def _run_spdy(ctx, speedup, *, formats, method, tune, seed, max_evals, n_samples
     that meet the target the least calibration loss wins; if none does, InfeasibleSpeedupError
     names the best measured speedup."""
     import copy
-    pre = Pipeline([TracePass(), CanonicalizePass(), FuseEpiloguesPass(), DenseBaselinePass(tune=tune),
-                    InsertMasksPass(), ProfileLatencyPass(formats=formats, levels=grid_levels),
-                    BuildDatabasePass(n_samples=n_samples)])
+    pre = frontend_pipeline(DenseBaselinePass(tune=tune), InsertMasksPass(),
+                            ProfileLatencyPass(formats=formats, levels=grid_levels), BuildDatabasePass(n_samples=n_samples))
     gm, _ = pre.run(None, ctx)
 
     adaprune_steps = int(ctx.options.get("global_adaprune") or 0)

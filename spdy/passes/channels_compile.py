@@ -21,17 +21,15 @@ import torch
 
 from spdy.errors import InfeasibleSpeedupError
 from spdy.passes.algo.budget_correction import NOISE, MeasuredRound, correction_rounds  # noqa: F401  (NOISE: tests)
-from spdy.passes.canonicalize import CanonicalizePass
 from spdy.passes.channel_surgery import ChannelSurgeryPass
 from spdy.passes.child_build import build_model_artifact
 from spdy.passes.dense_baseline import DenseBaselinePass
-from spdy.passes.fuse_epilogues import FuseEpiloguesPass
 from spdy.passes.pipeline import Pipeline
 from spdy.passes.profile_channel_anchors import ProfileChannelAnchorsPass, calibrate_round
 from spdy.passes.profile_channels import ProfileChannelsPass
 from spdy.passes.solve_channels import SolveChannelsPass
-from spdy.passes.trace import TracePass
 from spdy.passes.verify_speedup import VerifySpeedupPass
+from spdy.pipelines import frontend_pipeline
 
 RATIOS = None     # keep-ratio grid of every group; None: channel_widths.DEFAULT_RATIOS (1.0, 0.9, ... 0.1)
 ITERATIONS = 4    # solve <-> re-time rounds of solve-channels (each new neighbour width costs kernel timings)
@@ -79,8 +77,8 @@ def run_channels(ctx, speedup: float, *, tune: bool = True, rounds: int = 3, rat
     iterations = ITERATIONS if iterations is None else iterations
     fill = FILL if fill is None else fill
     profile_pass = ProfileChannelsPass(ratios=tuple(ratios)) if ratios else ProfileChannelsPass()
-    pre = Pipeline([TracePass(), CanonicalizePass(), FuseEpiloguesPass(), DenseBaselinePass(tune=tune),
-                    profile_pass, ProfileChannelAnchorsPass(ratios=tuple(ANCHORS), tune=tune)])
+    pre = frontend_pipeline(DenseBaselinePass(tune=tune), profile_pass,
+                            ProfileChannelAnchorsPass(ratios=tuple(ANCHORS), tune=tune))
     pre.run(None, ctx)
     problem = ctx.artifacts["channel_problem"]
 

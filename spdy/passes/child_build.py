@@ -10,12 +10,9 @@ from __future__ import annotations
 import torch
 
 from spdy.passes.build_artifact import BuildArtifactPass
-from spdy.passes.canonicalize import CanonicalizePass
 from spdy.passes.context import CompileContext
-from spdy.passes.fuse_epilogues import FuseEpiloguesPass
 from spdy.passes.lower_to_tvm import LowerToTvmPass
-from spdy.passes.pipeline import Pipeline
-from spdy.passes.trace import TracePass
+from spdy.pipelines import frontend_pipeline
 
 # what a child context shares with the compile
 SHARED = ("tuner", "device", "dense_executable", "passlog", "predicted_speedup", "onnxruntime_session")
@@ -28,6 +25,5 @@ def build_model_artifact(ctx, model: torch.nn.Module, tune: bool) -> CompileCont
                            workdir=ctx.workdir, dump_graphs=ctx.dump_graphs,
                            artifacts={k: ctx.artifacts[k] for k in SHARED if k in ctx.artifacts})
     child.artifacts["rounds"] = ctx.artifacts.setdefault("rounds", [])
-    Pipeline([TracePass(), CanonicalizePass(), FuseEpiloguesPass(), LowerToTvmPass(tune=tune),
-              BuildArtifactPass()]).run(None, child)
+    frontend_pipeline(LowerToTvmPass(tune=tune), BuildArtifactPass()).run(None, child)
     return child

@@ -43,15 +43,12 @@ def main(argv=None) -> int:
     from spdy.passes.algo.dp import budget_for
     from spdy.passes.algo.grid import level_index
     from spdy.passes.build_database import BuildDatabasePass
-    from spdy.passes.canonicalize import CanonicalizePass
     from spdy.passes.context import CompileContext
     from spdy.passes.dense_baseline import DenseBaselinePass
-    from spdy.passes.fuse_epilogues import FuseEpiloguesPass
     from spdy.passes.insert_masks import InsertMasksPass
-    from spdy.passes.pipeline import Pipeline
     from spdy.passes.profile_latency import ProfileLatencyPass
     from spdy.passes.solve_sparsity import Stitcher
-    from spdy.passes.trace import TracePass
+    from spdy.pipelines import frontend_pipeline
     from spdy.runtime.target import parse_target
     from spdy.runtime.tune import Tuner
 
@@ -71,8 +68,8 @@ def main(argv=None) -> int:
     ctx.artifacts["tuner"] = Tuner(target=spec.to_tvm(), num_threads=2)
     ctx.artifacts["calib"] = collect_calibration(calib, (x,), n_samples=args.calib)
     t0 = time.perf_counter()
-    gm, _ = Pipeline([TracePass(), CanonicalizePass(), FuseEpiloguesPass(), DenseBaselinePass(), InsertMasksPass(),
-                      ProfileLatencyPass(), BuildDatabasePass(n_samples=args.calib)]).run(None, ctx)
+    gm, _ = frontend_pipeline(DenseBaselinePass(), InsertMasksPass(), ProfileLatencyPass(),
+                              BuildDatabasePass(n_samples=args.calib)).run(None, ctx)
     prep_s = time.perf_counter() - t0
     table = ctx.artifacts["latency_table"]
     layers = {l.qualname: l for l in ctx.artifacts["layers"]}
