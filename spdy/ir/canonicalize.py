@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from spdy.errors import UnsupportedOpError
 from spdy.ir import meta
-from spdy.ir.ops import CONV2D, LINEAR
+from spdy.ir.ops import CONV2D, LINEAR, ConvArgs, LinearArgs, conv_args, replace_args
 from spdy.ir.tensors import get_tensor, set_tensor
 
 aten = torch.ops.aten
@@ -124,15 +124,15 @@ def _module_conv(b, node, mod: torch.nn.Conv2d):
     with b.graph.inserting_before(node):
         w, bias = b.attr(f"{q}.weight"), b.attr(f"{q}.bias" if mod.bias is not None else None)
     pad = _conv_padding(mod.padding, mod.weight.shape, mod.dilation, mod.stride, q)
-    _replace(b, node, CONV2D, [node.args[0], w, bias, None, list(mod.stride), pad,
-                               list(mod.dilation), mod.groups, "none", q], q)
+    _replace(b, node, CONV2D, ConvArgs(node.args[0], w, bias, None, list(mod.stride), pad,
+                                       list(mod.dilation), mod.groups, "none", q), q)
 
 
 def _module_linear(b, node, mod: torch.nn.Linear):
     q = node.target
     with b.graph.inserting_before(node):
         w, bias = b.attr(f"{q}.weight"), b.attr(f"{q}.bias" if mod.bias is not None else None)
-    _replace(b, node, LINEAR, [node.args[0], w, bias, None, "none", q], q)
+    _replace(b, node, LINEAR, LinearArgs(node.args[0], w, bias, None, "none", q), q)
 
 
 def _func_conv(b, node):
@@ -144,13 +144,13 @@ def _func_conv(b, node):
     wshape = get_tensor(b.gm, w.target).shape
     q = _qualname(w.target)
     pad = _conv_padding(_arg(node, 4, "padding", 0), wshape, dilation, stride, q)
-    _replace(b, node, CONV2D, [node.args[0], w, bias, None, stride, pad, dilation, groups, "none", q], q)
+    _replace(b, node, CONV2D, ConvArgs(node.args[0], w, bias, None, stride, pad, dilation, groups, "none", q), q)
 
 
 def _func_linear(b, node):
     w = node.args[1]
     q = _qualname(w.target)
-    _replace(b, node, LINEAR, [node.args[0], w, _arg(node, 2, "bias", None), None, "none", q], q)
+    _replace(b, node, LINEAR, LinearArgs(node.args[0], w, _arg(node, 2, "bias", None), None, "none", q), q)
 
 
 def _batch_norm(b, node, wpath, bpath, mpath, vpath, eps, stats):
@@ -162,7 +162,7 @@ def _batch_norm(b, node, wpath, bpath, mpath, vpath, eps, stats):
     shift = beta - mean * scale
     src = node.args[0]
     if (isinstance(src, torch.fx.Node) and src.target is CONV2D and len(src.users) == 1
-            and src.args[3] is None and src.args[8] == "none"):
+            and conv_args(src).residual is None and conv_args(src).activation == "none"):
         _fold_into_conv(b, src, scale, shift)
         node.replace_all_uses_with(src)
         b.graph.erase_node(node)
@@ -185,7 +185,7 @@ def _batch_norm(b, node, wpath, bpath, mpath, vpath, eps, stats):
 def _fold_into_conv(b, conv, scale, shift):
     """W' = W * scale[o], b' = (b - mean) * scale + beta, stored back at the conv's paths."""
     gm = b.gm
-    wnode, bnode = conv.args[1], conv.args[2]
+    wnode, bnode = conv_args(conv).weight, conv_args(conv).bias
     w = get_tensor(gm, wnode.target)
     new_w = (w.float() * scale.reshape(-1, 1, 1, 1)).to(w.dtype)
     old_b = get_tensor(gm, bnode.target).float() if bnode is not None else torch.zeros_like(shift)
@@ -196,6 +196,4 @@ def _fold_into_conv(b, conv, scale, shift):
     if bnode is None:
         with b.graph.inserting_before(conv):
             bnode = b.graph.get_attr(bias_path)
-        args = list(conv.args)
-        args[2] = bnode
-        conv.args = tuple(args)
+        conv.args = replace_args(conv, bias=bnode)

@@ -14,7 +14,7 @@ import torch.fx
 import torch.nn.functional as F
 
 from spdy.ir import meta
-from spdy.ir.ops import CONV2D, LINEAR
+from spdy.ir.ops import is_layer, layer_activation, layer_residual, replace_args
 
 aten = torch.ops.aten
 _ADD_FUNCS = {operator.add, torch.add, aten.add.Tensor, operator.iadd}
@@ -24,10 +24,6 @@ _ACT_FUNCS = {
 }
 _ACT_MODULES = {torch.nn.ReLU: "relu", torch.nn.ReLU6: "relu6", torch.nn.GELU: "gelu"}
 _ACT_METHODS = {"relu": "relu", "relu_": "relu"}
-
-# argument positions inside the spdy ops
-_RESIDUAL = 3
-_ACT = {CONV2D: 8, LINEAR: 4}
 
 
 def _activation_of(gm, node) -> str | None:
@@ -68,13 +64,9 @@ def _residual_of(node, layer) -> torch.fx.Node | None:
 
 
 def _rebuild(gm, layer, at, *, residual=None, activation=None):
-    args = list(layer.args)
-    if residual is not None:
-        args[_RESIDUAL] = residual
-    if activation is not None:
-        args[_ACT[layer.target]] = activation
+    changes = {k: v for k, v in (("residual", residual), ("activation", activation)) if v is not None}
     with gm.graph.inserting_before(at):
-        new = gm.graph.call_function(layer.target, tuple(args))
+        new = gm.graph.call_function(layer.target, replace_args(layer, **changes))
     new.meta[meta.TENSOR] = at.meta.get(meta.TENSOR)
     new.meta[meta.FUSED] = list(layer.meta.get(meta.FUSED, [layer.name])) + [at.name]
     at.replace_all_uses_with(new)
@@ -87,16 +79,16 @@ def fuse_epilogues(gm: torch.fx.GraphModule) -> dict:
     """Fuse `+ residual` then an activation into each layer op where legal. Returns stats."""
     stats = {"residual": 0, "activation": 0}
     for layer in list(gm.graph.nodes):
-        if layer.op != "call_function" or layer.target not in _ACT:
+        if not is_layer(layer):
             continue
         node = layer
-        if len(node.users) == 1 and node.args[_RESIDUAL] is None and node.args[_ACT[node.target]] == "none":
+        if len(node.users) == 1 and layer_residual(node) is None and layer_activation(node) == "none":
             user = next(iter(node.users))
             other = _residual_of(user, node)
             if other is not None and _defined_before(other, user):
                 node = _rebuild(gm, node, user, residual=other)
                 stats["residual"] += 1
-        if len(node.users) == 1 and node.args[_ACT[node.target]] == "none":
+        if len(node.users) == 1 and layer_activation(node) == "none":
             user = next(iter(node.users))
             act = _activation_of(gm, user)
             if act is not None:

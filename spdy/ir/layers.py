@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch.fx
 
 from spdy.ir import meta
-from spdy.ir.ops import CONV2D, LINEAR
+from spdy.ir.ops import LINEAR, is_layer, layer_args
 
 
 @dataclass(frozen=True)
@@ -83,22 +83,21 @@ def _shape(node) -> tuple:
 
 
 def layer_from_node(node: torch.fx.Node) -> LayerInfo | None:
-    if node.op != "call_function" or node.target not in (CONV2D, LINEAR):
+    if not is_layer(node):
         return None
-    w = node.args[1]
+    a = layer_args(node)
+    w = a.weight
     if isinstance(w, torch.fx.Node) and meta.MASK in node.meta and w.op == "call_function":
         w = w.args[0]  # weight * mask, inserted by insert_masks
     if not (isinstance(w, torch.fx.Node) and w.op == "get_attr"):
         return None
-    qualname = node.args[-1]
-    common = dict(qualname=qualname, node=node.name, weight=w.target,
+    common = dict(qualname=a.name, node=node.name, weight=w.target,
                   weight_shape=_shape(w),
-                  in_shape=_shape(node.args[0]), out_shape=_shape(node), has_bias=node.args[2] is not None)
+                  in_shape=_shape(a.x), out_shape=_shape(node), has_bias=a.bias is not None)
     if node.target is LINEAR:
         return LayerInfo(kind="linear", **common)
-    stride, padding, dilation, groups = node.args[4:8]
-    return LayerInfo(kind="conv2d", stride=tuple(stride), padding=tuple(padding),
-                     dilation=tuple(dilation), groups=int(groups), **common)
+    return LayerInfo(kind="conv2d", stride=tuple(a.stride), padding=tuple(a.padding),
+                     dilation=tuple(a.dilation), groups=int(a.groups), **common)
 
 
 def find_layers(gm: torch.fx.GraphModule) -> list[LayerInfo]:

@@ -16,6 +16,7 @@ import torch.fx
 from spdy.errors import SpdyError
 from spdy.ir import meta
 from spdy.ir.layers import LayerInfo
+from spdy.ir.ops import layer_args, replace_args
 from spdy.ir.tensors import get_tensor, set_tensor
 
 MASK_SUFFIX = ".spdy_mask"
@@ -33,16 +34,14 @@ def insert_masks(gm: torch.fx.GraphModule, layers: list[LayerInfo]) -> int:
         node = nodes[layer.node]
         if meta.MASK in node.meta:
             continue
-        w_node = node.args[1]
+        w_node = layer_args(node).weight
         w = get_tensor(gm, layer.weight)
         set_tensor(gm, mask_path(layer), torch.ones_like(w), parameter=False)
         with gm.graph.inserting_before(node):
             m = gm.graph.get_attr(mask_path(layer))
             mul = gm.graph.call_function(operator.mul, (w_node, m))
         mul.meta[meta.TENSOR] = w_node.meta.get(meta.TENSOR)
-        args = list(node.args)
-        args[1] = mul
-        node.args = tuple(args)
+        node.args = replace_args(node, weight=mul)
         node.meta[meta.MASK] = mask_path(layer)
         added += 1
     gm.graph.lint()
@@ -65,13 +64,11 @@ def bake_masks(gm: torch.fx.GraphModule) -> int:
         path = node.meta.pop(meta.MASK, None)
         if path is None:
             continue
-        mul = node.args[1]
+        mul = layer_args(node).weight
         w_node, m_node = mul.args
         w = get_tensor(gm, w_node.target)
         set_tensor(gm, w_node.target, w * get_tensor(gm, m_node.target))
-        args = list(node.args)
-        args[1] = w_node
-        node.args = tuple(args)
+        node.args = replace_args(node, weight=w_node)
         gm.graph.erase_node(mul)
         gm.graph.erase_node(m_node)
         owner, _, name = path.rpartition(".")

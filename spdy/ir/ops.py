@@ -7,10 +7,14 @@ graph, where it is easy to test, and the kernel emitter receives the weights as 
 together with the layer's qualname (the key of the sparsity profile).
 
 Semantics: y = act(op(x, weight) + bias + residual), act in ACTIVATIONS.
+
+The ops' arguments are read and written only through the named accessors at the end of this
+file (`conv_args`, `linear_args`, `layer_args`, `layer_activation`, ...): a pass never counts
+argument positions, so adding an argument touches this file alone.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -104,3 +108,74 @@ _autograd_by_recompute(spdy_linear, _linear_impl)
 CONV2D = torch.ops.spdy.spdy_conv2d.default
 LINEAR = torch.ops.spdy.spdy_linear.default
 SPDY_OPS = (CONV2D, LINEAR)
+
+
+class ConvArgs(NamedTuple):
+    """The arguments of a spdy_conv2d node, in the op's order."""
+    x: Any
+    weight: Any
+    bias: Any
+    residual: Any
+    stride: Any
+    padding: Any            # (top, left, bottom, right)
+    dilation: Any
+    groups: Any
+    activation: str
+    name: str               # the layer's qualname: the key of profiles and databases
+
+
+class LinearArgs(NamedTuple):
+    """The arguments of a spdy_linear node, in the op's order."""
+    x: Any
+    weight: Any
+    bias: Any
+    residual: Any
+    activation: str
+    name: str
+
+
+_ARGS = {CONV2D: ConvArgs, LINEAR: LinearArgs}
+
+
+def is_layer(node) -> bool:
+    """A call of one of spdy's layer ops (an fx node, also of an exported program)."""
+    return getattr(node, "op", None) == "call_function" and node.target in _ARGS
+
+
+def layer_args(node) -> ConvArgs | LinearArgs:
+    """The named arguments of a spdy_conv2d or spdy_linear node."""
+    if not is_layer(node):
+        raise TypeError(f"{getattr(node, 'name', node)!r} is not a spdy layer op (spdy_conv2d / spdy_linear)")
+    return _ARGS[node.target](*node.args)
+
+
+def conv_args(node) -> ConvArgs:
+    if getattr(node, "target", None) is not CONV2D:
+        raise TypeError(f"{getattr(node, 'name', node)!r} is not a spdy_conv2d node")
+    return ConvArgs(*node.args)
+
+
+def linear_args(node) -> LinearArgs:
+    if getattr(node, "target", None) is not LINEAR:
+        raise TypeError(f"{getattr(node, 'name', node)!r} is not a spdy_linear node")
+    return LinearArgs(*node.args)
+
+
+def layer_activation(node) -> str:
+    return layer_args(node).activation
+
+
+def layer_residual(node):
+    """The residual operand fused into the layer (an fx node), or None."""
+    return layer_args(node).residual
+
+
+def layer_name(node) -> str:
+    return layer_args(node).name
+
+
+def replace_args(node, **changes) -> tuple:
+    """The node's argument tuple with the named arguments replaced (for ``node.args = ...`` or
+    a new call of the same op), e.g. ``replace_args(conv, residual=other, activation="relu")``."""
+    return tuple(layer_args(node)._replace(**changes))
+

@@ -13,7 +13,7 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 
-from spdy.ir.ops import CONV2D, LINEAR
+from spdy.ir.ops import CONV2D, LINEAR, conv_args, linear_args
 
 _ACT = {"relu": torch.relu, "gelu": F.gelu}
 
@@ -37,10 +37,10 @@ def to_standard_ops(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
             continue
         with graph.inserting_before(node):
             if node.target is LINEAR:
-                x, w, b, res, act, _ = node.args
+                x, w, b, res, act, _ = linear_args(node)
                 y = graph.call_function(F.linear, (x, w, b))
             else:
-                x, w, b, res, stride, pad, dil, groups, act, _ = node.args
+                x, w, b, res, stride, pad, dil, groups, act, _ = conv_args(node)
                 top, left, bottom, right = pad
                 if (top, left) != (bottom, right):
                     x = graph.call_function(F.pad, (x, (left, right, top, bottom)))

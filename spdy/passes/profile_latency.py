@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spdy.formats import DENSE, magnitude_mask
-from spdy.ir.ops import CONV2D
+from spdy.ir.ops import layer_args
 from spdy.ir.tensors import get_tensor
 from spdy.passes.algo.grid import options as grid_options
 from spdy.passes.algo.grid import sparsity_levels
@@ -92,16 +92,16 @@ def fit_to_base(times: np.ndarray, opts, base: float, frozen_dense: float) -> tu
 
 def layer_spec(gm, layer) -> LayerSpec:
     node = next(n for n in gm.graph.nodes if n.name == layer.node)
-    act = node.args[8] if node.target is CONV2D else node.args[4]
+    a = layer_args(node)
     return LayerSpec(name=layer.qualname, kind=layer.kind, signature=layer.signature,
                      in_shape=tuple(layer.in_shape), out_shape=tuple(layer.out_shape), stride=tuple(layer.stride),
                      padding=tuple(layer.padding), dilation=tuple(layer.dilation), groups=layer.groups,
-                     has_bias=layer.has_bias, has_residual=node.args[3] is not None, activation=act)
+                     has_bias=layer.has_bias, has_residual=a.residual is not None, activation=a.activation)
 
 
 def _bias(gm, node_name: str):
     node = next(n for n in gm.graph.nodes if n.name == node_name)
-    b = node.args[2]
+    b = layer_args(node).bias
     return None if b is None else get_tensor(gm, b.target).detach().float().numpy()
 
 

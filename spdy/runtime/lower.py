@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from spdy.errors import UnsupportedOpError
+from spdy.ir.ops import conv_args, linear_args
 from spdy.runtime.emit_context import EmitContext
 
 
@@ -51,7 +52,7 @@ def _converters(tensors: dict, ctx: EmitContext):
     from spdy.runtime import kernels
 
     def conv(node, importer):
-        x, w, b, res, stride, padding, dilation, groups, act, name = node.args
+        x, w, b, res, stride, padding, dilation, groups, act, name = conv_args(node)
         return kernels.emit_conv2d(
             importer.block_builder, importer.env[x], _const_array(tensors, w, "weight", name),
             _const_array(tensors, b, "bias", name), importer.env[res] if res is not None else None,
@@ -59,7 +60,7 @@ def _converters(tensors: dict, ctx: EmitContext):
             activation=act, name=name, ctx=ctx)
 
     def linear(node, importer):
-        x, w, b, res, act, name = node.args
+        x, w, b, res, act, name = linear_args(node)
         return kernels.emit_linear(
             importer.block_builder, importer.env[x], _const_array(tensors, w, "weight", name),
             _const_array(tensors, b, "bias", name), importer.env[res] if res is not None else None,
