@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", default="float32")
     c.add_argument("--target", default="host")
     c.add_argument("--speedup", type=float, default=1.0)
-    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--threads", type=int, default=None,
+                   help="TVM threads (default: TVM_NUM_THREADS if set, else the target's num-cores)")
     c.add_argument("--no-tune", action="store_true")
     c.add_argument("--no-measure", action="store_true")
     c.add_argument("--measure", default="local", metavar="WHERE",
@@ -252,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--port-end", type=int, default=None, help="try ports up to this one if --port is taken")
     ds.add_argument("--tracker", default=None, help="HOST:PORT of a TVM RPC tracker to register with")
     ds.add_argument("--key", default="", help="device key at the tracker (clients use tracker://HOST:PORT/KEY)")
-    ds.add_argument("--threads", type=int, default=None, help="TVM threads per measurement (default: all cores)")
+    ds.add_argument("--threads", type=int, default=None,
+                    help="TVM threads per measurement (default: TVM_NUM_THREADS if set, else all cores)")
     ds.add_argument("--verbose", action="store_true", help="log every session")
     ds.set_defaults(func=cmd_device)
 
