@@ -7,7 +7,9 @@ Runtimes per layer (bias + ReLU fused everywhere, batch 1, --threads threads):
   ort_fp32    onnxruntime on the conv exported to ONNX
   ort_int8    onnxruntime quantize_static (QDQ, s8 weights per channel, u8 activations, MinMax
               calibration, after quant_pre_process) of the same conv
-  torch       torch.nn.functional.conv2d + relu (fp32)
+  torch       (--torch) torch.nn.functional.conv2d + relu (fp32); off by default: torch's OpenMP
+              threads and TVM's spinning pool slow each other down when timed back to back in one
+              process (torch timed 30-100x slower than alone on the loaded 2-core VM)
 Every spdy row times all kernels the layer emits (int8: the pack kernel too) as one Relax VM call.
 Timing: alternating blocks (each runtime in turn, a few untimed calls then a timed block of
 ~--block-ms), --rounds rounds; the table shows per-runtime medians and the median over rounds of
@@ -205,6 +207,7 @@ def main(argv=None):
     ap.add_argument("--no-tune", action="store_true", help="default kernel parameters (no tuner)")
     ap.add_argument("--no-ort", action="store_true")
     ap.add_argument("--no-depthwise", action="store_true")
+    ap.add_argument("--torch", action="store_true", help="also time torch's fp32 conv (see module doc)")
     ap.add_argument("--layers", default=None, help="comma list of layer-name prefixes")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -226,7 +229,7 @@ def main(argv=None):
         layers = [l for l in layers if l[0].startswith(tuple(args.layers.split(",")))]
     out = Path(args.out) if args.out else ROOT / f"tools/bench/results/kernels_int8_conv_{cpu}.json"
     sp = args.sparsity
-    cols = ["fp32", "int8", f"bsr16x4@{sp:g}", f"bsr4x4@{sp:g}", "ort_fp32", "ort_int8", "torch"]
+    cols = ["fp32", "int8", f"bsr16x4@{sp:g}", f"bsr4x4@{sp:g}", "ort_fp32", "ort_int8"] + (["torch"] if args.torch else [])
     rows = []
     print(f"{'layer':14s} " + " ".join(f"{c + ' ms':>13s}" for c in cols) + "   x fp32 (median of per-round ratios)",
           flush=True)
@@ -258,8 +261,9 @@ def main(argv=None):
             except Exception as e:  # noqa: BLE001 - a peer that cannot be built is reported, not fatal
                 info["ort"] = f"{type(e).__name__}: {e}"
         xt, wt, bt = torch.tensor(x), torch.tensor(w), torch.tensor(b)
-        runners["torch"] = PyRunner(lambda: torch.relu(torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p,
-                                                                                 groups=g)))
+        if args.torch:
+            runners["torch"] = PyRunner(lambda: torch.relu(torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p,
+                                                                                     groups=g)))
         t_build = time.time() - t_build
         for r in runners.values():
             r.calibrate(args.block_ms)

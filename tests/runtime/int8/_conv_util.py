@@ -27,10 +27,22 @@ def host_has(cpuinfo_flag: str) -> bool:
         return False
 
 
+_BUILT: dict = {}
+
+
+def build(src: str, tgt):
+    """The built "main" of a kernel source; pack and min/max kernels repeat across tests."""
+    import tvm
+    from spdy.runtime.int8.conv_emit import parse_kernel
+    key = (src, str(tgt))
+    if key not in _BUILT:
+        _BUILT[key] = tvm.tirx.build(parse_kernel(src), tgt)
+    return _BUILT[key]["main"]
+
+
 def run_layer(layer, p, x: np.ndarray, residual: np.ndarray | None, tgt) -> np.ndarray:
     """Output of the layer's (min/max,) pack and conv kernels built for tgt, on input x."""
     import tvm
-    from spdy.runtime.int8.conv_emit import parse_kernel
     from spdy.runtime.int8.conv_pack import qparams_source
 
     def t(a):
@@ -39,15 +51,15 @@ def run_layer(layer, p, x: np.ndarray, residual: np.ndarray | None, tgt) -> np.n
     pre = []
     if layer.act.mode == "dynamic":
         qp = t(np.zeros(3, np.float32))
-        tvm.tirx.build(parse_kernel(qparams_source(x.size)), tgt)["main"](t(x.reshape(-1)), qp)
+        build(qparams_source(x.size), tgt)(t(x.reshape(-1)), qp)
         pre.append(qp)
     planes = t(np.zeros(g.plane_words, np.int32))
-    tvm.tirx.build(parse_kernel(layer.pack_source()), tgt)["main"](t(x), *pre, planes)
+    build(layer.pack_source(), tgt)(t(x), *pre, planes)
     args = [planes, *pre, *[t(c) for c in layer.conv_consts(p)]]
     if residual is not None:
         args.append(t(residual))
     y = t(np.full((g.n, g.o, g.oh, g.ow), np.nan, np.float32))
-    tvm.tirx.build(parse_kernel(layer.conv_source(p)), tgt)["main"](*args, y)
+    build(layer.conv_source(p), tgt)(*args, y)
     return y.numpy()
 
 
