@@ -63,15 +63,6 @@ def done(value=None, exc=None) -> Future:
     return f
 
 
-def vm_samples(vm, dev, args, func, repeat, min_repeat_ms, number) -> np.ndarray:
-    """Stateful timing (set_input + invoke_stateful): works over RPC for any output kind."""
-    vm.set_input(func, *args)
-    vm.invoke_stateful(func)  # warm-up: page faults, thread start
-    f = vm.time_evaluator("invoke_stateful", dev, number=max(1, number), repeat=repeat,
-                          min_repeat_ms=int(min_repeat_ms))
-    return np.asarray(f(func).results, dtype="float64")
-
-
 class Device:
     """Where spdy times things. ``submit_*`` return Futures; the blocking forms wait for them.
 
@@ -173,12 +164,17 @@ class LocalDevice(Device):
 
     def time_vm_samples(self, executable, arrays, *, func="main", repeat=7, min_repeat_ms=100.0,
                         number=0) -> np.ndarray:
+        # `func` called directly after one whole evaluator run as warm-up (page faults, thread
+        # start, a spinning pool): how the latency table always timed its dense option here.
+        # (A remote device needs the stateful call to time any output kind over RPC.)
         import tvm
         from tvm import relax
         dev = tvm.cpu()
         vm = relax.VirtualMachine(executable, dev)
-        return vm_samples(vm, dev, [tvm.runtime.tensor(as_numpy(a), dev) for a in arrays], func, repeat,
-                          min_repeat_ms, number)
+        args = [tvm.runtime.tensor(as_numpy(a), dev) for a in arrays]
+        f = vm.time_evaluator(func, dev, number=max(1, number), repeat=repeat, min_repeat_ms=int(min_repeat_ms))
+        f(*args)
+        return np.asarray(f(*args).results, dtype="float64")
 
     def time_artifact(self, built, arrays, *, repeat=7, min_repeat_ms=100.0) -> Measurement:
         # the artifact's own loaded VM, as a user of the artifact runs it

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from spdy.errors import RemoteDeviceError
-from spdy.runtime.device.base import IDENTITY_FUNC, Device, DeviceIdentity, as_numpy, vm_samples
+from spdy.runtime.device.base import IDENTITY_FUNC, Device, DeviceIdentity, as_numpy
 from spdy.runtime.measure import Measurement
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,15 @@ TENSOR_CACHE_BYTES = 512 << 20
 def _content_key(a: np.ndarray) -> tuple:
     h = hashlib.blake2b(memoryview(a).cast("B"), digest_size=16).hexdigest()
     return (a.shape, str(a.dtype), h)
+
+
+def _vm_samples(vm, dev, args, func, repeat, min_repeat_ms, number) -> np.ndarray:
+    """Stateful timing (set_input + invoke_stateful): works over RPC for any output kind."""
+    vm.set_input(func, *args)
+    vm.invoke_stateful(func)  # warm-up: page faults, thread start
+    f = vm.time_evaluator("invoke_stateful", dev, number=max(1, number), repeat=repeat,
+                          min_repeat_ms=int(min_repeat_ms))
+    return np.asarray(f(func).results, dtype="float64")
 
 
 class _CallTimeout(Exception):
@@ -311,7 +320,7 @@ class RpcDevice(Device):
             from tvm import relax
             dev = sess.cpu()
             vm = relax.VirtualMachine(self._load(sess, path), dev)
-            return vm_samples(vm, dev, self._remote_tensors(sess, arrays, keys, zeros_as_empty=False), func,
+            return _vm_samples(vm, dev, self._remote_tensors(sess, arrays, keys, zeros_as_empty=False), func,
                                repeat, min_repeat_ms, number)
         s = self.call("timing a Relax module", run)
         self.stats["measurements"] += 1
