@@ -195,16 +195,20 @@ def pack_source(g: QConvGeom, mode: str, *, scale: float = 1.0, zero_point: int 
         return out
 
     i1, i2, i3 = " " * 8, " " * 12, " " * 16
-    for a, b in g.used_phases():
+    # one parallel loop over (phase, image x channel group, row): one thread-pool launch
+    phases = g.used_phases()
+    rows = g.n * c4 * hq
+    lines += [f"    for r in T.parallel({len(phases) * rows}):",
+              f"{i1}nc: T.let = (r % {rows}) // {hq}",
+              f"{i1}y: T.let = r % {hq}"]
+    for k, (a, b) in enumerate(phases):
         y0 = max(0, -(-(pt - a) // sh))
         y1 = min(hq, -(-(g.h + pt - a) // sh))
         x0 = max(0, -(-(pl - b) // sw))
         x1 = min(wq, -(-(g.w + pl - b) // sw))
         ph = a * sw + b
-        lines += [f"    for r in T.parallel({g.n * c4 * hq}):",
-                  f"{i1}nc: T.let = r // {hq}",
-                  f"{i1}y: T.let = r % {hq}",
-                  f"{i1}base: T.let = (nc * {g.ss} + {ph}) * {ps} + y * {wq}"]
+        start = len(lines)
+        lines += [f"{i1}base: T.let = (nc * {g.ss} + {ph}) * {ps} + y * {wq}"]
         fill_row = [f"{i2}for x in T.vectorized({wq}):", f"{i3}P[base + x] = {zpw}"]
         if y1 > y0 and x1 > x0:
             lines.append(f"{i1}if {y0} <= y and y < {y1}:")
@@ -233,6 +237,8 @@ def pack_source(g: QConvGeom, mode: str, *, scale: float = 1.0, zero_point: int 
         lines += [f"{i1}if y == {hq - 1}:",
                   f"{i2}for x in T.vectorized({SLACK}):",
                   f"{i3}P[base + {wq} + x] = {zpw}"]
+        if len(phases) > 1:
+            lines[start:] = [f"{i1}if r // {rows} == {k}:"] + ["    " + ln for ln in lines[start:]]
     return "\n".join(lines) + "\n"
 
 
