@@ -13,11 +13,13 @@ from spdy.ir.trace import normalize_inputs
 from spdy.passes.algo.budget_correction import MeasuredRound, correction_rounds, judge_round
 from spdy.passes.apply_profile import ApplyProfilePass
 from spdy.passes.build_artifact import BuildArtifactPass
+from spdy.passes.calibrate_activations import CalibrateActivationsPass
 from spdy.passes.calibrate_table import CalibrateTablePass
 from spdy.passes.context import CompileContext
 from spdy.passes.dense_baseline import DenseBaselinePass
 from spdy.passes.global_adaprune import GlobalAdaPrunePass
 from spdy.passes.insert_masks import InsertMasksPass
+from spdy.passes.insert_quant_stubs import InsertQuantStubsPass
 from spdy.passes.lower_to_tvm import LowerToTvmPass
 from spdy.passes.measure_dense import MeasureDensePass
 from spdy.passes.pipeline import Pipeline
@@ -36,16 +38,57 @@ def dense_pipeline(*, tune: bool = True, measure: bool = True) -> Pipeline:
     return frontend_pipeline(LowerToTvmPass(tune=tune), BuildArtifactPass(), *([MeasureDensePass()] if measure else []))
 
 
-def profile_pipeline(*, tune: bool = True, measure: bool = True) -> Pipeline:
-    """Compile a user-given sparsity profile (magnitude masks, no search)."""
-    passes = [InsertMasksPass(), UserProfilePass(), ApplyProfilePass(), LowerToTvmPass(tune=tune), BuildArtifactPass()]
+def profile_pipeline(*, tune: bool = True, measure: bool = True, int8: bool = False) -> Pipeline:
+    """Compile a user-given profile (magnitude masks, int8 rounded to the nearest grid point, no
+    search); `int8`: the profile has int8 layers, whose input ranges are calibrated first."""
+    quant = [InsertQuantStubsPass(), CalibrateActivationsPass()] if int8 else []
+    passes = [InsertMasksPass(), *quant, UserProfilePass(), ApplyProfilePass(), LowerToTvmPass(tune=tune),
+              BuildArtifactPass()]
     if measure:  # the dense artifact is built from the graph before any mask exists
         return frontend_pipeline(DenseBaselinePass(tune=tune), *passes, VerifySpeedupPass())
     return frontend_pipeline(*passes)
 
 
+def formats_report(spec) -> dict:
+    """{"available": [...], "unavailable": {format: why}} of the registry on this target."""
+    from spdy import formats
+    from spdy.runtime.int8.features import int8_support
+    sup = int8_support(spec.to_tvm())
+    ok, why = formats.available(sup.isa, sup.reason)
+    return {"available": list(ok), "unavailable": why, "int8_kernels": sup.isa}
+
+
+def default_formats(spec) -> tuple[str, ...]:
+    """Every format the target can run (spdy/formats.py): fp32 block sparsity everywhere, and the
+    int8 formats where our int8 kernels exist; the latency table then shows which pay off."""
+    from spdy import formats
+    return tuple(f for f in formats_report(spec)["available"] if f != formats.DENSE)
+
+
+def check_formats(names, spec) -> tuple[str, ...]:
+    """The requested formats as registry names, or one error naming every problem."""
+    from spdy import formats
+    from spdy.runtime.int8.features import int8_support
+    if isinstance(names, str):
+        names = (names,)
+    try:
+        out = tuple(dict.fromkeys(formats.get(n).name for n in names))
+    except SpdyError as e:
+        raise SpdyError(f"formats: {e}") from None
+    int8 = [f for f in out if formats.get(f).int8]
+    if int8:
+        sup = int8_support(spec.to_tvm())
+        _, why = formats.available(sup.isa, sup.reason)
+        if any(f in why for f in int8):
+            raise SpdyError(f"formats {int8} cannot run on target {spec}: {why[int8[0]]}; leave them out")
+    out = tuple(f for f in out if f != formats.DENSE)
+    if not out:
+        raise SpdyError(f"formats must name at least one format besides 'dense'; valid: {', '.join(formats.FORMATS)}")
+    return out
+
+
 def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target="host", *,  # noqa: A001
-            calib=None, profile: dict | None = None, mode: str = "sparse", formats=("bsr16x1",),
+            calib=None, profile: dict | None = None, mode: str = "sparse", formats=None,
             method: str = "spdy", seed: int = 0, num_threads: int | None = None, tune: bool = True,
             measure: bool | str = True, workdir: str | Path | None = None, dump_graphs: bool = False,
             n_samples: int = 1024, max_evals: int = 0, rounds: int = 3, grid_levels: int = 41,
@@ -54,7 +97,10 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
     """Compile `model` for `target` so that it runs `speedup` times faster than the dense artifact.
 
     speedup=1.0 compiles the dense model with spdy's kernels. `profile` compiles a given
-    per-layer sparsity profile instead of searching one. Returns a CompiledModel.
+    per-layer profile instead of searching one ({layer: {"format", "sparsity"}}; formats of
+    spdy.formats, int8 ones included). `formats`: the weight formats the search may choose per
+    layer (default: every format the target can run, int8 included; see spdy/formats.py).
+    Returns a CompiledModel.
     `measure`: False skips end-to-end timing; True or "local" times on this CPU;
     "rpc://HOST:PORT" or "tracker://HOST:PORT/KEY" times kernels, the latency table and the
     artifacts on that device over TVM RPC (see spdy.runtime.device; `spdy device serve`).
@@ -78,6 +124,7 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
     if mode == "channels" and profile:
         raise NotAvailableError("mode='channels' searches widths for a speedup; a per-layer profile is for mode='sparse'")
     spec = parse_target(target)
+    formats = check_formats(formats, spec) if formats is not None else default_formats(spec)
     inputs = normalize_inputs(example_inputs)
     threads = ensure_threads(num_threads, default=spec.num_cores)
     device, owns_device = _measure_device(measure)
@@ -87,6 +134,7 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
     (work / "passlog.jsonl").unlink(missing_ok=True)
     ctx = CompileContext(model=model, inputs=inputs, target=spec, workdir=work, dump_graphs=dump_graphs,
                          options={"num_threads": threads, "seed": seed, "speedup": speedup, "profile": profile,
+                                  "calib": calib,
                                   "compare_onnxruntime": bool(compare_onnxruntime)})
     from spdy.runtime.tune import Tuner
     ctx.artifacts["tuner"] = Tuner(target=spec.to_tvm(), num_threads=threads, mode="tune" if tune else "default",
@@ -106,7 +154,8 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
                                      grid_levels=grid_levels)
         records = ctx.artifacts["passlog"]
     else:
-        pipeline = profile_pipeline(tune=tune, measure=measure) if profile else dense_pipeline(tune=tune, measure=measure)
+        pipeline = profile_pipeline(tune=tune, measure=measure, int8=_has_int8(profile)) if profile \
+            else dense_pipeline(tune=tune, measure=measure)
         gm, records = pipeline.run(None, ctx)
     built = ctx.artifacts["executable"]
     report = {
@@ -118,6 +167,7 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
         "trace_method": ctx.artifacts.get("graph"),
         "layers": [l.to_json() for l in ctx.artifacts.get("layers", [])],
         "compile_s": round(time.perf_counter() - t0, 3),
+        "formats": {"offered": list(formats), **formats_report(spec)} if speedup > 1.0 and mode != "channels" else None,
         "pipeline": [r["options"] for r in records],
     }
     tuner = ctx.artifacts.get("tuner")
@@ -135,6 +185,18 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
     report["profile"] = final_profile
     return CompiledModel(built, report, final_profile, records, pruned_model=gm,
                          example=(inputs.args, inputs.kwargs))
+
+
+def _has_int8(profile) -> bool:
+    """Whether a user profile names an int8 format (invalid entries are user-profile's to report)."""
+    from spdy import formats
+    for v in (profile or {}).values():
+        try:
+            if formats.get(formats.normalize(v.get("format", formats.DENSE), v.get("dtype"))).int8:
+                return True
+        except (SpdyError, AttributeError):
+            continue
+    return False
 
 
 def _measure_device(measure):
@@ -163,7 +225,9 @@ def _run_spdy(ctx, speedup, *, formats, method, tune, seed, max_evals, n_samples
     that meet the target the least calibration loss wins; if none does, InfeasibleSpeedupError
     names the best measured speedup."""
     import copy
-    pre = frontend_pipeline(DenseBaselinePass(tune=tune), InsertMasksPass(),
+    from spdy.formats import get as get_format
+    quant = [InsertQuantStubsPass(), CalibrateActivationsPass()] if any(get_format(f).int8 for f in formats) else []
+    pre = frontend_pipeline(DenseBaselinePass(tune=tune), InsertMasksPass(), *quant,
                             ProfileLatencyPass(formats=formats, levels=grid_levels), BuildDatabasePass(n_samples=n_samples))
     gm, _ = pre.run(None, ctx)
 

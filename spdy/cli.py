@@ -81,7 +81,7 @@ def cmd_compile(args) -> int:
                          "returning an iterable of inputs or (input, label) pairs")
     cm = spdy.compile(model, inputs, speedup=args.speedup, target=args.target, num_threads=args.threads,
                       tune=not args.no_tune, measure=False if args.no_measure else args.measure, calib=calib, method=args.method,
-                      formats=tuple(args.formats.split(",")), n_samples=args.samples, max_evals=args.max_evals,
+                      formats=tuple(args.formats.split(",")) if args.formats else None, n_samples=args.samples, max_evals=args.max_evals,
                       keep_dense=_keep_dense(args.keep_dense), global_adaprune=args.global_adaprune,
                       compare_onnxruntime=not args.no_onnxruntime, progress=_progress)
     out = cm.save(args.output)
@@ -138,8 +138,8 @@ def print_layer_times(runner, report: dict) -> None:
     print(f"{'layer':32s} {'kernel':>16s} {'ms':>9s} {'share':>6s}")
     for name, t in sorted(times.items(), key=lambda kv: -kv[1]):
         p = prof.get(name, {})
-        kind = "-" if name == "(other)" else (f"{p['format']}@{p['sparsity']:.0%}" if p.get("format", "dense") != "dense"
-                                              else "dense")
+        kind = "-" if name == "(other)" else (f"{p['format']}@{p['sparsity']:.0%}" if p.get("sparsity", 0) > 0
+                                              else p.get("format", "dense"))
         print(f"{name:32s} {kind:>16s} {t * 1e3:9.3f} {t / total:6.1%}")
 
 
@@ -206,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--calib", help="PKG.MOD:FACTORY returning the calibration iterable (needed for --speedup > 1)")
     c.add_argument("--method", default="spdy", choices=METHODS,
                    help="spdy: search; uniform / gmp: the baselines; dp-only: the DP without search (ablation)")
-    c.add_argument("--formats", default="bsr16x1", help="comma-separated sparse formats the search may use")
+    c.add_argument("--formats", default=None,
+                   help="comma-separated weight formats the search may choose per layer, e.g. "
+                        "bsr16x1,dense-int8,bsr16x4-int8 (default: every format the target can run)")
     c.add_argument("--samples", type=int, default=1024, help="calibration samples")
     c.add_argument("--max-evals", type=int, default=0, help="cap on search evaluations (0: none)")
     c.add_argument("--keep-dense", default=None, metavar="LAYERS",

@@ -38,7 +38,6 @@ class Format:
     block_inputs: int = 1          # inputs per block: 1 (fp32) or 4 (int8: one VNNI lane)
     dtype: str = FP32
     sparse: bool = True
-    needs: tuple[str, ...] = ()    # target features (LLVM names) the fast kernels want
     why: str = ""
 
     @property
@@ -90,17 +89,18 @@ def block_shape(fmt: str) -> tuple[int, int]:
     return get(fmt).block
 
 
-def available(features) -> tuple[dict[str, Format], dict[str, str]]:
+def available(int8_isa: str | None, int8_reason: str = "") -> tuple[dict[str, Format], dict[str, str]]:
     """(formats a target can run, {format: why not} for the rest).
 
-    `features(name) -> bool` answers whether the target has an LLVM feature. int8 kernels
-    need x86 with at least AVX2 (their exact int32 fallback); VNNI makes them fast, and
-    the latency table, not this check, decides whether they pay off on a given target.
+    `int8_isa` is what spdy.runtime.int8.features.int8_support says of the target: None when
+    our int8 kernels cannot run there (not x86), with `int8_reason` saying why. On x86 without
+    VNNI the int8 kernels run an exact int32 fallback; whether that pays off is for the latency
+    table to show, not for this check to guess.
     """
     ok, why = {}, {}
     for f in _ALL:
-        if f.int8 and not features("avx2"):
-            why[f.name] = "int8 kernels need an x86 target with AVX2 (VNNI for speed)"
+        if f.int8 and int8_isa is None:
+            why[f.name] = f"no int8 kernels for this target: {int8_reason or 'not an x86 CPU'}"
         else:
             ok[f.name] = f
     return ok, why

@@ -95,25 +95,3 @@ def requant_epilogue_np(acc: np.ndarray, zp, wsum: np.ndarray, x_scale, w_scale:
     return (corr.astype(np.float32) * (np.asarray(x_scale, np.float32) * np.asarray(w_scale, np.float32))
             ).astype(np.float32)
 
-
-# -- the same scheme in torch (fake-quant of the torch model: stitched losses, pruned_model) ----
-
-def fake_quant_static(x, scale: float, zero_point: int):
-    """(q - zp) * scale with q as quantize_np gives it; torch's own op computes exactly that."""
-    import torch
-    return torch.fake_quantize_per_tensor_affine(x, float(scale), int(zero_point), QMIN_A, QMAX_A)
-
-
-def fake_quant_dynamic(x):
-    """Per-row dynamic fake-quant over the last axis, bit for bit dynamic_params_np + quantize_np."""
-    import torch
-    xf = x.float()
-    zero = torch.zeros((), dtype=torch.float32)
-    lo = torch.minimum(zero, xf.amin(dim=-1, keepdim=True))
-    hi = torch.maximum(zero, xf.amax(dim=-1, keepdim=True))
-    scale = (hi - lo) / torch.tensor(255.0, dtype=torch.float32)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    zp = torch.clamp(torch.round(-lo / scale), QMIN_A, QMAX_A)
-    inv = torch.tensor(1.0, dtype=torch.float32) / scale
-    q = torch.clamp(torch.round(xf * inv) + zp, QMIN_A, QMAX_A)
-    return ((q - zp) * scale).to(x.dtype)

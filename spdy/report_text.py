@@ -48,9 +48,9 @@ def print_report(report: dict, out=sys.stdout) -> None:
         print(f"note       no {name} row: {why}", file=out)
     prof = report.get("profile") or {}
     if any(v.get("format") != "dense" for v in prof.values()):
-        print("profile", file=out)
+        print(f"profile    {'layer':<32} {'format':<14} {'dtype':<5} {'sparsity':>8}", file=out)
         for name, v in prof.items():
-            print(f"  {name:<32} {v['format']:<8} {v['sparsity']:.2%}", file=out)
+            print(f"           {name:<32} {v['format']:<14} {v.get('dtype', 'fp32'):<5} {v['sparsity']:>8.2%}", file=out)
 
 
 def print_passlog(records: list[dict], only: str | None = None, out=sys.stdout) -> None:

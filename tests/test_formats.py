@@ -19,12 +19,12 @@ def test_registry_names_and_dtypes():
         formats.get("bsr8x8")
 
 
-def test_available_without_avx2_has_no_int8():
-    ok, why = formats.available(lambda feat: False)
+def test_available_without_int8_kernels_has_no_int8():
+    ok, why = formats.available(None, "target triple 'aarch64' is not x86")
     assert "dense" in ok and "bsr16x1" in ok
     assert not any(formats.get(f).int8 for f in ok)
-    assert "AVX2" in why["dense-int8"]
-    ok, why = formats.available(lambda feat: True)
+    assert "aarch64" in why["dense-int8"]
+    ok, why = formats.available("vnni512")
     assert set(ok) == set(formats.FORMATS) and not why
 
 
@@ -102,3 +102,25 @@ def test_validate_profile_dtype_axis():
         formats.validate_profile({"a": {"format": "dense-int8", "sparsity": 0.5}}, ["a"])
     with pytest.raises(SpdyError, match="unknown dtype"):
         formats.validate_profile({"a": {"format": "bsr16x1", "dtype": "int4"}}, ["a"])
+
+
+def test_validate_profile_normalises():
+    out = formats.validate_profile({"a": {"format": "bsr4x1", "sparsity": 0.5},
+                                    "b": {"format": "bsr16x1", "sparsity": 0}}, ["a", "b"])
+    assert out == {"a": {"format": "bsr4x1", "dtype": "fp32", "sparsity": 0.5},
+                   "b": {"format": "dense", "dtype": "fp32", "sparsity": 0.0}}
+
+
+def test_validate_profile_reports_everything():
+    with pytest.raises(SpdyError) as e:
+        formats.validate_profile({"x": {}, "a": {"format": "csr", "sparsity": 0.5}, "b": {"sparsity": 1.5}},
+                                 ["a", "b"])
+    msg = str(e.value)
+    assert "unknown layer 'x'" in msg and "unknown weight format 'csr'" in msg and "[0, 1)" in msg
+    assert "Valid layers: a, b" in msg
+
+
+def test_block_shape():
+    assert formats.block_shape("bsr16x1") == (16, 1)
+    with pytest.raises(SpdyError, match="valid formats"):
+        formats.block_shape("bsr2x2")

@@ -20,7 +20,8 @@ import torch.fx
 from spdy.ir import meta
 from spdy.ir.layers import LayerInfo
 from spdy.ir.tensors import get_tensor, set_tensor
-from spdy.qscheme import ActQuant, fake_quant_dynamic, fake_quant_static
+from spdy.passes.algo.quantize import fake_quant_act_dynamic, fake_quant_act_static
+from spdy.qscheme import ActQuant
 
 ACT_SUFFIX, SCALE_SUFFIX = ".spdy_act_q", ".spdy_w_scale"
 OFF, STATIC, DYNAMIC = 0, 1, 2
@@ -32,8 +33,8 @@ def _layer_quant_impl(x: torch.Tensor, act: torch.Tensor, w_scale: torch.Tensor,
     if mode == OFF:
         return x.clone()
     if mode == STATIC:
-        return fake_quant_static(x, float(act[1]), int(act[2]))
-    return fake_quant_dynamic(x)
+        return fake_quant_act_static(x, float(act[1]), int(act[2])).to(x.dtype)
+    return fake_quant_act_dynamic(x).to(x.dtype)
 
 
 layer_quant = torch.library.custom_op("spdy::layer_quant", mutates_args=())(_layer_quant_impl)

@@ -3,6 +3,11 @@
 The pruned model is a GraphModule with spdy_conv2d / spdy_linear nodes; other runtimes
 (ONNX exporters, TorchScript) do not know them. This expands each into F.pad/F.conv2d or
 F.linear followed by the residual add and activation, computing the same values.
+An int8 layer (its stub on, spdy/ir/quant.py) becomes the quantize-dequantize pairs ONNX
+runtimes fuse into int8 kernels (QDQ): per-tensor fake-quant of the input (static), per-channel
+fake-quant of the weight (exact: the weight already lies on its grid). A dynamic-per-row input
+is written out as the plain ops of its fake-quant (ONNX has no per-row dynamic quantizer), so
+the values match and that layer runs in float there.
 """
 from __future__ import annotations
 
@@ -14,6 +19,10 @@ import torch.fx
 import torch.nn.functional as F
 
 from spdy.ir.ops import CONV2D, LINEAR, conv_args, linear_args
+from spdy.ir.quant import LAYER_QUANT, act_quant_of, strip_quant
+from spdy.ir.tensors import get_tensor, set_tensor
+from spdy.passes.algo.quantize import fake_quant_act_dynamic
+from spdy.qscheme import QMAX_A, QMIN_A
 
 _ACT = {"relu": torch.relu, "gelu": F.gelu}
 
@@ -28,13 +37,39 @@ def _epilogue(graph, y, residual, act):
     return y
 
 
+def _quantize_dequantize(gm, graph, stub, layer):
+    """Replace an on stub by the input fake-quant and fake-quantize the layer's weight."""
+    x, a, s, name = stub.args
+    act = act_quant_of(get_tensor(gm, a.target))
+    with graph.inserting_before(stub):
+        if act.mode == "static":
+            xq = graph.call_function(torch.fake_quantize_per_tensor_affine,
+                                     (x, act.scale, act.zero_point, QMIN_A, QMAX_A))
+        else:
+            xq = graph.call_function(fake_quant_act_dynamic, (x,))
+    stub.replace_all_uses_with(xq)
+    graph.erase_node(stub)
+    zp_path = s.target.rsplit(".", 1)[0] + ".spdy_w_zero_point"
+    set_tensor(gm, zp_path, torch.zeros(get_tensor(gm, s.target).shape, dtype=torch.int32), parameter=False)
+    w = layer.args[1]
+    with graph.inserting_before(layer):
+        zp = graph.get_attr(zp_path)
+        # ONNX accepts (-128, 127) for signed weights; ours lie in [-127, 127] already
+        wq = graph.call_function(torch.fake_quantize_per_channel_affine, (w, s, zp, 0, -128, 127))
+    layer.args = (layer.args[0], wq, *layer.args[2:])
+
+
 def to_standard_ops(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """A copy of gm where every spdy op is expanded into standard torch ops."""
+    """A copy of gm where every spdy op is expanded into standard torch ops (int8 layers as QDQ)."""
     gm = copy.deepcopy(gm)
+    strip_quant(gm)
     graph = gm.graph
     for node in list(graph.nodes):
         if node.op != "call_function" or node.target not in (CONV2D, LINEAR):
             continue
+        stub = node.args[0]
+        if isinstance(stub, torch.fx.Node) and stub.target is LAYER_QUANT:
+            _quantize_dequantize(gm, graph, stub, node)
         with graph.inserting_before(node):
             if node.target is LINEAR:
                 x, w, b, res, act, _ = linear_args(node)

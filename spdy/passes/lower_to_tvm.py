@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spdy.ir.masks import bake_masks
+from spdy.ir.quant import strip_quant
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 from spdy.runtime.emit_context import EmitContext
@@ -31,8 +32,9 @@ class LowerToTvmPass(Pass):
 
     def run(self, gm, ctx) -> PassResult:
         baked = bake_masks(gm)
+        int8 = strip_quant(gm)
         lowered, emit = lower(gm, ctx, ctx.artifacts.get("profile"), self.tune)
         ctx.artifacts["relax"] = lowered
         ctx.artifacts["emit_context"] = emit
         return PassResult(gm, baked > 0, {"kernels": dict(emit.stats), "masks_baked": baked,
-                                          "sparse_layers": len(emit.sparse)})
+                                          "int8_layers": int8, "sparse_layers": len(emit.sparse)})

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spdy.formats import DENSE, magnitude_mask
+from spdy.formats import DENSE, get as get_format, magnitude_mask
 from spdy.ir.ops import layer_args
 from spdy.ir.tensors import get_tensor
 from spdy.passes.algo.grid import options as grid_options
@@ -90,13 +90,20 @@ def fit_to_base(times: np.ndarray, opts, base: float, frozen_dense: float) -> tu
     return times, fixed, scale
 
 
-def layer_spec(gm, layer) -> LayerSpec:
+def layer_spec(gm, layer, act_mode: str = "static") -> LayerSpec:
     node = next(n for n in gm.graph.nodes if n.name == layer.node)
     a = layer_args(node)
     return LayerSpec(name=layer.qualname, kind=layer.kind, signature=layer.signature,
                      in_shape=tuple(layer.in_shape), out_shape=tuple(layer.out_shape), stride=tuple(layer.stride),
                      padding=tuple(layer.padding), dilation=tuple(layer.dilation), groups=layer.groups,
-                     has_bias=layer.has_bias, has_residual=a.residual is not None, activation=a.activation)
+                     has_bias=layer.has_bias, has_residual=a.residual is not None, activation=a.activation,
+                     act_mode=act_mode)
+
+
+def allowed_options(opts, prunable: bool) -> list[int]:
+    """Option indices a row may take: all of them, or only the unpruned ones (dense fp32 and
+    dense int8) for a layer that is kept unpruned or has no sparse kernel (grouped convs)."""
+    return [j for j, o in enumerate(opts) if prunable or not get_format(o.format).sparse]
 
 
 def _bias(gm, node_name: str):
@@ -128,9 +135,11 @@ class ProfileLatencyPass(Pass):
             timed += [cols[i] for i in anchor_indices(len(cols), self.timed_every)]
         return timed
 
-    def _row(self, gm, layer, opts, timed, measure) -> tuple[np.ndarray, int]:
-        """One layer's times for every option: time `timed`, re-time outliers, interpolate."""
+    def _row(self, gm, layer, opts, timed, measure, allowed) -> tuple[np.ndarray, int]:
+        """One layer's times for every allowed option (inf for the others): time `timed`,
+        re-time outliers, interpolate."""
         w = get_tensor(gm, layer.weight).detach().float()
+        timed = [j for j in timed if j in allowed]
 
         def weights(j):
             o = opts[j]
@@ -141,7 +150,7 @@ class ProfileLatencyPass(Pass):
         t, hits = measure([weights(j) for j in timed], retime=False)
         row = np.full(len(opts), np.nan)
         row[timed] = t
-        for fmt in dict.fromkeys(o.format for o in opts if o.format != DENSE):
+        for fmt in dict.fromkeys(opts[j].format for j in allowed if get_format(opts[j].format).sparse):
             cols = [j for j in sorted((j for j in timed if opts[j].format == fmt), key=lambda j: opts[j].sparsity)]
             sp = [opts[j].sparsity for j in cols]
             suspects = [cols[i] for i in upward_outliers(sp, row[cols])]
@@ -151,6 +160,7 @@ class ProfileLatencyPass(Pass):
             every = [j for _, j in sorted((o.sparsity, j) for j, o in enumerate(opts) if o.format == fmt)]
             row[every] = interpolate_in_density([opts[j].sparsity for j in every],
                                                 [every.index(j) for j in cols], row[cols])
+        row[[j for j in range(len(opts)) if j not in allowed]] = np.inf
         return row, hits
 
     @staticmethod
@@ -187,9 +197,14 @@ class ProfileLatencyPass(Pass):
         layers = ctx.need("layers")
         grid = sparsity_levels(self.levels, self.min_sparsity, self.max_sparsity)
         opts = grid_options(self.formats, grid)
-        frozen = [l.qualname for l in layers if l.grouped or l.depthwise]
-        frozen += [n for n in self.kept_dense(layers, ctx.options.get("keep_dense")) if n not in frozen]
+        # unpruned layers (kept dense, or grouped convs without a sparse kernel) stay rows when
+        # an unpruned option other than dense fp32 exists (dense int8): they can still be quantized
+        unpruned = [l.qualname for l in layers if l.grouped or l.depthwise]
+        unpruned += [n for n in self.kept_dense(layers, ctx.options.get("keep_dense")) if n not in unpruned]
+        quantizable = any(not get_format(o.format).sparse and o.format != DENSE for o in opts)
+        frozen = [] if quantizable else unpruned
         rows = [l for l in layers if l.qualname not in frozen]
+        act_quant = ctx.artifacts.get("act_quant") or {}
         threads = ctx.num_threads
         target = ctx.target.to_tvm()
         db = LatencyDB() if ctx.options.get("latency_db", True) else None
@@ -198,12 +213,14 @@ class ProfileLatencyPass(Pass):
         hits = 0
         progress = ctx.options.get("progress")
         for r, layer in enumerate(rows):
-            spec, bias = layer_spec(gm, layer), _bias(gm, layer.node)
+            act = act_quant.get(layer.qualname)
+            spec, bias = layer_spec(gm, layer, act.mode if act else "static"), _bias(gm, layer.node)
 
             def measure(option_weights, retime):
                 return measure_options(spec, option_weights, bias, target, threads=threads,
                                        tuner=ctx.artifacts.get("tuner"), db=db, repeat=self.repeat, retime=retime)
-            times[r], h = self._row(gm, layer, opts, timed, measure)
+            times[r], h = self._row(gm, layer, opts, timed, measure,
+                                    allowed_options(opts, layer.qualname not in unpruned))
             hits += h
             if progress:
                 progress("profile-latency", r + 1, len(rows))
@@ -233,7 +250,7 @@ class ProfileLatencyPass(Pass):
         table = LatencyTable(names, opts, times, base, fixed, frozen, timed, scale, dense_from)
         ctx.artifacts["latency_table"] = table
         return PassResult(gm, False, {"layers": len(rows), "options": len(opts), "timed_options": len(timed),
-                                      "frozen": frozen, "base_ms": round(base * 1e3, 3),
+                                      "frozen": frozen, "unpruned": unpruned, "base_ms": round(base * 1e3, 3),
                                       "fixed_ms": round(fixed * 1e3, 3), "unscaled_fixed_ms": round(raw_fixed * 1e3, 3),
                                       "scale": round(scale, 4), "dense_timed": dense_from, "cache_hits": hits,
                                       "cache_misses": len(rows) * len(timed) - hits})

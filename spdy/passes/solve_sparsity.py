@@ -18,9 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from spdy.errors import InfeasibleSpeedupError
-from spdy.formats import DENSE
+from spdy.formats import DENSE, entry, get as get_format
+from spdy.ir.quant import set_quant
 from spdy.ir.tensors import get_tensor, set_tensor
 from spdy.passes.algo.dp import budget_for, solve_dp
+from spdy.passes.algo.error_levels import effective_levels
 from spdy.passes.algo.grid import level_index
 from spdy.passes.algo.insitu_calibration import predicted_time as profile_time
 from spdy.passes.algo.search import best_of, error_table, gmp_profile, search, uniform_profile
@@ -32,48 +34,89 @@ METHODS = ("spdy", "uniform", "gmp", "dp-only")   # spdy.compile(method=...), `s
 class Stitcher:
     """Evaluates the calibration loss of a profile by swapping reconstructed weights in place.
 
+    An int8 option also switches the layer's stub on (spdy/ir/quant.py), so the loss sees its
+    activation quantization as the artifact will run it, not just its rounded weights.
     Loaded (layer, option) weights are cached so each is read from disk once; the graph is
     never re-traced between evaluations.
     """
 
-    def __init__(self, gm, table, layers, db, calib):
+    def __init__(self, gm, table, layers, db, calib, act_quant=None):
         self.gm, self.table, self.db, self.calib = gm, table, db, calib
-        self.paths = [layers[n].weight for n in table.layers]
+        self.layers = [layers[n] for n in table.layers]
+        self.paths = [l.weight for l in self.layers]
+        self.act_quant = act_quant or {}
         self.dense = [get_tensor(gm, p).detach().clone() for p in self.paths]
-        self.cache: dict[tuple[int, int], torch.Tensor] = {}
+        self.cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor | None]] = {}
         with torch.no_grad():
             self.targets = [self._forward(b) for b in calib.inputs]
 
     def _forward(self, batch):
         return forward_first(self.gm, batch)
 
-    def weight(self, l: int, o: int) -> torch.Tensor:
+    def option(self, l: int, o: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(weight, int8 weight scales or None) of layer l under option o."""
         opt = self.table.options[o]
         if opt.format == DENSE:
-            return self.dense[l]
+            return self.dense[l], None
         key = (l, o)
         if key not in self.cache:
-            _, w = self.db.get(self.table.layers[l], opt.bp, opt.format)
-            self.cache[key] = w.to(self.dense[l].dtype)
+            name = self.table.layers[l]
+            _, w = self.db.get(name, opt.bp, opt.format)
+            scale = self.db.get_scale(name, opt.bp, opt.format) if get_format(opt.format).int8 else None
+            self.cache[key] = (w.to(self.dense[l].dtype), scale)
         return self.cache[key]
+
+    def weight(self, l: int, o: int) -> torch.Tensor:
+        return self.option(l, o)[0]
+
+    def stored(self, l: int, o: int) -> dict:
+        """What apply-profile writes for layer l under option o: mask, weight[, scale, act]."""
+        opt = self.table.options[o]
+        name = self.table.layers[l]
+        mask, w = self.db.get(name, opt.bp, opt.format)
+        out = {"mask": mask, "weight": w}
+        if get_format(opt.format).int8:
+            out.update(scale=self.db.get_scale(name, opt.bp, opt.format), act=self.act_quant[name])
+        return out
 
     def apply(self, choice) -> None:
         for l, o in enumerate(choice):
-            set_tensor(self.gm, self.paths[l], self.weight(l, o))
+            w, scale = self.option(l, o)
+            set_tensor(self.gm, self.paths[l], w)
+            if scale is not None:
+                set_quant(self.gm, self.layers[l], self.act_quant[self.layers[l].qualname], scale)
 
     def restore(self) -> None:
-        for p, w in zip(self.paths, self.dense):
+        for l, (p, w) in enumerate(zip(self.paths, self.dense)):
             set_tensor(self.gm, p, w)
+            if self.act_quant:
+                set_quant(self.gm, self.layers[l], None)
 
-    def loss(self, choice) -> float:
+    def loss(self, choice, batches: list[int] | None = None) -> float:
+        """Mean calibration loss of a profile, over all batches or the given batch indices."""
         self.apply(choice)
         total, n = 0.0, 0
         with torch.no_grad():
-            for b, (batch, target) in enumerate(zip(self.calib.inputs, self.targets)):
-                s, k = batch_loss(self._forward(batch), target, self.calib, b)
+            for b in (range(len(self.calib.inputs)) if batches is None else batches):
+                s, k = batch_loss(self._forward(self.calib.inputs[b]), self.targets[b], self.calib, b)
                 total, n = total + float(s), n + k
         self.restore()
         return total / max(n, 1)
+
+    def subset(self, samples: int) -> list[int] | None:
+        """Batch indices holding about `samples` samples, spread over the set (None: all)."""
+        sizes = [_batch_size(b) for b in self.calib.inputs]
+        if samples <= 0 or samples >= sum(sizes):
+            return None
+        per = max(1, round(len(sizes) * samples / sum(sizes)))
+        return sorted({int(i) for i in np.linspace(0, len(sizes) - 1, per).round()})
+
+
+def _batch_size(batch) -> int:
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0]
+    first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+    return _batch_size(first)
 
 
 def forward_first(gm, batch):
@@ -93,14 +136,36 @@ def batch_loss(out, target, calib, b: int) -> tuple[torch.Tensor, int]:
 
 
 def profile_from_choice(table, choice) -> dict:
-    prof = {}
-    for name, o in zip(table.layers, choice):
-        opt = table.options[o]
-        prof[name] = {"format": opt.format, "sparsity": round(opt.sparsity, 4)} if opt.format != DENSE \
-            else {"format": DENSE, "sparsity": 0.0}
+    prof = {name: entry(table.options[o].format, table.options[o].sparsity) for name, o in zip(table.layers, choice)}
     for name in table.frozen:
-        prof[name] = {"format": DENSE, "sparsity": 0.0}
+        prof[name] = entry(DENSE, 0.0)
     return prof
+
+
+def option_errors(table, db, weight_sq: dict, act_err: dict) -> np.ndarray:
+    """[L, S] layer errors from the reconstruction database (nan where unknown); an int8
+    option adds its activation noise: the input's quantization MSE per element times the
+    squared weight norm it meets (white noise through W: E||e W^T||^2 = mse * ||W||_F^2, the
+    norm scaled by the option's density). weight_sq: {layer: ||W_dense||_F^2}."""
+    E = np.full(table.times.shape, np.nan)
+    E[:, 0] = 0.0
+    for r, name in enumerate(table.layers):
+        per_fmt = {}
+        for j, o in enumerate(table.options):
+            if o.format == DENSE or not np.isfinite(table.times[r, j]):
+                continue
+            if o.format not in per_fmt:
+                try:
+                    per_fmt[o.format] = db.errors(name, o.format)
+                except (KeyError, ValueError):
+                    per_fmt[o.format] = {}
+            e = per_fmt[o.format].get(o.bp)
+            if e is None:
+                continue
+            if get_format(o.format).int8:
+                e += act_err.get(name, 0.0) * weight_sq[name] * (1.0 - o.sparsity)
+            E[r, j] = e
+    return E
 
 
 @register
@@ -115,6 +180,9 @@ class SolveSparsityPass(Pass):
     n_local: int = 100
     max_evals: int = 0            # 0 = no cap
     buckets: int = 10000
+    search_samples: int = 128     # the search compares profiles on this many samples (0: all) ...
+    confirm: int = 4              # ... and its best `confirm` profiles are compared again on all
+    patience: int = 25            # tries without improvement that end a step size of the local search
 
     def run(self, gm, ctx) -> PassResult:
         table = ctx.need("latency_table")
@@ -123,14 +191,19 @@ class SolveSparsityPass(Pass):
         scale = ctx.artifacts.get("budget_scale", 1.0)
         budget = budget_for(table.base, table.fixed, speedup) * scale
         T, lv = table.times, level_index(table.options)
+        db = ctx.need("recon_db")
+        n_levels = int(lv.max()) + 1
+        lv_model = self._model_levels(gm, table, layers, db, ctx.artifacts.get("act_quant_error") or {}, lv, n_levels)
         kw = dict(base=table.base, fixed=table.fixed)
         stats = {"method": self.method, "budget_ms": round(budget * 1e3, 4), "budget_scale": round(scale, 4)}
-        stitcher = Stitcher(gm, table, layers, ctx.need("recon_db"), ctx.need("calib"))
+        stitcher = Stitcher(gm, table, layers, db, ctx.need("calib"), ctx.artifacts.get("act_quant"))
         if self.method == "spdy":
             progress = ctx.options.get("progress")
-            res = search(stitcher.loss, T, budget, len(table.layers), seed=self.seed, n_random=self.n_random,
-                         n_local=self.n_local, max_evals=self.max_evals or None, levels=lv,
-                         buckets=self.buckets, progress=(lambda s, n, b: progress("solve-sparsity", s, n))
+            part = stitcher.subset(self.search_samples)
+            res = search(lambda ch: stitcher.loss(ch, part), T, budget, len(table.layers), seed=self.seed,
+                         n_random=self.n_random, patience=self.patience or None,
+                         n_local=self.n_local, max_evals=self.max_evals or None, levels=lv_model,
+                         n_levels=n_levels, buckets=self.buckets, progress=(lambda s, n, b: progress("solve-sparsity", s, n))
                          if progress else None, **kw)
             # The DP's error model reaches only some of the profiles that fit the budget (on the
             # MNIST CNN 200 tries gave 3-8 distinct profiles, and the uniform one, half the
@@ -141,12 +214,18 @@ class SolveSparsityPass(Pass):
                     candidates[name] = self._baseline(name, gm, table, layers, T, budget, lv, kw)
                 except InfeasibleSpeedupError:
                     continue
-            choice, _, won = best_of(stitcher.loss, res, candidates)
-            stats.update(evals=res.n_evals, c=[round(float(c), 4) for c in res.best_c], winner=won)
+            if part is not None:
+                # compared on a subsample, the search's best few compete again on every sample
+                finalists = {("dp" if i == 0 else f"dp#{i}"): ch for i, ch in enumerate(res.ranked(self.confirm))}
+                choice, _, won = best_of(stitcher.loss, None, {**finalists, **candidates})
+            else:
+                choice, _, won = best_of(stitcher.loss, res, candidates)
+            stats.update(evals=res.n_evals, c=[round(float(c), 4) for c in res.best_c], winner=won,
+                         search_batches=len(part) if part is not None else len(ctx.need("calib").inputs))
         elif self.method in ("uniform", "gmp"):
             choice = self._baseline(self.method, gm, table, layers, T, budget, lv, kw)
         elif self.method == "dp-only":  # DP with the plain quadratic error model (c = 1)
-            choice = solve_dp(error_table(np.ones(len(table.layers)), lv), T, budget, self.buckets, **kw)
+            choice = solve_dp(error_table(np.ones(len(table.layers)), lv_model, n_levels), T, budget, self.buckets, **kw)
         else:
             raise ValueError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
         loss = stitcher.loss(choice)
@@ -155,13 +234,24 @@ class SolveSparsityPass(Pass):
         ctx.artifacts["profile"] = profile_from_choice(table, choice)
         ctx.artifacts["choice"] = [int(j) for j in choice]
         ctx.artifacts["profile_weights"] = {
-            name: (ctx.need("recon_db").get(name, table.options[o].bp, table.options[o].format))
-            for name, o in zip(table.layers, choice) if table.options[o].format != DENSE}
+            name: stitcher.stored(r, o) for r, (name, o) in enumerate(zip(table.layers, choice))
+            if table.options[o].format != DENSE}
         ctx.artifacts["predicted_speedup"] = table.base / predicted_time
         ctx.artifacts["calib_loss"] = loss
         stats.update(calib_loss=float(f"{loss:.6g}"), predicted_ms=round(predicted_time * 1e3, 4),
                      predicted_speedup=round(table.base / predicted_time, 4))
         return PassResult(gm, False, stats)
+
+    @staticmethod
+    def _model_levels(gm, table, layers, db, act_err, lv, n_levels):
+        """Level index per (layer, option) for the error model: raw for fp32 sparsity levels,
+        effective (algo/error_levels.py) for int8 options, which have no index of their own."""
+        if not any(get_format(o.format).int8 for o in table.options):
+            return lv
+        weight_sq = {n: float(get_tensor(gm, layers[n].weight).detach().double().pow(2).sum()) for n in table.layers}
+        fp32_sparse = np.array([get_format(o.format).sparse and not get_format(o.format).int8 for o in table.options])
+        ref = fp32_sparse if fp32_sparse.any() else np.array([get_format(o.format).sparse for o in table.options])
+        return effective_levels(lv, option_errors(table, db, weight_sq, act_err), ref, n_levels)
 
     @staticmethod
     def _baseline(method, gm, table, layers, T, budget, lv, kw) -> list[int]:

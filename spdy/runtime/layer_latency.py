@@ -39,6 +39,7 @@ class LayerSpec:
     has_bias: bool = False
     has_residual: bool = False
     activation: str = "none"
+    act_mode: str = "static"  # how an int8 option quantizes the layer's input (spdy/qscheme.py)
 
 
 def kernel_source_hash() -> str:
@@ -103,6 +104,38 @@ def _time_sparse(spec, fmt, sparsity, weight, target, threads, tuner, repeat, mi
                              min_repeat_ms=min_repeat_ms, retime=retime)
 
 
+def _time_int8(spec, fmt, weight, bias, target, threads, tuner, repeat, min_repeat_ms) -> float:
+    """Seconds of everything an int8 option emits for the layer (input quantization + kernel).
+
+    The values of the weight do not change the kernel's speed, its zero blocks do: the masked
+    weight is rounded to int8 with absmax scales here."""
+    from spdy import formats
+    from spdy.qscheme import ActQuant, QMAX_W
+    f = formats.get(fmt)
+    kernel_fmt = f.name[: -len("-int8")] if f.sparse else "dense"
+    w = np.asarray(weight, np.float32)
+    amax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+    w_scale = np.where(amax > 0, amax / QMAX_W, 1.0).astype(np.float32)
+    w_q = np.rint(w / w_scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.int8)
+    act = ActQuant(spec.act_mode, 0.05, 128) if spec.act_mode == "static" else ActQuant("dynamic")
+    ctx = EmitContext(target=target, num_threads=threads, tuner=tuner)
+    kw = dict(has_bias=spec.has_bias, has_residual=spec.has_residual, activation=spec.activation, act=act,
+              fmt=kernel_fmt, ctx=ctx, repeat=repeat, min_repeat_ms=min_repeat_ms)
+    if spec.kind == "linear":
+        from spdy.runtime.int8.timing import time_int8_linear
+        return time_int8_linear(spec.in_shape, w_q, w_scale, **kw)
+    from spdy.runtime.int8.conv_timing import time_int8_conv2d
+    return time_int8_conv2d(spec.in_shape, w_q, w_scale, stride=spec.stride, padding=spec.padding,
+                            dilation=spec.dilation, groups=spec.groups, **kw)
+
+
+def option_key_suffix(spec: LayerSpec, fmt: str) -> str:
+    """What an option's latency depends on beyond the op signature: an int8 option's input
+    quantization mode (fp32 keys stay as they were, so their cached timings still count)."""
+    from spdy import formats
+    return f":q{spec.act_mode}" if formats.get(fmt).int8 else ""
+
+
 def measure_options(spec: LayerSpec, options: list[tuple[str, float, np.ndarray]], bias: np.ndarray | None,
                     target, *, threads: int, tuner=None, db=None, repeat: int = 5,
                     min_repeat_ms: int = 10, retime: bool = False) -> tuple[list[float], int]:
@@ -114,13 +147,15 @@ def measure_options(spec: LayerSpec, options: list[tuple[str, float, np.ndarray]
     Grouped and depthwise convs have no sparse kernel (the lowering keeps them dense): only
     their dense option is valid.
     """
+    from spdy import formats
     from spdy.runtime.latency_db import LatencyKey
     ensure_threads(default=threads)
     src = kernel_source_hash()
     # rows are keyed by the measuring device's identity (a remote one: its fingerprint and threads)
     ident = _device(tuner).identity(threads)
     host, key_threads = ident.host, ident.threads
-    keys = [LatencyKey.make(spec.signature + f":a{spec.activation}:r{int(spec.has_residual)}:b{int(spec.has_bias)}",
+    keys = [LatencyKey.make(spec.signature + f":a{spec.activation}:r{int(spec.has_residual)}:b{int(spec.has_bias)}"
+                            + option_key_suffix(spec, fmt),
                             target, key_threads, src, format=fmt, level_bp=int(round(s * 10000)), host=host)
             for fmt, s, _ in options]
     times: list[float | None] = [None] * len(options)
@@ -137,6 +172,8 @@ def measure_options(spec: LayerSpec, options: list[tuple[str, float, np.ndarray]
             continue
         if fmt == "dense":
             samples = _time_dense(spec, weight, bias, target, threads, tuner, repeat, min_repeat_ms)
+        elif formats.get(fmt).int8 and (not formats.get(fmt).sparse or spec.groups == 1):
+            samples = np.array([_time_int8(spec, fmt, weight, bias, target, threads, tuner, repeat, min_repeat_ms)])
         elif spec.kind == "conv2d" and spec.groups != 1:
             raise ValueError(f"{spec.name}: grouped/depthwise convs have no {fmt} kernel; keep them dense")
         else:

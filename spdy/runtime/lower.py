@@ -48,7 +48,20 @@ def _const_array(tensors, node, what: str, layer: str) -> np.ndarray | None:
     return tensors[node.name].detach().to(torch.float32).contiguous().numpy()
 
 
+def _int8_of(tensors, x, name: str):
+    """(ActQuant, w_scale) when the layer's input is an int8 stub (spdy/ir/quant.py), else None."""
+    from spdy.ir.quant import LAYER_QUANT, act_quant_of
+    if not (isinstance(x, torch.fx.Node) and x.target is LAYER_QUANT):
+        return None
+    _, a, s, _ = x.args
+    act = act_quant_of(tensors[a.name])
+    if act is None:
+        raise UnsupportedOpError(f"layer {name}: its int8 stub is off; strip_quant must run before lowering")
+    return act, _const_array(tensors, s, "weight scales", name)
+
+
 def _converters(tensors: dict, ctx: EmitContext):
+    from spdy.ir.quant import LAYER_QUANT
     from spdy.runtime import kernels
 
     def conv(node, importer):
@@ -57,16 +70,21 @@ def _converters(tensors: dict, ctx: EmitContext):
             importer.block_builder, importer.env[x], _const_array(tensors, w, "weight", name),
             _const_array(tensors, b, "bias", name), importer.env[res] if res is not None else None,
             stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation), groups=int(groups),
-            activation=act, name=name, ctx=ctx)
+            activation=act, name=name, ctx=ctx, quant=_int8_of(tensors, x, name))
 
     def linear(node, importer):
         x, w, b, res, act, name = linear_args(node)
         return kernels.emit_linear(
             importer.block_builder, importer.env[x], _const_array(tensors, w, "weight", name),
             _const_array(tensors, b, "bias", name), importer.env[res] if res is not None else None,
-            activation=act, name=name, ctx=ctx)
+            activation=act, name=name, ctx=ctx, quant=_int8_of(tensors, x, name))
 
-    return {"spdy_conv2d.default": conv, "spdy_linear.default": linear}
+    def layer_quant(node, importer):
+        # the int8 emitter of the layer quantizes its own input: the stub passes x through
+        return importer.env[node.args[0]]
+
+    return {"spdy_conv2d.default": conv, "spdy_linear.default": linear,
+            LAYER_QUANT.__name__: layer_quant}
 
 
 def check_supported(ep, custom: dict) -> None:
