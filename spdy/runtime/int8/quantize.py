@@ -49,21 +49,20 @@ def quantize_stage(m: int, k: int, mr: int, act: ActQuant, *, x: str = "X", q: s
                    ind: str = "    ") -> list[str]:
     """Loop nests (at indent ind) filling q (and xs, zq when dynamic) from the float32 X[m, k].
 
-    The caller declares q ``[MB, K4, mr*4]`` uint8 (and xs/zq ``[Mp]``) as buffers or parameters."""
+    The caller declares q ``[MB, K4, mr*4]`` uint8 (and xs/zq ``[Mp]``) as buffers or parameters.
+    Per panel and 16 inputs, each of up to 16 rows is quantized as one 16-lane vector (4 dwords,
+    bound with T.let so it stays a register value), and one shuffle per k group gathers the
+    rows' dwords into the panel's order, stored as one vector. Storing each row's 4-byte
+    pieces straight into the panel, or staging through a stack tile, let LLVM split the
+    arithmetic into 4-lane pieces or rebuild it from float gathers: 3-8x slower.)"""
     mb, k4, mp = panel_dims(m, k, mr)
-    kf = k // 4
+    k16 = k // 16
     dynamic = act.mode == "dynamic"
-    if dynamic:
-        inv, zpf, zpu = "inv", "zpf", 'T.Cast("uint8", zi)'
-    else:
-        inv, zpf = _lit(inv_scale(act.scale)), _lit(int(act.zero_point))
-        zpu = f'T.uint8({int(act.zero_point)})'
-    dst = lambda kk, j: f"{q}[r // {mr}, {kk}, (r % {mr}) * 4 + {j}]"  # noqa: E731
-    L = [f"{ind}for r in T.parallel({m}):"]
-    w = ind + "    "
-    if dynamic:
-        k16 = k // 16
-        L += [f'{w}mn = T.alloc_buffer((16,), "float32")', f'{w}mx = T.alloc_buffer((16,), "float32")',
+    w, w2 = ind + "    ", ind + "        "
+    L = []
+    if dynamic:  # pass 1: per-row scale and zero point
+        L += [f"{ind}for r in T.parallel({m}):",
+              f'{w}mn = T.alloc_buffer((16,), "float32")', f'{w}mx = T.alloc_buffer((16,), "float32")',
               f"{w}for l in T.vectorized(16):", f"{w}    mn[l] = T.float32(0)", f"{w}    mx[l] = T.float32(0)"]
         if k16:
             L += [f"{w}for kb in range({k16}):", f"{w}    for l in T.vectorized(16):",
@@ -73,35 +72,101 @@ def quantize_stage(m: int, k: int, mr: int, act: ActQuant, *, x: str = "X", q: s
             L += [f"{w}for l in range({k % 16}):",
                   f"{w}    mn[l] = T.min(mn[l], {x}[r, {k16 * 16} + l])",
                   f"{w}    mx[l] = T.max(mx[l], {x}[r, {k16 * 16} + l])"]
-        lo = "mn[0]"
-        hi = "mx[0]"
+        lo, hi = "mn[0]", "mx[0]"
         for i in range(1, 16):
             lo, hi = f"T.min({lo}, mn[{i}])", f"T.max({hi}, mx[{i}])"
         L += [f"{w}span: T.let = ({hi} - {lo}) / T.float32(255)",
               f"{w}s: T.let = T.Select(span > T.float32(0), span, T.float32(1))",
-              f"{w}zi: T.let = T.Cast(\"int32\", T.min(T.max(T.nearbyint((T.float32(0) - {lo}) / s), "
-              f"T.float32(0)), T.float32(255)))",
-              f"{w}xs[r] = s", f"{w}zq[r] = zi",
-              f"{w}inv: T.let = T.float32(1) / s", f"{w}zpf: T.let = T.Cast(\"float32\", zi)"]
-    k16 = k // 16
-    if k16:  # 16 inputs per vector, staged in bytes, stored as 4 dwords (LLVM otherwise
-        # re-vectorizes a 4-wide loop across k and scatters single bytes: 8x slower)
-        L += [f'{w}qb = T.alloc_buffer((16,), "uint8")', f"{w}for kb in range({k16}):",
-              f"{w}    for l in T.vectorized(16):", f"{w}        qb[l] = {_qexpr(f'{x}[r, kb * 16 + l]', inv, zpf)}",
-              f"{w}    for c in T.unroll(4):", f"{w}        for j in T.vectorized(4):",
-              f"{w}            {dst('kb * 4 + c', 'j')} = qb[c * 4 + j]"]
-    if kf > k16 * 4:
-        L += [f"{w}for kk in range({k16 * 4}, {kf}):", f"{w}    for j in T.vectorized(4):",
-              f"{w}        {dst('kk', 'j')} = {_qexpr(f'{x}[r, kk * 4 + j]', inv, zpf)}"]
-    if k % 4:
-        L += [f"{w}for j in range({k % 4}):", f"{w}    {dst(kf, 'j')} = {_qexpr(f'{x}[r, {kf * 4} + j]', inv, zpf)}",
-              f"{w}for j in range({k % 4}, 4):", f"{w}    {dst(kf, 'j')} = {zpu}"]
-    if mp > m:  # pad rows of the last panel: the real value 0 (dynamic: scale 1, zero point 0)
-        pad = "T.uint8(0)" if dynamic else zpu
-        L += [f"{ind}for r in T.parallel({m}, {mp}):", f"{w}for kk in range({k4}):",
-              f"{w}    for j in T.vectorized(4):", f"{w}        {dst('kk', 'j')} = {pad}"]
-        if dynamic:
-            L += [f"{w}xs[r] = T.float32(1)", f"{w}zq[r] = 0"]
+              f"{w}xs[r] = s",
+              f'{w}zq[r] = T.Cast("int32", T.min(T.max(T.nearbyint((T.float32(0) - {lo}) / s), '
+              f"T.float32(0)), T.float32(255)))"]
+        if mp > m:
+            L += [f"{ind}for r in range({m}, {mp}):", f"{w}xs[r] = T.float32(1)", f"{w}zq[r] = 0"]
+
+    def inv(row: str) -> str:
+        return f"(T.float32(1) / xs[{row}])" if dynamic else _lit(inv_scale(act.scale))
+
+    def zpf(row: str) -> str:
+        return f'T.Cast("float32", zq[{row}])' if dynamic else _lit(int(act.zero_point))
+
+    def zpu(row: str) -> str:
+        return f'T.Cast("uint8", zq[{row}])' if dynamic else f"T.uint8({int(act.zero_point)})"
+
+    def qvec(row: str, lanes: int, off: str) -> str:
+        """The quantized bytes of x[row, off : off + lanes] as lanes/4 dwords (int32 vector or scalar)."""
+        v = f'{x}.vload([{row}, {off}], "float32x{lanes}")'
+        b = lambda e: f"T.Broadcast({e}, {lanes})"  # noqa: E731
+        return (f'T.reinterpret(T.Cast("uint8x{lanes}", T.min(T.max(T.nearbyint({v} * {b(inv(row))}) + '
+                f'{b(zpf(row))}, {b("T.float32(0)")}), {b("T.float32(255)")})), dtype="int32{"x%d" % (lanes // 4) if lanes > 4 else ""}")')
+
+    def rows_body(nrows: int, ind2: str) -> list[str]:
+        """Quantize rows p*mr .. p*mr + nrows - 1 of panel p; the rest of the panel is padding."""
+        out = []
+        if k16:
+            out.append(f"{ind2}for kb in range({k16}):")
+            word = 0 if dynamic else int(act.zero_point) * 0x01010101   # 4 zero-point bytes (dynamic: 0)
+            word = word - (1 << 32) if word >= 1 << 31 else word
+            if mr > 16 and mr % 16 == 0:     # many rows (token panels): a loop over 16-row chunks
+                out.append(f"{ind2}    for g in range({mr // 16}):")
+                for i in range(16):
+                    row = f"p * {mr} + g * 16 + {i}"
+                    if nrows == mr:
+                        val = qvec(row, 16, "kb * 16")
+                    else:   # the last panel: rows past M read row M-1 and give padding words
+                        val = (f"T.Select({row} < {m}, {qvec(f'T.min({row}, {m - 1})', 16, 'kb * 16')}, "
+                               f"T.Broadcast(T.int32({word}), 4))")
+                    out.append(f"{ind2}        d{i}: T.let = {val}")
+                for c in range(4):
+                    idx = ", ".join(str(i * 4 + c) for i in range(16))
+                    out.append(f"{ind2}        {q}_w[p, kb * 4 + {c}, T.ramp(g * 16, 1, 16)] = "
+                               f"T.Shuffle([{', '.join(f'd{i}' for i in range(16))}], [{idx}])")
+            for g0 in range(0, mr if not (mr > 16 and mr % 16 == 0) else 0, 16):
+                size = min(16, mr - g0)
+                if mr == 1:
+                    val = qvec("p", 16, "kb * 16") if nrows else f"T.Broadcast(T.int32({word}), 4)"
+                    out.append(f"{ind2}    {q}_r[p, T.ramp(kb * 4, 1, 4)] = {val}")
+                    continue
+                if size == 1:   # a lone last row: its 4 dwords one by one
+                    row = f"p * {mr} + {g0}"
+                    for c in range(4):
+                        val = qvec(row, 4, f"kb * 16 + {c * 4}") if g0 < nrows else f"T.int32({word})"
+                        out.append(f"{ind2}    {q}_w[p, kb * 4 + {c}, {g0}] = {val}")
+                    continue
+                for i in range(size):
+                    row = f"p * {mr} + {g0 + i}"
+                    val = qvec(row, 16, "kb * 16") if g0 + i < nrows else f"T.Broadcast(T.int32({word}), 4)"
+                    out.append(f"{ind2}    d{g0 + i}: T.let = {val}")
+                for c in range(4):
+                    idx = ", ".join(str(i * 4 + c) for i in range(size))
+                    out.append(f"{ind2}    {q}_w[p, kb * 4 + {c}, T.ramp({g0}, 1, {size})] = "
+                               f"T.Shuffle([{', '.join(f'd{g0 + i}' for i in range(size))}], [{idx}])")
+        if k % 16 or k4 * 4 > k:   # the last inputs one by one, then the zero-point padding
+            out += [f"{ind2}for i in range({nrows}):"]
+            if k % 16:
+                out += [f"{ind2}    for kk in range({k16 * 16}, {k}):",
+                        f"{ind2}        {q}[p, kk // 4, i * 4 + kk % 4] = "
+                        f"{_qexpr(f'{x}[p * {mr} + i, kk]', inv(f'p * {mr} + i'), zpf(f'p * {mr} + i'))}"]
+            if k4 * 4 > k:
+                out += [f"{ind2}    for kk in range({k}, {k4 * 4}):",
+                        f"{ind2}        {q}[p, kk // 4, i * 4 + kk % 4] = {zpu(f'p * {mr} + i')}"]
+            if nrows < mr:
+                pad = "T.uint8(0)" if dynamic else f"T.uint8({int(act.zero_point)})"
+                out += [f"{ind2}for i in range({nrows}, {mr}):", f"{ind2}    for kk in range({k16 * 16}, {k4 * 4}):",
+                        f"{ind2}        {q}[p, kk // 4, i * 4 + kk % 4] = {pad}"]
+        return out
+
+    if k16 and mr == 1:
+        L.append(f'{ind}{q}_r = T.decl_buffer(({mb}, {k4}), "int32", data={q}.data)')
+    elif k16:
+        L.append(f'{ind}{q}_w = T.decl_buffer(({mb}, {k4}, {mr}), "int32", data={q}.data)')
+    L.append(f"{ind}for p in T.parallel({mb}):")
+    last = m - (mb - 1) * mr
+    if last == mr:
+        L += rows_body(mr, w)
+    elif mb == 1:
+        L += rows_body(last, w)
+    else:
+        L += [f"{w}if p < {mb - 1}:"] + rows_body(mr, w2) + [f"{w}else:"] + rows_body(last, w2)
     return L
 
 

@@ -120,31 +120,42 @@ class Epilogue:
             out.append(("bias", (np_,), "float32"))
         return out
 
+    @property
+    def stage_dtype(self) -> str:
+        return "int32" if self.mode == "int32" else "float32"
+
     def value(self, a: str, m: str, n: str) -> str:
-        """Float32 value before the activation for accumulator expr ``a`` at row m, column n."""
+        """Phase 1: the requantized value (+ bias) of accumulator expr ``a`` at row m, column n.
+
+        Safe on padded rows and columns (every operand is padded), so it runs on whole tiles."""
         if self.mode == "int32":
             return a
         if self.mode == "static":
             v = f'T.Cast("float32", {a} - corr[{n}]) * sc[{n}]'
         else:
             v = f'T.Cast("float32", {a} - zq[{m}] * wsum[{n}]) * (xs[{m}] * ws[{n}])'
-        if self.bias:
-            v += f" + bias[{n}]"
+        return v + (f" + bias[{n}]" if self.bias else "")
+
+    def finish(self, v: str, m: str, n: str) -> str:
+        """Phase 2: ``Y[m, n]`` from the staged value v (residual, activation); real rows/columns only."""
         if self.residual:
-            v += f" + R[{m}, {n}]"
-        return v
+            v = f"({v} + R[{m}, {n}])"
+        return activation_expr(self.activation, v) if self.mode != "int32" else v
 
-    def store(self, a: str, m: str, n: str, lanes: int, ind: str, stage: str = "ef") -> list[str]:
-        """Lines storing ``Y[m, n]`` for lane variable ``l`` (m, n, a may use l) over ``lanes``.
-
-        The pre-activation value goes through a float32 staging buffer ``stage`` (16 lanes,
-        allocated by the caller) when the activation repeats its argument (GELU is ~30 uses)."""
-        v = self.value(a, m, n)
-        loop = f"{ind}for l in T.vectorized({lanes}):" if lanes > 1 else f"{ind}for l in range(1):"
+    def store_tile(self, stage: str, m0: str, n0: str, rows, cols: int, row_stride: int, col_stride: int,
+                   ind: str) -> list[str]:
+        """Phase 2 loops: ``Y[m0+i, n0+j] = finish(stage[i*row_stride + j*col_stride])`` for i < rows
+        (an int or an expression), j < cols, vectorized over j (columns of Y are contiguous). One copy of the activation per
+        call, so a GELU tile does not unroll into thousands of lines (TVMScript parsing is the cost)."""
+        m, n = f"{m0} + i", f"{n0} + j"
+        e = f"{stage}[i * {row_stride} + j * {col_stride}]"
+        loop = f"{ind}    for j in T.vectorized({cols}):" if cols > 1 else f"{ind}    for j in range(1):"
         if self.activation == "none" or self.mode == "int32":
-            return [loop, f"{ind}    Y[{m}, {n}] = {v}"]
-        return [loop, f"{ind}    {stage}[l] = {v}",
-                f"{ind}    Y[{m}, {n}] = {activation_expr(self.activation, f'{stage}[l]')}"]
+            return [f"{ind}for i in range({rows}):", loop, f"{ind}        Y[{m}, {n}] = {self.finish(e, m, n)}"]
+        # the activation repeats its argument (GELU ~30 times): give it a short name
+        pre = f"{e} + R[{m}, {n}]" if self.residual else e
+        return [f"{ind}for i in range({rows}):", f'{ind}    ev = T.alloc_buffer(({cols},), "float32")', loop,
+                f"{ind}        ev[j] = {pre}", f"{ind}        Y[{m}, {n}] = {activation_expr(self.activation, 'ev[j]')}"]
 
 
 def epilogue_consts(epi: Epilogue, w_q, w_scale, act, bias, np_: int) -> list:

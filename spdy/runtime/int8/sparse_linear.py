@@ -11,11 +11,14 @@ Two formulations (the tuner picks per layer; `candidates`):
              one weight vector -> MR dot steps. Epilogue and stores are row-contiguous like
              the dense kernel's. Good for any M, the only choice for M = 1 (batch-1 vectors).
   "tokens"   lanes over 16 rows of X (tokens) for R = 4 or 1 (also 16): X in the panel layout
-             with the tile's MT*16 tokens, so 16 tokens of one k group are one vector; per block, MT token vectors
-             x R broadcast weight dwords -> R*MT dot steps. A register holds one output column
-             for 16 tokens, so the epilogue reads the residual and writes Y with stride N.
+             with the tile's MT*16 tokens, so 16 tokens of one k group are one vector; per block,
+             MT token vectors x R broadcast weight dwords -> R*MT dot steps. A register holds one
+             output column for 16 tokens, so a work item takes 16/R consecutive block rows (16
+             outputs) one after the other into a stage tile [output][token], and stores it
+             transposed: whole 64-byte runs of each row of Y (a store per element with stride N
+             touched a cache line per element: 3-4x slower).
 Threads: `parts` parallel iterations walk balanced work lists (spdy.runtime.sparse.balance:
-block rows have very different nonzero counts) of (block row, tile range).
+block rows have very different nonzero counts) of (block row or group of 16 outputs, tile range).
 Empty block rows give ``y = act(bias + residual)`` (their wsum is 0).
 """
 from __future__ import annotations
@@ -155,17 +158,29 @@ def sparse_consts(spec: SparseSpec, blocks: Blocks, p: SparseParams, w_q, w_scal
     if blocks.nnzb == 0:   # zero-size constants are awkward: one unused block
         data, indices = np.zeros((1, blocks.r * 4), np.int8), np.zeros(1, np.int32)
     nbr = len(blocks.indptr) - 1
-    work = work_list(blocks.indptr, -(-spec.M // mt), p.parts)
+    work = work_list(_group_indptr(blocks, group_rows(spec, p)), -(-spec.M // mt), p.parts)
     return [np.ascontiguousarray(data), indices.astype(np.int32), blocks.indptr.astype(np.int32), *work,
             *epilogue_consts(spec.epi, w_q, w_scale, spec.act, bias, nbr * blocks.r)]
+
+
+def group_rows(spec: SparseSpec, p: SparseParams) -> int:
+    """Block rows per work item: tokens tiles gather 16 outputs (16/R block rows) so that the
+    stores write whole 64-byte runs of a row of Y; outputs tiles are one 16-row block row."""
+    return 1 if p.form == "outputs" else 16 // block_rows(spec.fmt)
+
+
+def _group_indptr(blocks: Blocks, g: int) -> np.ndarray:
+    nbr = len(blocks.indptr) - 1
+    return blocks.indptr[np.minimum(np.arange(0, -(-nbr // g) + 1) * g, nbr)]
 
 
 def sparse_source(spec: SparseSpec, blocks: Blocks, params: SparseParams, nwork: int, symbol: str = "main") -> str:
     p = effective_params(spec, params)
     isa, lanes, epi, r = spec.isa, LANES[spec.isa], spec.epi, blocks.r
     tm = _tile_rows(spec, p)
-    ntiles = -(-spec.M // tm)
     nbr = len(blocks.indptr) - 1
+    G = group_rows(spec, p)
+    ngroups = -(-nbr // G)
     L = header(symbol, arg_shapes(spec, blocks, p, nwork), f"int8_{spec.fmt}") + scratch_lines(spec, tm)
     L += quantize_stage(spec.M, spec.K, tm, spec.act)
     L += [f"    for part in T.parallel({p.parts}):",
@@ -177,56 +192,59 @@ def sparse_source(spec: SparseSpec, blocks: Blocks, params: SparseParams, nwork:
     if p.form == "outputs":
         nvec = max(1, r // lanes)
         acc = [[f"a{mi}_{h}" for h in range(nvec)] for mi in range(p.mr)]
+        st_size = p.mr * 16
     else:
         acc = [[f"a{rr}_{tv}" for tv in range(p.mr)] for rr in range(r)]
+        st_size = 16 * tm
     flat = [a for row in acc for a in row]
-    L += [alloc_acc(isa, a, ind) for a in flat] + [f'{ind}ef = T.alloc_buffer(({lanes},), "float32")']
+    L += [alloc_acc(isa, a, ind) for a in flat] + [f'{ind}st = T.alloc_buffer(({st_size},), "{epi.stage_dtype}")']
+    body = ind
+    if G > 1:   # the group's block rows one after the other, each into the stage tile
+        last = nbr - (ngroups - 1) * G
+        ext = str(G) if last == G else f"T.min({G}, {nbr} - wrow[w] * {G})"
+        L += [f"{ind}for b in range({ext}):", f"{ind}    br: T.let = wrow[w] * {G} + b"]
+        body = ind + "    "
+        brow = "br"
+    else:
+        brow = "wrow[w]"
     for a in flat:
-        L += zero_acc(isa, a, ind)
-    L += [f"{ind}for jj in range(indptr[wrow[w] + 1] - indptr[wrow[w]]):",
-          f"{ind}    j: T.let = indptr[wrow[w]] + jj",
-          f"{ind}    c: T.let = indices[j]"]
+        L += zero_acc(isa, a, body)
+    L += [f"{body}for jj in range(indptr[{brow} + 1] - indptr[{brow}]):",
+          f"{body}    j: T.let = indptr[{brow}] + jj",
+          f"{body}    c: T.let = indices[j]"]
     if p.form == "outputs":
         for mi in range(p.mr):
             for h in range(nvec):
                 L += dot_step(isa, acc[mi][h], Bcast("q", ("tile", "c"), str(mi * 4)),
-                              Vec("data", ("j",), str(h * lanes * 4)), ind + "    ")
+                              Vec("data", ("j",), str(h * lanes * 4)), body + "    ")
+        for mi in range(p.mr):        # phase 1: stage [row of X][16 outputs]
+            for h in range(nvec):
+                L += [f"{body}for l in T.vectorized({lanes}):",
+                      f"{body}    st[{mi * 16 + h * lanes} + l] = "
+                      f"{epi.value(f'{acc[mi][h]}[l]', f'tile * {tm} + {mi}', f'{brow} * 16 + {h * lanes} + l')}"]
+        row_stride, col_stride = 16, 1
     else:
         for rr in range(r):
             for tv in range(p.mr):
                 L += dot_step(isa, acc[rr][tv], Vec("q", ("tile", "c"), str(tv * lanes * 4)),
-                              Bcast("data", ("j",), str(rr * 4)), ind + "    ")
-
-    def stores(rows: int, cols: int, ind2: str) -> list[str]:
-        """Stores of a tile with `rows` valid rows of X and `cols` valid outputs of the block row."""
-        out = []
-        if p.form == "outputs":
-            for mi in range(rows):
-                for h in range(nvec):
-                    nl = min(lanes, cols - h * lanes)
-                    if nl > 0:
-                        out += epi.store(f"{acc[mi][h]}[l]", f"tile * {tm} + {mi}",
-                                         f"wrow[w] * {r} + {h * lanes} + l", nl, ind2)
-        else:
-            for rr in range(cols):
-                for tv in range(p.mr):
-                    nl = min(lanes, rows - tv * lanes)
-                    if nl > 0:
-                        out += epi.store(f"{acc[rr][tv]}[l]", f"tile * {tm} + {tv * lanes} + l",
-                                         f"wrow[w] * {r} + {rr}", nl, ind2)
-        return out
-    m_tail = spec.M - (ntiles - 1) * tm
-    n_tail = spec.N - (nbr - 1) * r
-    cases = [(mt, nt) for mt in ([False, True] if m_tail < tm else [False])
-             for nt in ([False, True] if n_tail < r else [False])]
-    if len(cases) == 1:
-        L += stores(m_tail if cases[0][0] else tm, n_tail if cases[0][1] else r, ind)
+                              Bcast("data", ("j",), str(rr * 4)), body + "    ")
+        for rr in range(r):          # phase 1: stage [16 outputs][tokens]
+            for tv in range(p.mr):
+                o = f"(b * {r} + {rr})" if G > 1 else str(rr)
+                L += [f"{body}for l in T.vectorized({lanes}):",
+                      f"{body}    st[{o} * {tm} + {tv * lanes} + l] = "
+                      f"{epi.value(f'{acc[rr][tv]}[l]', f'tile * {tm} + {tv * lanes} + l', f'{brow} * {r} + {rr}')}"]
+        row_stride, col_stride = 1, tm
+    m0, n0 = f"tile * {tm}", f"wrow[w] * {16 if p.form == 'outputs' else G * r}"
+    width = 16 if p.form == "outputs" else G * r      # outputs per work item
+    rows = f"T.min({tm}, {spec.M} - {m0})" if spec.M % tm else str(tm)
+    n_tail = spec.N - (ngroups - 1) * width
+    if n_tail == width:
+        L += epi.store_tile("st", m0, n0, rows, width, row_stride, col_stride, ind)
     else:
-        for i, (mt, nt) in enumerate(cases):
-            conds = ([f"tile {'==' if mt else '<'} {ntiles - 1}"] if m_tail < tm else []) + \
-                    ([f"wrow[w] {'==' if nt else '<'} {nbr - 1}"] if n_tail < r else [])
-            L.append(f"{ind}else:" if i == len(cases) - 1 else f"{ind}{'if' if i == 0 else 'elif'} {' and '.join(conds)}:")
-            L += stores(m_tail if mt else tm, n_tail if nt else r, ind + "    ")
+        L += [f"{ind}if wrow[w] < {ngroups - 1}:",
+              *epi.store_tile("st", m0, n0, rows, width, row_stride, col_stride, ind + "    "),
+              f"{ind}else:", *epi.store_tile("st", m0, n0, rows, n_tail, row_stride, col_stride, ind + "    ")]
     return "\n".join(L) + "\n"
 
 
