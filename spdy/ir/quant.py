@@ -19,6 +19,7 @@ import torch.fx
 
 from spdy.ir import meta
 from spdy.ir.layers import LayerInfo
+from spdy.ir.ops import layer_args, replace_args
 from spdy.ir.tensors import get_tensor, set_tensor
 from spdy.passes.algo.quantize import fake_quant_act_dynamic, fake_quant_act_static
 from spdy.qscheme import ActQuant
@@ -71,7 +72,7 @@ def insert_quant_stubs(gm: torch.fx.GraphModule, layers: list[LayerInfo]) -> int
         node = nodes[layer.node]
         if meta.QUANT in node.meta:
             continue
-        x = node.args[0]
+        x = layer_args(node).x
         set_tensor(gm, act_path(layer), torch.zeros(3), parameter=False)
         set_tensor(gm, scale_path(layer), torch.ones(layer.weight_shape[0]), parameter=False)
         with gm.graph.inserting_before(node):
@@ -79,7 +80,7 @@ def insert_quant_stubs(gm: torch.fx.GraphModule, layers: list[LayerInfo]) -> int
             s = gm.graph.get_attr(scale_path(layer))
             stub = gm.graph.call_function(LAYER_QUANT, (x, a, s, layer.qualname))
         stub.meta[meta.TENSOR] = x.meta.get(meta.TENSOR) if isinstance(x, torch.fx.Node) else None
-        node.args = (stub, *node.args[1:])
+        node.args = replace_args(node, x=stub)
         node.meta[meta.QUANT] = layer.qualname
         added += 1
     gm.graph.lint()
@@ -103,7 +104,7 @@ def set_quant(gm: torch.nn.Module, layer: LayerInfo, act: ActQuant | None, w_sca
 
 def stub_of(layer_node: torch.fx.Node) -> torch.fx.Node | None:
     """The stub feeding a layer op, if any."""
-    x = layer_node.args[0]
+    x = layer_args(layer_node).x
     return x if isinstance(x, torch.fx.Node) and x.target is LAYER_QUANT else None
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 
-from spdy.ir.ops import CONV2D, LINEAR, conv_args, linear_args
+from spdy.ir.ops import CONV2D, LINEAR, conv_args, layer_args, linear_args, replace_args
 from spdy.ir.quant import LAYER_QUANT, act_quant_of, strip_quant
 from spdy.ir.tensors import get_tensor, set_tensor
 from spdy.passes.algo.quantize import fake_quant_act_dynamic
@@ -51,12 +51,12 @@ def _quantize_dequantize(gm, graph, stub, layer):
     graph.erase_node(stub)
     zp_path = s.target.rsplit(".", 1)[0] + ".spdy_w_zero_point"
     set_tensor(gm, zp_path, torch.zeros(get_tensor(gm, s.target).shape, dtype=torch.int32), parameter=False)
-    w = layer.args[1]
+    w = layer_args(layer).weight
     with graph.inserting_before(layer):
         zp = graph.get_attr(zp_path)
         # ONNX accepts (-128, 127) for signed weights; ours lie in [-127, 127] already
         wq = graph.call_function(torch.fake_quantize_per_channel_affine, (w, s, zp, 0, -128, 127))
-    layer.args = (layer.args[0], wq, *layer.args[2:])
+    layer.args = replace_args(layer, weight=wq)
 
 
 def to_standard_ops(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -67,7 +67,7 @@ def to_standard_ops(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     for node in list(graph.nodes):
         if node.op != "call_function" or node.target not in (CONV2D, LINEAR):
             continue
-        stub = node.args[0]
+        stub = layer_args(node).x
         if isinstance(stub, torch.fx.Node) and stub.target is LAYER_QUANT:
             _quantize_dequantize(gm, graph, stub, node)
         with graph.inserting_before(node):

@@ -13,7 +13,7 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 
-from spdy.ir.ops import CONV2D, LINEAR
+from spdy.ir.ops import CONV2D, LINEAR, conv_args
 from spdy.passes.algo.reconstruct import conv_inputs_to_X
 
 
@@ -42,8 +42,8 @@ def layer_rows(x: torch.Tensor, node) -> torch.Tensor:
     """The GEMM rows X of a layer's input ([n, K]; im2col patches for a conv)."""
     if node.target is LINEAR:
         return x.reshape(-1, x.shape[-1])
-    w = node.args[1]
-    stride, padding, dilation = node.args[4], node.args[5], node.args[6]
+    a = conv_args(node)
+    w, stride, padding, dilation = a.weight, a.stride, a.padding, a.dilation
     top, left, bottom, right = padding
     x = F.pad(x, (left, right, top, bottom))
     kshape = w.meta["tensor_meta"].shape[2:] if "tensor_meta" in w.meta else None

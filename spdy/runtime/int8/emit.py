@@ -12,23 +12,20 @@ dequantizes to float32.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from spdy.qscheme import ActQuant
 
+from ..provenance import source_hash
 from .features import int8_support
 from .linear import DenseParams, DenseSpec
 from .snippets import Epilogue
 
-_HERE = Path(__file__).parent
-_SOURCES = [_HERE / f for f in ("features.py", "snippets.py", "quantize.py", "linear.py", "sparse_linear.py",
-                                "emit.py")] + [_HERE.parent / "kernels" / "tvmscript.py",
-                                               _HERE.parent / "sparse" / "balance.py"]
-SOURCE_HASH = hashlib.sha256(b"".join(p.read_bytes() for p in _SOURCES)).hexdigest()[:16]
+SOURCE_HASH = source_hash(*(f"runtime/int8/{f}" for f in ("features.py", "snippets.py", "quantize.py", "linear.py",
+                                                           "sparse_linear.py", "emit.py")),
+                          "runtime/kernels/tvmscript.py", "runtime/sparse/balance.py")
 
 LINEAR_FORMATS = ("dense", "bsr16x4", "bsr4x4", "bsr1x4")
 ACTIVATIONS = ("none", "relu", "relu6", "gelu")
