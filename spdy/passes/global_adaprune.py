@@ -30,7 +30,10 @@ class GlobalAdaPrunePass(Pass):
     def run(self, gm, ctx) -> PassResult:
         calib, targets = ctx.need("calib"), ctx.need("calib_targets")
         layers = {l.qualname: l for l in ctx.need("layers")}
-        pruned = [layers[n] for n in ctx.need("pruned")]
+        # int8 layers keep their weights on the grid they were quantized to (GPTQ already fit
+        # them); tuning them in float would leave the grid the kernels and the stub assume
+        quantized = set(ctx.artifacts.get("quantized") or ())
+        pruned = [layers[n] for n in ctx.need("pruned") if n not in quantized]
         params = [get_tensor(gm, l.weight) for l in pruned]
         masks = [get_tensor(gm, mask_path(l)) for l in pruned]
 

@@ -47,7 +47,7 @@ def test_profile_compile_runs_the_pruned_weights(wide):
     assert (w.reshape(32, 16, 512) == 0).all(1).sum() == (blocks == 0).sum()  # whole blocks pruned
     assert cm.report["pruned"]["hidden.1"] == pytest.approx(0.8, abs=0.01)
     assert cm.report["measured_speedup"] > 0 and cm.report["rounds"][0]["dense_artifact"]["median_ms"] > 0
-    assert cm.profile["hidden.0"] == {"format": "bsr16x1", "sparsity": 0.9}
+    assert cm.profile["hidden.0"] == {"format": "bsr16x1", "dtype": "fp32", "sparsity": 0.9}
 
 
 def test_bad_profile_lists_valid_names(wide):
@@ -56,17 +56,18 @@ def test_bad_profile_lists_valid_names(wide):
         spdy.compile(model, (x,), profile={"nope": {"format": "bsr16x1", "sparsity": 0.5},
                                            "hidden.0": {"format": "bsr8x8", "sparsity": 0.5}}, measure=False)
     msg = str(e.value)
-    assert "unknown layer 'nope'" in msg and "unknown format 'bsr8x8'" in msg
+    assert "unknown layer 'nope'" in msg and "unknown weight format 'bsr8x8'" in msg
     assert "hidden.3" in msg and "bsr16x1" in msg
 
 
+FP32 = ("bsr16x1",)   # these tests are about the fp32 search; tests/e2e/test_int8_compile.py has the int8 ones
 CALIB = [torch.randn(16, 64, generator=torch.Generator().manual_seed(i)) for i in range(4)]
 
 
 def test_spdy_meets_speedup_on_the_measured_artifact(wide, tmp_path):
     model, x = wide
     cm = spdy.compile(model, (x,), speedup=1.3, calib=CALIB, n_samples=64, grid_levels=6, max_evals=12,
-                      tune=False, workdir=tmp_path)
+                      tune=False, workdir=tmp_path, formats=FP32)
     r = cm.report
     assert r["measured_speedup"] >= 1.3 * 0.97
     assert r["rounds"] and all("measured_speedup" in x and x["predicted_speedup"] for x in r["rounds"])
@@ -82,7 +83,7 @@ def test_spdy_meets_speedup_on_the_measured_artifact(wide, tmp_path):
                           "profile-latency", "build-database"]
     # a second compile reuses the latency table and the reconstruction database
     cm2 = spdy.compile(model, (x,), speedup=1.3, calib=CALIB, n_samples=64, grid_levels=6, max_evals=12,
-                       tune=False)
+                       tune=False, formats=FP32)
     stats = {p["pass"]: p["stats"] for p in cm2.passlog}
     assert stats["profile-latency"]["cache_misses"] == 0
     assert stats["build-database"]["built"] == 0 and stats["build-database"]["reused"] > 0
@@ -91,7 +92,7 @@ def test_spdy_meets_speedup_on_the_measured_artifact(wide, tmp_path):
 def test_infeasible_speedup_names_the_maximum(wide):
     model, x = wide
     with pytest.raises(InfeasibleSpeedupError) as e:
-        spdy.compile(model, (x,), speedup=50, calib=CALIB, n_samples=32, grid_levels=4, tune=False)
+        spdy.compile(model, (x,), speedup=50, calib=CALIB, n_samples=32, grid_levels=4, tune=False, formats=FP32)
     assert 1.0 < e.value.max_speedup < 50 and "largest reachable speedup" in str(e.value)
     assert e.value.exit_code == 3
 
@@ -118,7 +119,7 @@ def test_nan_weights_fail_early(wide, tmp_path):
 def test_global_adaprune_tunes_the_stitched_model(wide, tmp_path):
     model, x = wide
     cm = spdy.compile(model, (x,), speedup=1.3, calib=CALIB, n_samples=64, grid_levels=6, max_evals=8,
-                      tune=False, global_adaprune=20, workdir=tmp_path)
+                      tune=False, global_adaprune=20, workdir=tmp_path, formats=FP32)
     rec = [p["stats"] for p in cm.passlog if p["pass"] == "global-adaprune"]
     tuned = [r for r in rec if r["steps"]]  # a round that pruned nothing has nothing to tune
     assert tuned and all(r["steps"] == 20 and r["loss_after"] <= r["loss_before"] for r in tuned)
