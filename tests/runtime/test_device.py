@@ -108,6 +108,8 @@ def test_no_remote_branches_outside_the_device_package():
         if path.is_relative_to(SPDY / "runtime" / "device"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr == "remote":
+            by_name = (isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("getattr", "hasattr")
+                       and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and node.args[1].value == "remote")
+            if by_name or (isinstance(node, ast.Attribute) and node.attr == "remote"):
                 found.append(f"{path.relative_to(SPDY)}:{node.lineno}")
     assert not found, f"branches on a device's `remote` outside spdy/runtime/device: {found}"

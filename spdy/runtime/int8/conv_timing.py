@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from spdy.qscheme import ActQuant
+from spdy.runtime.device import LOCAL
 
 
 def build_int8_conv_module(x_shape, w_q, w_scale, *, stride, padding, dilation, groups, has_bias: bool,
@@ -50,19 +51,11 @@ def time_int8_conv2d(x_shape, w_q, w_scale, *, stride, padding, dilation, groups
                      has_residual: bool, activation: str, act: ActQuant, fmt: str, ctx, repeat: int = 5,
                      min_repeat_ms: float = 10) -> float:
     """Median seconds of one call of all the layer's kernels (pack + conv; dynamic: + min/max)."""
-    import tvm
-    from tvm import relax
     from spdy.runtime.threads import ensure_threads
     ensure_threads(default=int(getattr(ctx, "num_threads", 0) or 0) or None)
     ex, arrays = build_int8_conv_module(x_shape, w_q, w_scale, stride=stride, padding=padding, dilation=dilation,
                                         groups=groups, has_bias=has_bias, has_residual=has_residual,
                                         activation=activation, act=act, fmt=fmt, ctx=ctx)
-    device = getattr(getattr(ctx, "tuner", None), "device", None)
-    if device is not None and getattr(device, "remote", False):
-        return float(np.median(device.time_vm_samples(ex, arrays, repeat=repeat, min_repeat_ms=min_repeat_ms)))
-    dev = tvm.cpu()
-    vm = relax.VirtualMachine(ex, dev)
-    inputs = [tvm.runtime.tensor(a, dev) for a in arrays]
-    f = vm.time_evaluator("main", dev, number=1, repeat=repeat, min_repeat_ms=int(min_repeat_ms))
-    f(*inputs)  # warm-up: page faults, thread pool start
-    return float(np.median(f(*inputs).results))
+    # timed on the tuner's measuring device (spdy.runtime.device), this CPU without one
+    device = getattr(getattr(ctx, "tuner", None), "device", None) or LOCAL
+    return float(np.median(device.time_vm_samples(ex, arrays, repeat=repeat, min_repeat_ms=min_repeat_ms)))

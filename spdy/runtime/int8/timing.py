@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from spdy.qscheme import ActQuant
+from spdy.runtime.device import LOCAL
 
 
 def build_int8_linear_module(x_shape, w_q, w_scale, *, has_bias: bool, has_residual: bool, activation: str,
@@ -48,18 +49,10 @@ def build_int8_linear_module(x_shape, w_q, w_scale, *, has_bias: bool, has_resid
 def time_int8_linear(x_shape, w_q, w_scale, *, has_bias: bool, has_residual: bool, activation: str,
                      act: ActQuant, fmt: str, ctx, repeat: int = 5, min_repeat_ms: float = 10) -> float:
     """Median seconds of everything the emitter emits for the layer (with ctx's tuned params)."""
-    import tvm
-    from tvm import relax
     from spdy.runtime.threads import ensure_threads
-    ensure_threads(int(getattr(ctx, "num_threads", 1) or 1))
+    ensure_threads(default=int(getattr(ctx, "num_threads", 0) or 0) or None)
     ex, arrays = build_int8_linear_module(x_shape, w_q, w_scale, has_bias=has_bias, has_residual=has_residual,
                                           activation=activation, act=act, fmt=fmt, ctx=ctx)
-    device = getattr(getattr(ctx, "tuner", None), "device", None)
-    if device is not None and getattr(device, "remote", False):
-        return float(np.median(device.time_vm_samples(ex, arrays, repeat=repeat, min_repeat_ms=min_repeat_ms)))
-    dev = tvm.cpu()
-    vm = relax.VirtualMachine(ex, dev)
-    inputs = [tvm.runtime.tensor(a, dev) for a in arrays]
-    f = vm.time_evaluator("main", dev, number=1, repeat=repeat, min_repeat_ms=int(min_repeat_ms))
-    f(*inputs)  # warm-up: the first call pays page faults and thread start
-    return float(np.median(f(*inputs).results))
+    # timed on the tuner's measuring device (spdy.runtime.device), this CPU without one
+    device = getattr(getattr(ctx, "tuner", None), "device", None) or LOCAL
+    return float(np.median(device.time_vm_samples(ex, arrays, repeat=repeat, min_repeat_ms=min_repeat_ms)))
