@@ -129,8 +129,8 @@ def _tile_rows(spec: SparseSpec, p: SparseParams) -> int:
 def effective_params(spec: SparseSpec, p: SparseParams) -> SparseParams:
     lanes = LANES[spec.isa]
     if p.form == "outputs":
-        if block_rows(spec.fmt) % lanes and block_rows(spec.fmt) != 16:
-            raise ValueError(f"the outputs formulation needs {lanes}-row blocks, not {spec.fmt}")
+        if block_rows(spec.fmt) != 16:
+            raise ValueError(f"the outputs formulation needs 16-row blocks (bsr16x4), not {spec.fmt}")
         return SparseParams("outputs", max(1, min(p.mr, spec.M)), max(1, p.parts))
     if p.form != "tokens":
         raise ValueError(f"unknown sparse formulation {p.form!r}; known: outputs, tokens")

@@ -50,12 +50,13 @@ def test_accumulator_exact(fmt, form, tile, act):
 
 
 @pytest.mark.parametrize("fmt,form,tile", CASES)
-def test_epilogue_bias_residual_gelu(fmt, form, tile):
+@pytest.mark.parametrize("act", [STATIC, DYNAMIC], ids=["static", "dynamic"])
+def test_epilogue_bias_residual_gelu(fmt, form, tile, act):
     from spdy.runtime.int8.sparse_linear import SparseParams
     b = np.random.default_rng(2).standard_normal(35).astype(np.float32)
-    layer, x, w, ws, res = _layer(18, 24, 35, fmt, act=DYNAMIC, bias=b, residual=True, activation="gelu")
+    layer, x, w, ws, res = _layer(18, 24, 35, fmt, act=act, bias=b, residual=True, activation="gelu")
     got = run(layer, SparseParams(form, tile, 2), x, res)
-    assert_close(got, linear_ref(x, w, ws, DYNAMIC, b, res, "gelu"))
+    assert_close(got, linear_ref(x, w, ws, act, b, res, "gelu"))
 
 
 @pytest.mark.parametrize("fmt,form", [("bsr16x4", "outputs"), ("bsr4x4", "tokens"), ("bsr1x4", "tokens")])
