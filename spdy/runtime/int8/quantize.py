@@ -6,8 +6,8 @@ one ``vpdpbusd`` lane reduces are one dword, and
   - mr = 1 is plain row-major ``[M, Kp]``;
   - mr = MR (the dense/16x4 register tile) makes a tile's MR rows of one k step one
     contiguous run (one cache line for MR = 16), streamed in order by the k loop;
-  - mr = Mp (all rows, padded to whole vectors) is ``[K4, Mp, 4]``: 16 tokens of one k
-    group are one 64-byte vector, what the lanes-over-tokens sparse kernels load.
+  - mr = MT*16 (a token tile of the lanes-over-tokens sparse kernels): 16 tokens of one k
+    group are one 64-byte vector, what those kernels load.
 Padding: rows past M and columns past K hold the zero point (the real value 0). The weights
 are zero-padded in K too, so pad columns contribute nothing either way; pad rows are computed
 and never stored. Dynamic mode gives pad rows scale 1 and zero point 0.
@@ -50,38 +50,47 @@ def quantize_stage(m: int, k: int, mr: int, act: ActQuant, *, x: str = "X", q: s
     """Loop nests (at indent ind) filling q (and xs, zq when dynamic) from the float32 X[m, k].
 
     The caller declares q ``[MB, K4, mr*4]`` uint8 (and xs/zq ``[Mp]``) as buffers or parameters.
+    One parallel loop over panels (dynamic mode: each panel's rows get their min/max first, in
+    the same task: one thread barrier less, which costs most on a loaded machine).
     Per panel and 16 inputs, each of up to 16 rows is quantized as one 16-lane vector (4 dwords,
     bound with T.let so it stays a register value), and one shuffle per k group gathers the
     rows' dwords into the panel's order, stored as one vector. Storing each row's 4-byte
     pieces straight into the panel, or staging through a stack tile, let LLVM split the
-    arithmetic into 4-lane pieces or rebuild it from float gathers: 3-8x slower.)"""
+    arithmetic into 4-lane pieces or rebuild it from float gathers: 3-8x slower."""
     mb, k4, mp = panel_dims(m, k, mr)
     k16 = k // 16
     dynamic = act.mode == "dynamic"
     w, w2 = ind + "    ", ind + "        "
     L = []
-    if dynamic:  # pass 1: per-row scale and zero point
-        L += [f"{ind}for r in T.parallel({m}):",
-              f'{w}mn = T.alloc_buffer((16,), "float32")', f'{w}mx = T.alloc_buffer((16,), "float32")',
-              f"{w}for l in T.vectorized(16):", f"{w}    mn[l] = T.float32(0)", f"{w}    mx[l] = T.float32(0)"]
+
+    def row_params_one(ind2: str) -> list[str]:
+        """Dynamic mode: scale and zero point of row r (a T.let) into xs[r], zq[r]."""
+        out = [f'{ind2}mn = T.alloc_buffer((16,), "float32")', f'{ind2}mx = T.alloc_buffer((16,), "float32")',
+               f"{ind2}for l in T.vectorized(16):", f"{ind2}    mn[l] = T.float32(0)", f"{ind2}    mx[l] = T.float32(0)"]
         if k16:
-            L += [f"{w}for kb in range({k16}):", f"{w}    for l in T.vectorized(16):",
-                  f"{w}        mn[l] = T.min(mn[l], {x}[r, kb * 16 + l])",
-                  f"{w}        mx[l] = T.max(mx[l], {x}[r, kb * 16 + l])"]
+            out += [f"{ind2}for kb in range({k16}):", f"{ind2}    for l in T.vectorized(16):",
+                    f"{ind2}        mn[l] = T.min(mn[l], {x}[r, kb * 16 + l])",
+                    f"{ind2}        mx[l] = T.max(mx[l], {x}[r, kb * 16 + l])"]
         if k % 16:
-            L += [f"{w}for l in range({k % 16}):",
-                  f"{w}    mn[l] = T.min(mn[l], {x}[r, {k16 * 16} + l])",
-                  f"{w}    mx[l] = T.max(mx[l], {x}[r, {k16 * 16} + l])"]
+            out += [f"{ind2}for l in range({k % 16}):",
+                    f"{ind2}    mn[l] = T.min(mn[l], {x}[r, {k16 * 16} + l])",
+                    f"{ind2}    mx[l] = T.max(mx[l], {x}[r, {k16 * 16} + l])"]
         lo, hi = "mn[0]", "mx[0]"
         for i in range(1, 16):
             lo, hi = f"T.min({lo}, mn[{i}])", f"T.max({hi}, mx[{i}])"
-        L += [f"{w}span: T.let = ({hi} - {lo}) / T.float32(255)",
-              f"{w}s: T.let = T.Select(span > T.float32(0), span, T.float32(1))",
-              f"{w}xs[r] = s",
-              f'{w}zq[r] = T.Cast("int32", T.min(T.max(T.nearbyint((T.float32(0) - {lo}) / s), '
-              f"T.float32(0)), T.float32(255)))"]
-        if mp > m:
-            L += [f"{ind}for r in range({m}, {mp}):", f"{w}xs[r] = T.float32(1)", f"{w}zq[r] = 0"]
+        return out + [f"{ind2}span: T.let = ({hi} - {lo}) / T.float32(255)",
+                      f"{ind2}s: T.let = T.Select(span > T.float32(0), span, T.float32(1))",
+                      f"{ind2}xs[r] = s",
+                      f'{ind2}zq[r] = T.Cast("int32", T.min(T.max(T.nearbyint((T.float32(0) - {lo}) / s), '
+                      f"T.float32(0)), T.float32(255)))"]
+
+    def row_params(ind2: str, rows: int) -> list[str]:
+        """Dynamic mode: per-row scale and zero point of the panel's real rows (into xs, zq)."""
+        out = [f"{ind2}for i in range({rows}):", f"{ind2}    r: T.let = p * {mr} + i", *row_params_one(ind2 + "    ")]
+        if rows < mr:   # padding rows: scale 1, zero point 0
+            out += [f"{ind2}for i in range({rows}, {mr}):", f"{ind2}    xs[p * {mr} + i] = T.float32(1)",
+                    f"{ind2}    zq[p * {mr} + i] = 0"]
+        return out
 
     def inv(row: str) -> str:
         return f"(T.float32(1) / xs[{row}])" if dynamic else _lit(inv_scale(act.scale))
@@ -101,26 +110,12 @@ def quantize_stage(m: int, k: int, mr: int, act: ActQuant, *, x: str = "X", q: s
 
     def rows_body(nrows: int, ind2: str) -> list[str]:
         """Quantize rows p*mr .. p*mr + nrows - 1 of panel p; the rest of the panel is padding."""
-        out = []
+        out = row_params(ind2, nrows) if dynamic else []
         if k16:
             out.append(f"{ind2}for kb in range({k16}):")
             word = 0 if dynamic else int(act.zero_point) * 0x01010101   # 4 zero-point bytes (dynamic: 0)
             word = word - (1 << 32) if word >= 1 << 31 else word
-            if mr > 16 and mr % 16 == 0:     # many rows (token panels): a loop over 16-row chunks
-                out.append(f"{ind2}    for g in range({mr // 16}):")
-                for i in range(16):
-                    row = f"p * {mr} + g * 16 + {i}"
-                    if nrows == mr:
-                        val = qvec(row, 16, "kb * 16")
-                    else:   # the last panel: rows past M read row M-1 and give padding words
-                        val = (f"T.Select({row} < {m}, {qvec(f'T.min({row}, {m - 1})', 16, 'kb * 16')}, "
-                               f"T.Broadcast(T.int32({word}), 4))")
-                    out.append(f"{ind2}        d{i}: T.let = {val}")
-                for c in range(4):
-                    idx = ", ".join(str(i * 4 + c) for i in range(16))
-                    out.append(f"{ind2}        {q}_w[p, kb * 4 + {c}, T.ramp(g * 16, 1, 16)] = "
-                               f"T.Shuffle([{', '.join(f'd{i}' for i in range(16))}], [{idx}])")
-            for g0 in range(0, mr if not (mr > 16 and mr % 16 == 0) else 0, 16):
+            for g0 in range(0, mr, 16):
                 size = min(16, mr - g0)
                 if mr == 1:
                     val = qvec("p", 16, "kb * 16") if nrows else f"T.Broadcast(T.int32({word}), 4)"
@@ -155,10 +150,59 @@ def quantize_stage(m: int, k: int, mr: int, act: ActQuant, *, x: str = "X", q: s
                         f"{ind2}        {q}[p, kk // 4, i * 4 + kk % 4] = {pad}"]
         return out
 
+    def chunk_body(check: bool, ind2: str) -> list[str]:
+        """Rows p*mr + g*16 .. +15 (one 16-row chunk of a tall panel); check: rows may pass M
+        (the last panel), so reads are clamped and rows past M get padding."""
+        base = f"p * {mr} + g * 16"
+        pad = "T.uint8(0)" if dynamic else f"T.uint8({int(act.zero_point)})"
+        out = []
+        if dynamic:
+            out += [f"{ind2}for i in range(16):", f"{ind2}    r: T.let = {base} + i"]
+            body = row_params_one(ind2 + "        " if check else ind2 + "    ")
+            if check:
+                out += [f"{ind2}    if r < {m}:", *body, f"{ind2}    else:", f"{ind2}        xs[r] = T.float32(1)",
+                        f"{ind2}        zq[r] = 0"]
+            else:
+                out += body
+        if k16:
+            out.append(f"{ind2}for kb in range({k16}):")
+            for i in range(16):
+                row = f"{base} + {i}"
+                val = qvec(row, 16, "kb * 16")
+                if check:
+                    val = (f"T.Select({row} < {m}, {qvec(f'T.min({row}, {m - 1})', 16, 'kb * 16')}, "
+                           f"T.Broadcast(T.int32({word}), 4))")
+                out.append(f"{ind2}    d{i}: T.let = {val}")
+            for c in range(4):
+                idx = ", ".join(str(i * 4 + c) for i in range(16))
+                out.append(f"{ind2}    {q}_w[p, kb * 4 + {c}, T.ramp(g * 16, 1, 16)] = "
+                           f"T.Shuffle([{', '.join(f'd{i}' for i in range(16))}], [{idx}])")
+        if k4 * 4 > k16 * 16:   # the last inputs one by one, then the zero-point padding
+            rr = f"T.min({base} + i, {m - 1})"
+            val = _qexpr(f"{x}[{rr}, T.min(kk, {k - 1})]", inv(rr), zpf(rr))
+            cond = f"kk < {k}" + (f" and {base} + i < {m}" if check else "")
+            fill = f"T.Select({base} + i < {m}, {zpu(rr)}, {pad})" if check else zpu(rr)
+            out += [f"{ind2}for i in range(16):", f"{ind2}    for kk in range({k16 * 16}, {k4 * 4}):",
+                    f"{ind2}        {q}[p, kk // 4, (g * 16 + i) * 4 + kk % 4] = T.Select({cond}, {val}, {fill})"]
+        return out
+
+    word = 0 if dynamic else int(act.zero_point) * 0x01010101   # 4 zero-point bytes (dynamic: 0)
+    word = word - (1 << 32) if word >= 1 << 31 else word
     if k16 and mr == 1:
         L.append(f'{ind}{q}_r = T.decl_buffer(({mb}, {k4}), "int32", data={q}.data)')
     elif k16:
         L.append(f'{ind}{q}_w = T.decl_buffer(({mb}, {k4}, {mr}), "int32", data={q}.data)')
+    last = m - (mb - 1) * mr
+    if mr > 16 and mr % 16 == 0:   # tall panels (token tiles): one task per 16-row chunk
+        g = mr // 16
+        L += [f"{ind}for t in T.parallel({mb * g}):", f"{w}p: T.let = t // {g}", f"{w}g: T.let = t % {g}"]
+        if last == mr:
+            L += chunk_body(False, w)
+        elif mb == 1:
+            L += chunk_body(True, w)
+        else:
+            L += [f"{w}if p < {mb - 1}:", *chunk_body(False, w2), f"{w}else:", *chunk_body(True, w2)]
+        return L
     L.append(f"{ind}for p in T.parallel({mb}):")
     last = m - (mb - 1) * mr
     if last == mr:
