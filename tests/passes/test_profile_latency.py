@@ -50,7 +50,7 @@ def _traced_mlp(workdir):
 
 
 def test_row_times_anchors_retimes_bursts_and_interpolates(tmp_path):
-    from spdy.passes.profile_latency import ProfileLatencyPass
+    from spdy.passes.profile_latency import ProfileLatencyPass, allowed_options
     gm, layers = _traced_mlp(tmp_path)
     opts = options(("bsr16x1",), sparsity_levels(9))
     p = ProfileLatencyPass(timed_every=4)
@@ -66,7 +66,7 @@ def test_row_times_anchors_retimes_bursts_and_interpolates(tmp_path):
             assert fmt == "dense" or abs(float((w == 0).mean()) - s) < 0.1
         return [true[s] * (3.0 if s == burst and not retime else 1.0) for _, s, _ in option_weights], 0
 
-    row, _ = p._row(gm, layers[0], opts, timed, measure)
+    row, _ = p._row(gm, layers[0], opts, timed, measure, allowed_options(opts, prunable=True))
     assert calls[0] == ([opts[j].sparsity for j in timed], False)
     assert calls[1] == ([burst], True)          # only the suspect is timed again
     np.testing.assert_allclose(row, [true[o.sparsity] for o in opts], rtol=1e-9)  # linear in density: exact
