@@ -99,6 +99,15 @@ def test_candidates():
         c = candidates(spec, 2)
         assert c[0] == default_params(spec, 2) and len(set(c)) == len(c) <= 16
         r = {"bsr16x4": 16, "bsr4x4": 4, "bsr1x4": 1}[fmt]
-        assert all((p.mr if p.form == "outputs" else r * p.mr) <= 28 for p in c)
+        assert all((p.mr if p.form == "outputs" else r * p.mr) * p.split <= 28 for p in c)
     gemv = SparseSpec(1, 100, 64, "vnni512", "bsr16x4", STATIC, Epilogue("static"))
-    assert default_params(gemv, 2).form == "outputs" and default_params(gemv, 2).mr == 1
+    d = default_params(gemv, 2)
+    assert d.form == "outputs" and d.mr == 1 and d.split == 8    # one live row: 8 accumulator sets
+
+
+@pytest.mark.parametrize("fmt,form,tile,split,m", [("bsr16x4", "outputs", 1, 3, 1), ("bsr1x4", "tokens", 1, 4, 20)])
+def test_split_accumulators_exact(fmt, form, tile, split, m):
+    from spdy.runtime.int8.sparse_linear import SparseParams
+    layer, x, w, _, _ = _layer(m, 70, 37, fmt, act=DYNAMIC, raw=True, density=0.6)
+    got = run(layer, SparseParams(form, tile, 2, split), x)
+    np.testing.assert_array_equal(got, accumulator(x, w, DYNAMIC))
