@@ -60,11 +60,49 @@ _ALL = [
     Format("bsr4x4-int8", 4, 4, INT8, why="int8 block-sparse, 4 outputs x 4 inputs"),
     Format("bsr1x4-int8", 1, 4, INT8, why="int8 block-sparse, 1 output x 4 inputs"),
 ]
-REGISTRY: dict[str, Format] = {f.name: f for f in _ALL}
-FORMATS = tuple(REGISTRY)
-SPARSE_FORMATS = tuple(f.name for f in _ALL if f.sparse)
-INT8_FORMATS = tuple(f.name for f in _ALL if f.int8)
+REGISTRY: dict[str, Format] = {}
+FORMATS: tuple[str, ...] = ()
+SPARSE_FORMATS: tuple[str, ...] = ()
+INT8_FORMATS: tuple[str, ...] = ()
 _ALIASES = {"int8": "dense-int8", "fp32": DENSE, "1x1": "bsr1x1", "unstructured": "bsr1x1"}
+
+
+def _index() -> None:
+    global FORMATS, SPARSE_FORMATS, INT8_FORMATS
+    REGISTRY.clear()
+    REGISTRY.update((f.name, f) for f in _ALL)
+    FORMATS = tuple(REGISTRY)
+    SPARSE_FORMATS = tuple(f.name for f in _ALL if f.sparse)
+    INT8_FORMATS = tuple(f.name for f in _ALL if f.int8)
+
+
+def register(fmt: Format) -> Format:
+    """Add a format to the registry: from then on profiles, `formats=`, the latency table, the
+    databases and the search know it. Its kernels must exist: an fp32 block-sparse format
+    (Rx1 blocks) runs on spdy.runtime.sparse's templates, whose block height is a parameter;
+    an int8 one needs its block rows in the int8 kernels' tables (spdy/runtime/int8:
+    sparse_linear.SPARSE_FORMATS, conv_blocks.BLOCK_ROWS, emit.LINEAR_FORMATS)."""
+    if not isinstance(fmt, Format):
+        raise SpdyError(f"register takes a spdy.formats.Format, got {type(fmt).__name__}")
+    if fmt.name in REGISTRY or fmt.name in _ALIASES:
+        raise SpdyError(f"weight format {fmt.name!r} is already registered")
+    if fmt.name == DENSE or fmt.block_rows < 1 or fmt.block_inputs < 1:
+        raise SpdyError(f"format {fmt.name!r}: blocks must be at least 1x1 (and {DENSE!r} is taken)")
+    _ALL.append(fmt)
+    _index()
+    return fmt
+
+
+def unregister(name: str) -> None:
+    """Remove a registered format (the built-in ones stay)."""
+    if name in _BUILTIN:
+        raise SpdyError(f"{name!r} is a built-in format")
+    _ALL[:] = [f for f in _ALL if f.name != name]
+    _index()
+
+
+_BUILTIN = frozenset(f.name for f in _ALL)
+_index()
 
 
 def get(name: str) -> Format:
@@ -98,12 +136,28 @@ def available(int8_isa: str | None, int8_reason: str = "") -> tuple[dict[str, Fo
     table to show, not for this check to guess.
     """
     ok, why = {}, {}
-    for f in _ALL:
+    for f in REGISTRY.values():
         if f.int8 and int8_isa is None:
             why[f.name] = f"no int8 kernels for this target: {int8_reason or 'not an x86 CPU'}"
         else:
             ok[f.name] = f
     return ok, why
+
+
+#: what the search is offered when `formats` is not given: dense int8, int8 in 4x4 blocks and fp32
+#: in 16x1 blocks (the fallback for a layer whose activations do not quantize well). Why not every
+#: format: each offered sparse format costs ~11 timed levels per layer shape in the latency table
+#: (10-27 s each to tune on a 2-core VM) and 40 reconstructions per layer in the database; all
+#: seven made a MiniLM compile's table alone run past an hour. 4x4 int8 blocks were the fastest
+#: int8 sparse kernel on MiniLM's 64-token linears (0.24 ms at 70% against 0.52 ms for 16x4) and
+#: keep the same 16 weights per block as bsr16x1. `formats="all"` offers everything.
+DEFAULT = ("dense-int8", "bsr4x4-int8", "bsr16x1")
+
+
+def defaults(int8_isa: str | None) -> tuple[str, ...]:
+    """The default formats on a target (module doc of DEFAULT); fp32 only without int8 kernels."""
+    ok, _ = available(int8_isa)
+    return tuple(f for f in DEFAULT if f in ok)
 
 
 # -- block geometry ------------------------------------------------------------------------

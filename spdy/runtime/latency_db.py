@@ -189,6 +189,21 @@ class LatencyDB:
             return None
         return LatencyEntry(params, row[1], row[2], row[3], row[4], row[5])
 
+    def nearest(self, key: LatencyKey, within_bp: int) -> tuple[int, dict] | None:
+        """(level_bp, params) of the entry like `key` but at the nearest other sparsity level
+        within `within_bp` basis points (levels > 0 only), or None."""
+        fields = [f for f in KEY_FIELDS if f != "level_bp"]
+        where = " AND ".join(f"{f} = ?" for f in fields)
+        try:
+            row = self.conn.execute(
+                f"SELECT level_bp, params FROM latency WHERE {where} AND level_bp > 0 AND level_bp != ? "
+                f"AND ABS(level_bp - ?) <= ? ORDER BY ABS(level_bp - ?) LIMIT 1",
+                (*(getattr(key, f) for f in fields), key.level_bp, key.level_bp, int(within_bp),
+                 key.level_bp)).fetchone()
+            return (int(row[0]), json.loads(row[1])) if row else None
+        except (sqlite3.DatabaseError, ValueError):
+            return None
+
     def _open_after_failure(self) -> sqlite3.Connection:
         try:
             conn = self._connect()

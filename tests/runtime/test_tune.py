@@ -57,3 +57,25 @@ def test_default_mode_needs_no_build():
     assert t.best_params("s", [{"a": 1}, {"a": 2}], build_fn=None, source_hash="h") == {"a": 1}
     with pytest.raises(ValueError):
         Tuner(_target(), mode="fast")
+
+
+def test_neighbouring_sparsity_levels_reuse_the_tuned_schedule(tmp_path):
+    from spdy.runtime.kernels.gemm import GemmParams, GemmSpec
+    from spdy.runtime.kernels.select import build_gemm_for_timing
+    spec, tgt = GemmSpec(M=16, N=64, K=32), _target()
+    builds = []
+
+    def build(d):
+        builds.append(d)
+        return build_gemm_for_timing(spec, GemmParams.from_json(d), tgt)
+    cands = [GemmParams(mr=4, nr=32).to_json(), GemmParams(mr=2, nr=16).to_json(), GemmParams(mr=1, nr=16).to_json()]
+    tuner = Tuner(tgt, num_threads=2, db=LatencyDB(tmp_path / "l.sqlite"), repeat=2, min_repeat_ms=1,
+                  reuse_within_bp=1000)
+    best, _ = tuner.tune("sig", cands, build, source_hash="h", format="bsr4x4-int8", level_bp=7000)
+    assert len(builds) == 3
+    again, _ = tuner.tune("sig", cands, build, source_hash="h", format="bsr4x4-int8", level_bp=7500)
+    assert again == best and len(builds) == 4 and tuner.stats["reused"] == 1     # one build: timed only
+    tuner.tune("sig", cands, build, source_hash="h", format="bsr4x4-int8", level_bp=9000)
+    assert len(builds) == 7                                                        # too far: searched
+    tuner.tune("sig", cands, build, source_hash="h", format="bsr16x1", level_bp=7600)
+    assert len(builds) == 10                                                       # another format: searched

@@ -2,9 +2,11 @@
 
 For each model the bench compiles, through the public API,
   * the dense spdy artifact:      ``spdy.compile(model, (x,), tune=...)``
-  * block-sparse spdy artifacts:  ``spdy.compile(model, (x,), profile={layer: {"format": "bsr16x1",
-    "sparsity": s}}, tune=...)`` for s in --sparsities (uniform magnitude masks; ResNet-18: every
-    conv but the first, fc stays dense; BERT: every Linear),
+  * spdy profile artifacts:       ``spdy.compile(model, (x,), profile=..., tune=...)`` for each
+    --variants entry FORMAT[@SPARSITY]: bsr16x1@0.9 prunes the rule's layers in fp32 (magnitude
+    masks; ResNet-18: every conv but the first, fc stays dense; BERT: every Linear), dense-int8
+    quantizes every layer, bsr16x4-int8@0.9 prunes the rule's layers in int8 and quantizes the
+    rest (calibrated on random inputs: this bench measures speed),
 and times them against the *dense* model in PyTorch eager, onnxruntime and OpenVINO (f32 precision
 hint), and against the int8 builds users pick today (tools/bench/peers_int8.py: onnxruntime
 quantize_dynamic and quantize_static QDQ, OpenVINO on that QDQ model, OpenVINO + NNCF), all on
@@ -103,11 +105,11 @@ def sparse_layers(report_layers: list[dict], rule: str) -> list[str]:
     raise ValueError(rule)
 
 
-def compile_spdy(model, x, *, tune: bool, threads: int, profile: dict | None = None):
+def compile_spdy(model, x, *, tune: bool, threads: int, profile: dict | None = None, calib=None):
     import spdy
     n0 = len(_TUNERS)
     t0 = time.perf_counter()
-    cm = spdy.compile(model, (x,), tune=tune, num_threads=threads, profile=profile, measure=False)
+    cm = spdy.compile(model, (x,), tune=tune, num_threads=threads, profile=profile, calib=calib, measure=False)
     wall = time.perf_counter() - t0
     passes = {r["pass"]: r.get("wall_s") for r in cm.passlog}
     info = {"compile_s": round(wall, 2), "tuner": _tuner_stats(n0),
@@ -240,13 +242,23 @@ def run_model(name: str, args, tmp: Path) -> dict:
     layers = sparse_layers(cm.report["layers"], rule)
     res["sparse_layers"] = layers
 
-    # spdy sparse
-    for s in args.sparsities:
-        label = f"spdy_bsr16x1_{int(round(s * 100))}"
-        prof = {q: {"format": "bsr16x1", "sparsity": s} for q in layers}
-        log(f"{name}: compiling {label} ({len(layers)} sparse layers)")
+    # spdy sparse and int8 profiles: "fmt@sparsity" prunes the rule's layers (the others stay
+    # dense, or dense int8 for an int8 format); "dense-int8" quantizes every layer
+    all_layers = [l["qualname"] for l in cm.report["layers"]]
+    calib = [c[0] for c in random_calibration(x, args.calib_n)]
+    for variant in args.variants:
+        fmt, _, sp = variant.partition("@")
+        s = float(sp or 0.0)
+        int8 = fmt.endswith("-int8")
+        label = f"spdy_{fmt.replace('-', '_')}" + (f"_{int(round(s * 100))}" if s else "")
+        base = {"format": "dense-int8"} if int8 else {"format": "dense"}
+        prof = {q: dict(base) for q in all_layers} if int8 else {}
+        if s:
+            prof.update({q: {"format": fmt, "sparsity": s} for q in layers})
+        log(f"{name}: compiling {label}")
         try:
-            cs, info = compile_spdy(model, x, tune=args.tune, threads=args.threads, profile=prof)
+            cs, info = compile_spdy(model, x, tune=args.tune, threads=args.threads, profile=prof,
+                                    calib=calib if int8 else None)
         except Exception as e:  # report and go on with the other rows
             msg = f"{type(e).__name__}: {e}"
             log(f"{name}: {label} failed: {msg[:2000]}")
@@ -255,10 +267,15 @@ def run_model(name: str, args, tmp: Path) -> dict:
         res["compile"][label] = info
         log(f"{name}: {label} compiled in {info['compile_s']} s, tuner {info['tuner']}")
         run, out = make_spdy(cs, x)
-        mm = masked_copy(model, cs.pruned_model, layers)
-        with torch.inference_mode():
-            mref = mm(x).numpy()
+        if int8:   # the fake-quant torch model the artifact must match
+            with torch.inference_mode():
+                mref = cs.pruned_model(x).numpy()
+        else:
+            mm = masked_copy(model, cs.pruned_model, layers)
+            with torch.inference_mode():
+                mref = mm(x).numpy()
         res["numerics"][label] = errs(out(), mref)
+        res["numerics"][label + "_vs_fp32"] = errs(out(), ref) | {"int8": int8}
         runners[label] = run
 
     # peers on the dense model: torch eager, and the ONNX-based fp32 and int8 runtimes
@@ -330,7 +347,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--models", default="resnet18,bert_ffn", help=f"comma list of {','.join(MODELS)}")
-    ap.add_argument("--sparsities", default=None, help="comma list (default 0.8,0.9; --quick: 0.9)")
+    ap.add_argument("--variants", default=None,
+                    help="spdy profiles: comma list of FORMAT[@SPARSITY] (default bsr16x1@0.8,bsr16x1@0.9,"
+                         "dense-int8,bsr16x4-int8@0.9; --quick: bsr16x1@0.9,dense-int8)")
     ap.add_argument("--peers", default=",".join(PEERS), help=f"runtimes to compare against (subset of {','.join(PEERS)}; "
                     "onnxruntime and openvino are fp32)")
     ap.add_argument("--calib-n", type=int, default=16, help="random inputs the static int8 peers calibrate on")
@@ -345,7 +364,8 @@ def main(argv=None) -> int:
     args.rounds = args.rounds or (3 if args.quick else 7)
     args.repeat = args.repeat or (3 if args.quick else 5)
     args.min_ms = args.min_ms or (50.0 if args.quick else 100.0)
-    args.sparsities = [float(s) for s in (args.sparsities or ("0.9" if args.quick else "0.8,0.9")).split(",") if s]
+    args.variants = [v for v in (args.variants or ("bsr16x1@0.9,dense-int8" if args.quick else
+                                                  "bsr16x1@0.8,bsr16x1@0.9,dense-int8,bsr16x4-int8@0.9")).split(",") if v]
     args.peers = [p for p in args.peers.split(",") if p]
     bad = [p for p in args.peers if p not in PEERS]
     if bad:
@@ -368,7 +388,7 @@ def main(argv=None) -> int:
     meta = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": "python tools/bench/e2e.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "threads": args.threads, "tune": args.tune, "rounds": args.rounds, "repeat": args.repeat,
-            "min_sample_ms": args.min_ms, "sparsities": args.sparsities, "cpu_count": os.cpu_count(),
+            "min_sample_ms": args.min_ms, "variants": args.variants, "cpu_count": os.cpu_count(),
             "host_cpu": tvm.target.codegen.llvm_get_system_cpu(), "machine": platform.machine(),
             "versions": {"torch": torch.__version__, "tvm": tvm.__version__}, "loadavg_start": os.getloadavg()}
     results = {}
