@@ -5,7 +5,7 @@ import pytest
 
 from spdy.errors import InputShapeError, PipelineError
 from spdy.passes.base import Pass, PassResult
-from spdy.passes.context import CompileContext
+from spdy.passes.context import CompileContext, CompileOptions
 from spdy.passes.pipeline import Pipeline
 from spdy.passes.registry import parse_pass, register
 
@@ -94,7 +94,7 @@ def test_graph_dump(tmp_path, convnet, image):
     from spdy.passes.canonicalize import CanonicalizePass
     from spdy.passes.trace import TracePass
     ctx = CompileContext(model=convnet, inputs=normalize_inputs(image), target=None, workdir=tmp_path,
-                         dump_graphs=True)
+                         options=CompileOptions(dump_graphs=True))
     gm, records = Pipeline([TracePass(), CanonicalizePass()]).run(None, ctx)
     assert (tmp_path / "graphs" / "01-canonicalize.txt").read_text().count("target=torch.ops.spdy.spdy_conv2d") == 4
     assert records[1]["stats"]["bn_folded"] == 2
