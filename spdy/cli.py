@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="spdy: search; uniform / gmp: the baselines; dp-only: the DP without search (ablation)")
     c.add_argument("--formats", default=None,
                    help="comma-separated weight formats the search may choose per layer, e.g. "
-                        "bsr16x1,dense-int8,bsr16x4-int8 (default: every format the target can run)")
+                        "bsr16x1,dense-int8,bsr16x4-int8 (default: dense-int8,bsr4x4-int8,bsr16x1 where the target has int8 kernels; 'all': every format)")
     c.add_argument("--samples", type=int, default=1024, help="calibration samples")
     c.add_argument("--max-evals", type=int, default=0, help="cap on search evaluations (0: none)")
     c.add_argument("--keep-dense", default=None, metavar="LAYERS",

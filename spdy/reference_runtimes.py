@@ -36,7 +36,7 @@ def torch_eager_fn(model, args, kwargs, threads: int) -> Callable[[], object]:
 def reference_fns(ctx, threads: int) -> dict[str, Callable[[], object]]:
     """{name: zero-argument callable} for PyTorch eager and (when available) onnxruntime."""
     fns = {"torch_eager": torch_eager_fn(ctx.model.eval(), ctx.inputs.args, ctx.inputs.kwargs, threads)}
-    if ctx.options.get("compare_onnxruntime", True):
+    if ctx.options.compare_onnxruntime:
         if _SESSION_KEY not in ctx.artifacts:
             ctx.artifacts[_SESSION_KEY] = _onnxruntime_fn(ctx, threads)
         run, note = ctx.artifacts[_SESSION_KEY]

@@ -3,7 +3,10 @@
 The rules:
 - spdy/passes/algo is pure: no tvm, no torch.fx graph types, no spdy.passes outside algo;
 - spdy/runtime is below the compiler: it never imports the API (spdy, spdy.api,
-  spdy.compiled, spdy.cli), the passes or the pipelines;
+  spdy.compiled, spdy.cli), the compile driver (spdy.compiler), the passes or the pipelines;
+- spdy/compiler (the driver and its strategies) sits between the API and the passes: it
+  never imports the API, and nothing below it (passes, pipelines, ir, store, runtime)
+  imports it;
 - tvm is imported only under spdy/runtime;
 - spdy/store stores, it imports no spdy.passes (callers hand it what it keys on);
 - the passes do not import spdy.chex (chex builds on the pure algorithms, not the reverse);
@@ -97,8 +100,20 @@ def test_algo_is_pure():
 
 def test_runtime_never_imports_the_compiler():
     bad = _violations("spdy.runtime", lambda n: n == "spdy" or _under(
-        n, "spdy.api", "spdy.compiled", "spdy.cli", "spdy.demo", "spdy.passes", "spdy.pipelines"))
+        n, "spdy.api", "spdy.compiled", "spdy.cli", "spdy.demo", "spdy.compiler", "spdy.passes", "spdy.pipelines"))
     assert not bad, "spdy/runtime is imported by the compiler, never the reverse:\n" + "\n".join(bad)
+
+
+def test_compiler_is_below_the_api():
+    bad = _violations("spdy.compiler", lambda n: n == "spdy" or _under(n, "spdy.api", "spdy.compiled", "spdy.cli",
+                                                                      "spdy.demo"))
+    assert not bad, "spdy/compiler is called by the API, never the reverse:\n" + "\n".join(bad)
+
+
+def test_nothing_below_the_compiler_imports_it():
+    bad = [v for where in ("spdy.passes", "spdy.pipelines", "spdy.ir", "spdy.store", "spdy.runtime")
+           for v in _violations(where, lambda n: _under(n, "spdy.compiler", "spdy.api"))]
+    assert not bad, "the passes, pipelines, ir, store and runtime never import the driver or the API:\n" + "\n".join(bad)
 
 
 def test_tvm_only_in_runtime():
@@ -169,7 +184,7 @@ def test_the_checks_see_a_violation():
     assert ("spdy.runtime.device.base", False) in {(n, lz) for n, lz, _ in IMPORTS["spdy.runtime.device.rpc"]}
     assert any(n == "tvm" and lz for n, lz, _ in IMPORTS["spdy.runtime.target"])
     g = _graph(True)
-    assert g.has_edge("spdy.api", "spdy.passes.pipeline") and g.has_edge("spdy.chex.prune", "spdy.passes.algo.surgery")
+    assert g.has_edge("spdy.compiler.rounds", "spdy.passes.algo.budget_correction") and g.has_edge("spdy.chex.prune", "spdy.passes.algo.surgery")
     # importing spdy.runtime.sparse.emit runs spdy/runtime/sparse/__init__.py on the way in
     assert g.has_edge("spdy.runtime.layer_latency", "spdy.runtime.sparse")
     assert not g.has_edge("spdy.runtime.device.rpc", "spdy.runtime.device")   # inside its own package

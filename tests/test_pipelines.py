@@ -19,7 +19,7 @@ def test_frontend_then_more():
 
 
 def test_compile_modes_start_with_it():
-    from spdy.api import dense_pipeline, profile_pipeline
+    from spdy.pipelines import dense_pipeline, profile_pipeline
     for p in (dense_pipeline(), dense_pipeline(measure=False), profile_pipeline(), profile_pipeline(measure=False)):
         assert [x.name for x in p.passes[:3]] == FRONT
     assert profile_pipeline().passes[3].name == "dense-baseline"   # built before any mask exists

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from spdy.ir.trace import normalize_inputs
-from spdy.passes.context import CompileContext
+from spdy.passes.context import CompileContext, CompileOptions
 from spdy.reference_runtimes import reference_fns, reference_summary
 
 
 def _ctx(model, x, **options):
-    return CompileContext(model=model, inputs=normalize_inputs((x,)), target=None, options=options)
+    return CompileContext(model=model, inputs=normalize_inputs((x,)), target=None, options=CompileOptions(**options))
 
 
 def test_onnxruntime_runs_the_dense_model_once_exported(convnet, image):

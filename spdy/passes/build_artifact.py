@@ -12,7 +12,7 @@ from spdy.runtime.build import build_executable
 @dataclass(frozen=True)
 class BuildArtifactPass(Pass):
     name = "build-artifact"
-    requires = ("relax",)
+    requires = ("relax", "emit_context")
     provides = ("executable",)
 
     def run(self, gm, ctx) -> PassResult:

@@ -99,17 +99,17 @@ class BuildDatabasePass(Pass):
     def run(self, gm, ctx) -> PassResult:
         table = ctx.need("latency_table")
         calib = ctx.artifacts.get("calib") or collect_calibration(
-            ctx.options.get("calib"), ctx.inputs.args if ctx.inputs.args else ctx.inputs.kwargs,
+            ctx.calib_source, ctx.inputs.args if ctx.inputs.args else ctx.inputs.kwargs,
             n_samples=self.n_samples, batch_size=self.batch_size)
         ctx.artifacts["calib"] = calib
         layers = {l.qualname: l for l in ctx.need("layers")}
         rows = [layers[n] for n in table.layers]
         check_finite_weights({l.qualname: get_tensor(gm, l.weight) for l in rows})
         calib_hash = hash_calibration(calib.inputs)
-        db = ReconDatabase(ctx.options.get("recon_dir") or default_db_dir())
+        db = ReconDatabase(ctx.caches.recon_dir or default_db_dir())
         hessians = collect_hessians(gm, calib.inputs, rows)
         built = skipped = 0
-        progress = ctx.options.get("progress")
+        progress = ctx.progress
         for i, layer in enumerate(rows):
             w = get_tensor(gm, layer.weight).detach().float()
             prepared = None  # factor H once per layer, only if some level is missing

@@ -31,7 +31,7 @@ def calibration_of(ctx):
     if calib is None:
         example = ctx.inputs.args if ctx.inputs.args else ctx.inputs.kwargs
         one = example[0] if isinstance(example, (tuple, list)) and len(example) == 1 else example
-        calib = collect_calibration(ctx.options.get("calib") or [one], example)
+        calib = collect_calibration(ctx.calib_source or [one], example)
         ctx.artifacts["calib"] = calib
     return calib
 

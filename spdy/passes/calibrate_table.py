@@ -26,7 +26,7 @@ from spdy.passes.registry import register
 class CalibrateTablePass(Pass):
     name = "calibrate-table"
     requires = ("verified", "latency_table", "choice")
-    provides = ()
+    provides = ("latency_table", "table_calibrations", "latency_table_uncalibrated")
     agreement: float = 0.15   # the in-place profile must explain the measured speedup this closely
     model: str = "bytes"      # "bytes": extra time per weight byte read; "ratio": one factor per row
     state_band: float = 1.25  # after a calibration, a median in-place/table ratio outside this: machine state

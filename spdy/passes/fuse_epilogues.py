@@ -15,7 +15,7 @@ from spdy.passes.registry import register
 class FuseEpiloguesPass(Pass):
     name = "fuse-epilogues"
     requires = ("layers",)
-    provides = ("fused",)
+    provides = ("layers", "fused")
 
     def run(self, gm, ctx) -> PassResult:
         stats = fuse_epilogues(gm)

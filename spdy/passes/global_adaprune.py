@@ -22,7 +22,7 @@ from spdy.passes.solve_sparsity import batch_loss, forward_first
 class GlobalAdaPrunePass(Pass):
     name = "global-adaprune"
     requires = ("pruned", "calib", "calib_targets")
-    provides = ("adapruned",)
+    provides = ("adapruned", "calib_loss")
     steps: int = 100
     lr: float = 1e-4
     seed: int = 0

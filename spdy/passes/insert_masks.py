@@ -14,7 +14,7 @@ from spdy.passes.registry import register
 class InsertMasksPass(Pass):
     name = "insert-masks"
     requires = ("layers",)
-    provides = ("masks",)
+    provides = ("layers", "masks")
 
     def run(self, gm, ctx) -> PassResult:
         added = insert_masks(gm, ctx.need("layers"))

@@ -18,7 +18,7 @@ from spdy.passes.registry import register
 class InsertQuantStubsPass(Pass):
     name = "insert-quant-stubs"
     requires = ("layers",)
-    provides = ("quant_stubs",)
+    provides = ("layers", "quant_stubs")
 
     def run(self, gm, ctx) -> PassResult:
         added = insert_quant_stubs(gm, ctx.need("layers"))

@@ -18,7 +18,7 @@ def sparse_layers(profile: dict | None) -> dict:
 def lower(gm, ctx, profile: dict | None, tune: bool):
     """Lower `gm` (masks baked into its weights) with the given profile; returns (lowered, emit ctx)."""
     emit = EmitContext(target=ctx.target.to_tvm(), num_threads=ctx.num_threads,
-                       tuner=ctx.artifacts.get("tuner") if tune else None, sparse=sparse_layers(profile))
+                       tuner=ctx.tuner if tune else None, sparse=sparse_layers(profile))
     return lower_to_relax(gm, ctx.inputs.args, ctx.inputs.kwargs, emit), emit
 
 
@@ -27,7 +27,7 @@ def lower(gm, ctx, profile: dict | None, tune: bool):
 class LowerToTvmPass(Pass):
     name = "lower-to-tvm"
     requires = ("layers",)
-    provides = ("relax",)
+    provides = ("relax", "emit_context")
     tune: bool = True
 
     def run(self, gm, ctx) -> PassResult:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 from spdy.reference_runtimes import reference_fns, reference_summary
-from spdy.runtime.device import LOCAL
 
 
 @register
@@ -19,7 +18,7 @@ from spdy.runtime.device import LOCAL
 class MeasureDensePass(Pass):
     name = "measure-dense"
     requires = ("executable",)
-    provides = ("baseline",)
+    provides = ("baseline", "onnxruntime_session", "reference_notes")
     rounds: int = 5
     min_time_s: float = 0.05
 
@@ -27,7 +26,7 @@ class MeasureDensePass(Pass):
         built = ctx.need("executable")
         threads = ctx.num_threads
         arrays = [t.contiguous().numpy() for t in ctx.inputs.flat]
-        device = ctx.artifacts.get("device") or LOCAL
+        device = ctx.device
         # PyTorch eager and onnxruntime join the rounds where they run (this CPU, not a remote device)
         res = device.time_interleaved({"artifact": built}, arrays, host_fns=lambda: reference_fns(ctx, threads),
                                       rounds=self.rounds, min_time_s=self.min_time_s)

@@ -22,7 +22,6 @@ from spdy.passes.algo.surgery import apply_history, history_from_keep
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.child_build import build_model_artifact
 from spdy.passes.registry import register
-from spdy.runtime.device import LOCAL
 
 
 def _frame(timer: InPlaceChannelTimes, dims, dense_now: dict[str, float]) -> float | None:
@@ -115,7 +114,7 @@ class ProfileChannelAnchorsPass(Pass):
                 continue
             narrow = apply_history(ctx.model, history_from_keep(ctx.model, problem.groups, keep)).eval()
             child = build_model_artifact(ctx, narrow, self.tune)
-            pair = profile_pair(ctx.artifacts.get("device") or LOCAL, child.artifacts["executable"], dense, names)
+            pair = profile_pair(ctx.device, child.artifacts["executable"], dense, names)
             if pair is None:
                 continue
             rows, dense_rows = pair

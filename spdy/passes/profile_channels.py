@@ -33,7 +33,6 @@ from spdy.passes.algo.insitu_calibration import dense_in_place
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.profile_latency import _bias, layer_spec
 from spdy.passes.registry import register
-from spdy.runtime.device import LOCAL
 from spdy.runtime.layer_latency import measure_options
 
 
@@ -80,11 +79,10 @@ def reduced_spec(gm, layer, cin: int, cout: int):
 
 def make_timer(gm, layers, ctx, repeat: int = 5):
     """timer(qualname, cin, cout) -> seconds, memoized; counts cache hits in .stats."""
-    from spdy.runtime.latency_db import LatencyDB
     by_name = {l.qualname: l for l in layers}
     memo: dict[tuple[str, int, int], float] = {}
     stats = {"timed": 0, "db_hits": 0, "retimed": 0}
-    db = LatencyDB() if ctx.options.get("latency_db", True) else None
+    db = ctx.caches.latency()
     target = ctx.target.to_tvm()
     threads = ctx.num_threads
 
@@ -96,7 +94,7 @@ def make_timer(gm, layers, ctx, repeat: int = 5):
         b = None if b is None else b[:cout]
         kw = {"retime": True} if retime else {}
         (t,), hits = measure_options(spec, [("dense", 0.0, w)], b, target, threads=threads,
-                                     tuner=ctx.artifacts.get("tuner"), db=db, repeat=repeat, **kw)
+                                     tuner=ctx.tuner, db=db, repeat=repeat, **kw)
         stats["timed"] += 1
         stats["db_hits"] += hits
         return t
@@ -135,7 +133,7 @@ def in_place_timer(ctx, layers, dims: dict[str, LayerDims], base: float):
     from spdy.runtime.call_profile import per_layer
     names = [l.qualname for l in layers]
     try:
-        calls = (ctx.artifacts.get("device") or LOCAL).profile_calls({"dense": ctx.need("dense_executable")})
+        calls = ctx.device.profile_calls({"dense": ctx.need("dense_executable")})
     except Exception:  # noqa: BLE001 - the stand-alone timer is the fallback
         return None
     if calls is None:  # the device cannot profile in place (a remote one)
@@ -170,7 +168,7 @@ class ProfileChannelsPass(Pass):
         """Each layer timed alone as a one-layer module (the fallback when the artifact cannot
         be profiled in place, e.g. on a remote device): (timer, fixed, raw fixed, scale)."""
         timer = make_timer(gm, layers, ctx, self.repeat)
-        progress = ctx.options.get("progress")
+        progress = ctx.progress
         t_full = 0.0
         for i, l in enumerate(layers):
             t_full += timer(l.qualname, *dims[l.qualname].dims(sizes, {}))
@@ -206,7 +204,7 @@ class ProfileChannelsPass(Pass):
         sizes = {g.id: g.size for g in groups}
         dense = ctx.need("dense_executable")
         arrays = [t.contiguous().numpy() for t in ctx.inputs.flat]
-        device = ctx.artifacts.get("device") or LOCAL
+        device = ctx.device
         base = min(device.time_artifact(dense, arrays, repeat=7, min_repeat_ms=100).median for _ in range(3))
         timed = None if self.timing == "alone" else in_place_timer(ctx, layers, dims, base)
         if timed is not None:
@@ -217,7 +215,7 @@ class ProfileChannelsPass(Pass):
         calib = ctx.artifacts.get("calib")
         consumers = sorted({m.qualname for g in decisions for m in g.members if m.kind == "in"})
         grams = collect_grams(model, consumers, calib.inputs, max_rows=self.max_rows,
-                              seed=int(ctx.options.get("seed", 0))) if calib is not None else {}
+                              seed=int(ctx.options.seed)) if calib is not None else {}
         errors = {}
         with torch.no_grad():
             for g in decisions:

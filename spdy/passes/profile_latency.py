@@ -25,7 +25,6 @@ from spdy.passes.algo.insitu_calibration import dense_in_place
 from spdy.passes.algo.latency_fit import anchor_indices, interpolate_in_density, upward_outliers
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
-from spdy.runtime.device import LOCAL
 from spdy.runtime.layer_latency import LayerSpec, measure_options
 
 
@@ -193,32 +192,31 @@ class ProfileLatencyPass(Pass):
         return names
 
     def run(self, gm, ctx) -> PassResult:
-        from spdy.runtime.latency_db import LatencyDB
         layers = ctx.need("layers")
         grid = sparsity_levels(self.levels, self.min_sparsity, self.max_sparsity)
         opts = grid_options(self.formats, grid)
         # unpruned layers (kept dense, or grouped convs without a sparse kernel) stay rows when
         # an unpruned option other than dense fp32 exists (dense int8): they can still be quantized
         unpruned = [l.qualname for l in layers if l.grouped or l.depthwise]
-        unpruned += [n for n in self.kept_dense(layers, ctx.options.get("keep_dense")) if n not in unpruned]
+        unpruned += [n for n in self.kept_dense(layers, ctx.options.keep_dense) if n not in unpruned]
         quantizable = any(not get_format(o.format).sparse and o.format != DENSE for o in opts)
         frozen = [] if quantizable else unpruned
         rows = [l for l in layers if l.qualname not in frozen]
         act_quant = ctx.artifacts.get("act_quant") or {}
         threads = ctx.num_threads
         target = ctx.target.to_tvm()
-        db = LatencyDB() if ctx.options.get("latency_db", True) else None
+        db = ctx.caches.latency()
         timed = self.timed_options(opts)
         times = np.full((len(rows), len(opts)), np.inf)
         hits = 0
-        progress = ctx.options.get("progress")
+        progress = ctx.progress
         for r, layer in enumerate(rows):
             act = act_quant.get(layer.qualname)
             spec, bias = layer_spec(gm, layer, act.mode if act else "static"), _bias(gm, layer.node)
 
             def measure(option_weights, retime):
                 return measure_options(spec, option_weights, bias, target, threads=threads,
-                                       tuner=ctx.artifacts.get("tuner"), db=db, repeat=self.repeat, retime=retime)
+                                       tuner=ctx.tuner, db=db, repeat=self.repeat, retime=retime)
             times[r], h = self._row(gm, layer, opts, timed, measure,
                                     allowed_options(opts, layer.qualname not in unpruned))
             hits += h
@@ -228,7 +226,7 @@ class ProfileLatencyPass(Pass):
         dense = ctx.need("dense_executable")
         # base anchors the budget: one burst of background load would make every speedup look
         # reachable or none; take the best of three medians, as the layer times are medians too.
-        device = ctx.artifacts.get("device") or LOCAL
+        device = ctx.device
         arrays = [t.contiguous().numpy() for t in ctx.inputs.flat]
         base = min(device.time_artifact(dense, arrays, repeat=7, min_repeat_ms=100).median for _ in range(3))
         raw_fixed = base - float(times[:, 0].sum())
@@ -243,7 +241,7 @@ class ProfileLatencyPass(Pass):
                 if layer.qualname in frozen:
                     w = get_tensor(gm, layer.weight).detach().float().numpy()
                     frozen_dense += measure_options(layer_spec(gm, layer), [(DENSE, 0.0, w)], _bias(gm, layer.node),
-                                                    target, threads=threads, tuner=ctx.artifacts.get("tuner"), db=db,
+                                                    target, threads=threads, tuner=ctx.tuner, db=db,
                                                     repeat=self.repeat)[0][0]
             times, fixed, scale = fit_to_base(times, opts, base, frozen_dense)
             dense_from = "alone"

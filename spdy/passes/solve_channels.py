@@ -27,7 +27,7 @@ class SolveChannelsPass(Pass):
 
     def run(self, gm, ctx) -> PassResult:
         p = ctx.need("channel_problem")
-        speedup = float(ctx.options.get("speedup", 1.0))
+        speedup = float(ctx.options.speedup)
         scale = ctx.artifacts.get("budget_scale", 1.0)
         sol = solve_widths(p.decisions, p.grid, p.errors, p.dims, p.sizes, p.timer, base=p.base, fixed=p.fixed,
                            speedup=speedup, budget_scale=scale, iterations=self.iterations, buckets=self.buckets,

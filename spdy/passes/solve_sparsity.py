@@ -1,11 +1,10 @@
 """solve-sparsity: the per-layer profile that meets the time budget with the least loss.
 
-method="spdy": SPDY Algorithm 4: sensitivities c -> errors e_l^i = c_l (i/(S-1))^2 -> DP
-profile -> the model stitched from the reconstruction database -> calibration loss
-(cross-entropy with labels; KL to the dense outputs without); random start + local search.
-method="uniform" / "gmp": the paper's baselines at the same budget.
-method="dp-only": the DP with the plain quadratic error model (every c_l = 1), no search: the
-ablation that shows what the search adds.
+The search itself is a method of spdy.passes.search_methods (SPDY Algorithm 4, its
+baselines uniform and GMP, the dp-only ablation, or any registered one); this pass builds
+the problem it solves: the latency table, the budget, the error model's levels and the
+loss of a profile, which is the model stitched from the reconstruction database run on the
+calibration set (cross-entropy with labels; KL to the dense outputs without).
 The budget is base/speedup - fixed (DESIGN 4.2), scaled by `budget_scale` when
 verify-speedup found the artifact slower than predicted.
 """
@@ -17,19 +16,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spdy.errors import InfeasibleSpeedupError
 from spdy.formats import DENSE, entry, get as get_format
 from spdy.ir.quant import set_quant
 from spdy.ir.tensors import get_tensor, set_tensor
-from spdy.passes.algo.dp import budget_for, solve_dp
+from spdy.passes.algo.dp import budget_for
 from spdy.passes.algo.error_levels import effective_levels
 from spdy.passes.algo.grid import level_index
 from spdy.passes.algo.insitu_calibration import predicted_time as profile_time
-from spdy.passes.algo.search import best_of, error_table, gmp_profile, search, uniform_profile
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
+from spdy.passes.search_methods import METHODS, SearchProblem, get_method  # noqa: F401  (METHODS: the CLI's choices)
 
-METHODS = ("spdy", "uniform", "gmp", "dp-only")   # spdy.compile(method=...), `spdy compile --method`
 
 class Stitcher:
     """Evaluates the calibration loss of a profile by swapping reconstructed weights in place.
@@ -173,7 +170,7 @@ def option_errors(table, db, weight_sq: dict, act_err: dict) -> np.ndarray:
 class SolveSparsityPass(Pass):
     name = "solve-sparsity"
     requires = ("latency_table", "recon_db", "calib")
-    provides = ("profile", "calib_targets", "choice")
+    provides = ("profile", "calib_targets", "choice", "profile_weights", "predicted_speedup", "calib_loss")
     method: str = "spdy"
     seed: int = 0
     n_random: int = 100
@@ -185,52 +182,31 @@ class SolveSparsityPass(Pass):
     patience: int = 25            # tries without improvement that end a step size of the local search
 
     def run(self, gm, ctx) -> PassResult:
+        method = get_method(self.method)
         table = ctx.need("latency_table")
         layers = {l.qualname: l for l in ctx.need("layers")}
-        speedup = ctx.options["speedup"]
         scale = ctx.artifacts.get("budget_scale", 1.0)
-        budget = budget_for(table.base, table.fixed, speedup) * scale
-        T, lv = table.times, level_index(table.options)
+        budget = budget_for(table.base, table.fixed, ctx.options.speedup) * scale
+        lv = level_index(table.options)
         db = ctx.need("recon_db")
         n_levels = int(lv.max()) + 1
         lv_model = self._model_levels(gm, table, layers, db, ctx.artifacts.get("act_quant_error") or {}, lv, n_levels)
-        kw = dict(base=table.base, fixed=table.fixed)
         stats = {"method": self.method, "budget_ms": round(budget * 1e3, 4), "budget_scale": round(scale, 4)}
-        stitcher = Stitcher(gm, table, layers, db, ctx.need("calib"), ctx.artifacts.get("act_quant"))
-        if self.method == "spdy":
-            progress = ctx.options.get("progress")
-            part = stitcher.subset(self.search_samples)
-            res = search(lambda ch: stitcher.loss(ch, part), T, budget, len(table.layers), seed=self.seed,
-                         n_random=self.n_random, patience=self.patience or None,
-                         n_local=self.n_local, max_evals=self.max_evals or None, levels=lv_model,
-                         n_levels=n_levels, buckets=self.buckets, progress=(lambda s, n, b: progress("solve-sparsity", s, n))
-                         if progress else None, **kw)
-            # The DP's error model reaches only some of the profiles that fit the budget (on the
-            # MNIST CNN 200 tries gave 3-8 distinct profiles, and the uniform one, half the
-            # loss, was not among them): the baselines' profiles compete on the same loss.
-            candidates = {}
-            for name in ("uniform", "gmp"):
-                try:
-                    candidates[name] = self._baseline(name, gm, table, layers, T, budget, lv, kw)
-                except InfeasibleSpeedupError:
-                    continue
-            if part is not None:
-                # compared on a subsample, the search's best few compete again on every sample
-                finalists = {("dp" if i == 0 else f"dp#{i}"): ch for i, ch in enumerate(res.ranked(self.confirm))}
-                choice, _, won = best_of(stitcher.loss, None, {**finalists, **candidates})
-            else:
-                choice, _, won = best_of(stitcher.loss, res, candidates)
-            stats.update(evals=res.n_evals, c=[round(float(c), 4) for c in res.best_c], winner=won,
-                         search_batches=len(part) if part is not None else len(ctx.need("calib").inputs))
-        elif self.method in ("uniform", "gmp"):
-            choice = self._baseline(self.method, gm, table, layers, T, budget, lv, kw)
-        elif self.method == "dp-only":  # DP with the plain quadratic error model (c = 1)
-            choice = solve_dp(error_table(np.ones(len(table.layers)), lv_model, n_levels), T, budget, self.buckets, **kw)
-        else:
-            raise ValueError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
+        calib = ctx.need("calib")
+        stitcher = Stitcher(gm, table, layers, db, calib, ctx.artifacts.get("act_quant"))
+        progress = ctx.progress
+        problem = SearchProblem(
+            times=table.times, budget=budget, base=table.base, fixed=table.fixed, levels=lv, model_levels=lv_model,
+            n_levels=n_levels, sparsities=sorted({o.sparsity for o in table.options}),
+            weights={n: get_tensor(gm, layers[n].weight) for n in table.layers}, loss=stitcher.loss,
+            subset=stitcher.subset, n_batches=len(calib.inputs),
+            progress=(lambda s, n, b: progress("solve-sparsity", s, n)) if progress else None)
+        result = method(problem, self)
+        choice = result.choice
+        stats.update(result.stats)
         loss = stitcher.loss(choice)
         ctx.artifacts["calib_targets"] = stitcher.targets  # the dense outputs, for global-adaprune
-        predicted_time = profile_time(T, choice, table.fixed)
+        predicted_time = profile_time(table.times, choice, table.fixed)
         ctx.artifacts["profile"] = profile_from_choice(table, choice)
         ctx.artifacts["choice"] = [int(j) for j in choice]
         ctx.artifacts["profile_weights"] = {
@@ -252,11 +228,3 @@ class SolveSparsityPass(Pass):
         fp32_sparse = np.array([get_format(o.format).sparse and not get_format(o.format).int8 for o in table.options])
         ref = fp32_sparse if fp32_sparse.any() else np.array([get_format(o.format).sparse for o in table.options])
         return effective_levels(lv, option_errors(table, db, weight_sq, act_err), ref, n_levels)
-
-    @staticmethod
-    def _baseline(method, gm, table, layers, T, budget, lv, kw) -> list[int]:
-        if method == "uniform":
-            return uniform_profile(T, budget, lv, **kw)
-        weights = {n: get_tensor(gm, layers[n].weight) for n in table.layers}
-        grid = sorted({o.sparsity for o in table.options})
-        return gmp_profile(weights, T, grid, budget, lv, **kw)

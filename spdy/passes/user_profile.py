@@ -18,6 +18,6 @@ class UserProfilePass(Pass):
 
     def run(self, gm, ctx) -> PassResult:
         names = [l.qualname for l in ctx.need("layers")]
-        profile = validate_profile(ctx.options.get("profile") or {}, names)
+        profile = validate_profile(ctx.options.profile or {}, names)
         ctx.artifacts["profile"] = profile
         return PassResult(gm, False, {"sparse_layers": sum(1 for v in profile.values() if v["format"] != "dense")})

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.registry import register
 from spdy.reference_runtimes import reference_fns, reference_summary
-from spdy.runtime.device import LOCAL
 from spdy.runtime.interleaved import paired_speedup, paired_spread
 
 
@@ -19,7 +18,7 @@ def measure_round(ctx, rounds: int, min_time_s: float) -> dict:
     built, dense = ctx.need("executable"), ctx.need("dense_executable")
     threads = ctx.num_threads
     arrays = [t.contiguous().numpy() for t in ctx.inputs.flat]
-    device = ctx.artifacts.get("device") or LOCAL
+    device = ctx.device
     # both artifacts interleaved on the device; PyTorch eager and onnxruntime join where they can run
     res = device.time_interleaved({"artifact": built, "dense_artifact": dense}, arrays,
                                   host_fns=lambda: reference_fns(ctx, threads), rounds=rounds, min_time_s=min_time_s)
@@ -43,7 +42,7 @@ def in_place_layers(ctx) -> dict | None:
     instrument needs the VM in this process). calibrate-table reads it; the report keeps it so
     a user sees where the time went."""
     from spdy.runtime.call_profile import per_layer
-    device = ctx.artifacts.get("device") or LOCAL
+    device = ctx.device
     try:
         calls = device.profile_calls({"artifact": ctx.need("executable"),
                                       "dense_artifact": ctx.need("dense_executable")})
@@ -60,7 +59,7 @@ def in_place_layers(ctx) -> dict | None:
 class VerifySpeedupPass(Pass):
     name = "verify-speedup"
     requires = ("executable", "dense_executable")
-    provides = ("verified",)
+    provides = ("verified", "rounds", "baseline", "onnxruntime_session", "reference_notes")
     rounds: int = 7
     min_time_s: float = 0.05
 

@@ -1,11 +1,11 @@
 """No behaviour change: a dense compile, a given int8/sparse profile, SPDY compiles (fp32, and with
-an int8 format) and a structured (channels) compile give
-the artifacts the code gave before the compile driver moved into spdy/compile/.
+an int8 format) and a structured (channels) compile give the artifacts the code gave before
+the compile driver moved into spdy/compiler/ (issue 20).
 
 The reference (fixtures/reference_artifacts.json + .npz) was written by this file's `produce`
 on the code as it stood before the refactor (commit 0045d58), and is never regenerated to
-make this test pass: regenerate it only for an intended behaviour change, and say so in the
-commit. Timing is taken out by a fake device and a fixed latency table: profile-latency's
+make this test pass: regenerate it (`python -m tests.compile.test_same_artifacts`) only for
+an intended behaviour change, and say so in the commit. Timing is taken out by a fake device and a fixed latency table: profile-latency's
 and profile-channels' layer timings come from a formula of the layer's size, format and sparsity, the dense
 artifact's end-to-end time from the same formula, and the measured speedup of every round is
 exactly the requested one (so the correction loop stops after round 0, as a met round does).
@@ -24,14 +24,11 @@ import pytest
 import torch
 
 import spdy
-from spdy.runtime.device import Device, DeviceIdentity
-from spdy.runtime.interleaved import summaries
-from spdy.runtime.measure import Measurement
+from tests.compile.fakes import FakeDevice, base_s, fixed_latency_table
 
 HERE = Path(__file__).parent / "fixtures"
 REF_JSON, REF_NPZ = HERE / "reference_artifacts.json", HERE / "reference_artifacts.npz"
 SPEEDUP = 1.5
-NS_PER_WEIGHT = 0.1   # the fake kernels' time per dense fp32 weight
 
 
 def _model() -> torch.nn.Module:
@@ -46,63 +43,11 @@ def _data():
     return torch.randn(16, 64, generator=g), [torch.randn(16, 64, generator=g) for _ in range(4)]
 
 
-def fake_time(fmt: str, sparsity: float, weight: np.ndarray) -> float:
-    """Seconds of one layer under an option: proportional to the weights it reads, with a
-    per-format floor (the shape a real table has, without the noise)."""
-    from spdy import formats
-    f = formats.get(fmt)
-    n, density = weight.size, 1.0 - float(sparsity)
-    scale = 0.35 if f.int8 else 1.0
-    work = density if f.sparse else 1.0
-    floor = 0.1 if f.sparse else 0.0
-    return n * NS_PER_WEIGHT * 1e-9 * scale * (floor + (1 - floor) * work)
-
-
-def fake_measure_options(spec, options, bias, target, **kw):
-    return [fake_time(fmt, s, np.asarray(w)) for fmt, s, w in options], 0
-
-
-class FakeDevice(Device):
-    """Times nothing: the dense artifact takes `base_s`, every artifact measures `speedup`
-    times faster, and nothing is profiled in place (the table stays as measured alone)."""
-    spec = "fake"
-
-    def __init__(self, base_s: float, speedup: float):
-        self.base_s, self.speedup = base_s, speedup
-
-    def identity(self, threads=None):
-        return DeviceIdentity("fake-host", threads or 2, "fake", False)
-
-    def submit_time_module(self, *a, **kw):
-        raise AssertionError("the fake device times no kernel: tune=False and the latency table is fixed")
-
-    def time_vm_samples(self, *a, **kw):
-        raise AssertionError("the fake device times no executable")
-
-    def time_artifact(self, built, arrays, *, repeat=7, min_repeat_ms=100.0):
-        return Measurement.from_samples(np.full(3, self.base_s))
-
-    def time_interleaved(self, artifacts, arrays, *, host_fns=None, rounds=7, min_time_s=0.05):
-        ms = self.base_s * 1e3
-        return summaries({k: [ms if k == "dense_artifact" else ms / self.speedup] * 3 for k in artifacts})
-
-    def profile_calls(self, artifacts, *, runs=10):
-        return None
-
-
-def _base_s(model) -> float:
-    dense = sum(fake_time("dense", 0.0, m.weight.detach().numpy()) for m in model.modules()
-                if isinstance(m, torch.nn.Linear))
-    return 1.2 * dense
-
-
 CASES = {"spdy_fp32": ("bsr16x1",), "spdy_int8": ("bsr16x1", "dense-int8")}
 
 
 def produce(workdir: Path) -> tuple[dict, dict[str, np.ndarray]]:
     """Compile the dense model and each SPDY case; returns (json-able facts, arrays)."""
-    import spdy.passes.profile_channels as pc
-    import spdy.passes.profile_latency as pl
     model = _model()
     x, calib = _data()
     facts, arrays = {}, {}
@@ -116,11 +61,9 @@ def produce(workdir: Path) -> tuple[dict, dict[str, np.ndarray]]:
     facts["profile"] = {"profile": cm.profile, "pruned": cm.report["pruned"],
                         "passes": [r["options"] for r in cm.passlog]}
     arrays["profile/artifact"] = np.asarray(cm(x.numpy()))
-    saved = pl.measure_options, pc.measure_options
-    pl.measure_options = pc.measure_options = fake_measure_options
-    try:
+    with fixed_latency_table():
         cm = spdy.compile(model, (x,), speedup=SPEEDUP, calib=calib, mode="channels", n_samples=64, tune=False,
-                          seed=0, compare_onnxruntime=False, measure=FakeDevice(_base_s(model), SPEEDUP),
+                          seed=0, compare_onnxruntime=False, measure=FakeDevice(base_s(model), SPEEDUP),
                           workdir=workdir / "channels")
         r = cm.report
         facts["channels"] = {"profile": cm.profile, "predicted_speedup": r["predicted_speedup"],
@@ -131,7 +74,7 @@ def produce(workdir: Path) -> tuple[dict, dict[str, np.ndarray]]:
         for case, formats in CASES.items():
             cm = spdy.compile(model, (x,), speedup=SPEEDUP, calib=calib, formats=formats, n_samples=64,
                               grid_levels=6, max_evals=12, tune=False, seed=0, compare_onnxruntime=False,
-                              measure=FakeDevice(_base_s(model), SPEEDUP), workdir=workdir / case)
+                              measure=FakeDevice(base_s(model), SPEEDUP), workdir=workdir / case)
             r = cm.report
             table = next(p for p in cm.passlog if p["pass"] == "profile-latency")["stats"]
             facts[case] = {"profile": cm.profile, "predicted_speedup": r["predicted_speedup"],
@@ -142,19 +85,17 @@ def produce(workdir: Path) -> tuple[dict, dict[str, np.ndarray]]:
             arrays[f"{case}/artifact"] = np.asarray(cm(x.numpy()))
             with torch.no_grad():
                 arrays[f"{case}/pruned_model"] = cm.pruned_model(x).numpy()
-    finally:
-        pl.measure_options, pc.measure_options = saved
     return json.loads(json.dumps(facts)), arrays
 
 
 def _int8_here() -> bool:
-    from spdy.api import default_formats
+    from spdy.compiler.offered_formats import default_formats
     from spdy.runtime.target import parse_target
     return "dense-int8" in default_formats(parse_target("host"))
 
 
 @pytest.mark.skipif(not REF_JSON.exists(), reason="reference not generated")
-def test_compiles_give_the_reference_artifacts(tmp_path, monkeypatch):
+def test_compiles_give_the_reference_artifacts(tmp_path):
     if not _int8_here():
         pytest.skip("this CPU runs no int8 kernels; the reference has an int8 case")
     facts, arrays = produce(tmp_path)

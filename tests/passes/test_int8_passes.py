@@ -14,7 +14,7 @@ from spdy.passes.apply_profile import ApplyProfilePass
 from spdy.passes.build_database import BuildDatabasePass
 from spdy.passes.calibrate_activations import CalibrateActivationsPass
 from spdy.passes.canonicalize import CanonicalizePass
-from spdy.passes.context import CompileContext
+from spdy.passes.context import Caches, CompileContext, CompileOptions
 from spdy.passes.fuse_epilogues import FuseEpiloguesPass
 from spdy.passes.insert_masks import InsertMasksPass
 from spdy.passes.insert_quant_stubs import InsertQuantStubsPass
@@ -43,7 +43,7 @@ def _ctx(tmp_path, profile=None, dynamic="auto"):
     x = torch.randn(16, 32, generator=g)
     calib = [torch.randn(16, 32, generator=g) for _ in range(4)]
     ctx = CompileContext(model=model, inputs=normalize_inputs((x,)), target=None, workdir=tmp_path,
-                         options={"profile": profile, "recon_dir": str(tmp_path / "recon"), "speedup": 1.5})
+                         options=CompileOptions(profile=profile, speedup=1.5), caches=Caches(recon_dir=tmp_path / "recon"))
     ctx.artifacts["calib"] = collect_calibration(calib, x)
     front = [TracePass(), CanonicalizePass(), FuseEpiloguesPass(), InsertMasksPass(), InsertQuantStubsPass(),
              CalibrateActivationsPass(dynamic=dynamic)]

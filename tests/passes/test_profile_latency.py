@@ -44,7 +44,7 @@ def _traced_mlp(workdir):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 16)).eval()
     ctx = CompileContext(model=model, inputs=normalize_inputs((torch.randn(4, 32),)), target=parse_target("host"),
-                         workdir=workdir, options={})
+                         workdir=workdir)
     gm, _ = Pipeline([TracePass(), CanonicalizePass(), FuseEpiloguesPass()]).run(None, ctx)
     return gm, find_layers(gm)
 

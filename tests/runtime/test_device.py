@@ -87,15 +87,14 @@ def test_a_device_that_only_runs_executables_serves_a_compile():
 def test_profile_channels_times_base_on_the_device():
     """The channel compile's `base` used to be timed on this CPU whatever the device."""
     from spdy.ir.trace import normalize_inputs
-    from spdy.passes.context import CompileContext
+    from spdy.passes.context import Caches, CompileContext
     from spdy.passes.dense_baseline import DenseBaselinePass
     from spdy.passes.profile_channels import ProfileChannelsPass
     from spdy.pipelines import frontend_pipeline
     from spdy.runtime.target import parse_target
     dev = Recording()
     ctx = CompileContext(model=_mlp(), inputs=normalize_inputs((torch.randn(4, 32),)), target=parse_target("host"),
-                         options={"latency_db": False})
-    ctx.artifacts["device"] = dev
+                         caches=Caches(latency_db=False), device=dev)
     frontend_pipeline(DenseBaselinePass(tune=False), ProfileChannelsPass(ratios=(1.0, 0.5))).run(None, ctx)
     assert dev.calls.get("time_artifact") == 3 and dev.calls.get("profile_calls") == 1
     assert ctx.artifacts["channel_problem"].base > 0

@@ -253,7 +253,7 @@ def test_latency_table_is_measured_on_the_device(server, cache):
     path) and `base` timed remotely; the rows are keyed by the device, not this host."""
     from spdy.ir.trace import normalize_inputs
     from spdy.passes.canonicalize import CanonicalizePass
-    from spdy.passes.context import CompileContext
+    from spdy.passes.context import CompileContext, CompileOptions
     from spdy.passes.dense_baseline import DenseBaselinePass
     from spdy.passes.fuse_epilogues import FuseEpiloguesPass
     from spdy.passes.insert_masks import InsertMasksPass
@@ -265,11 +265,10 @@ def test_latency_table_is_measured_on_the_device(server, cache):
 
     spec = parse_target("llvm -mcpu=znver3 -num-cores=1")
     model = TwoLinear((32, 64, 64, 16)).eval()
-    ctx = CompileContext(model=model, inputs=normalize_inputs((torch.randn(8, 32),)), target=spec, workdir=None,
-                         dump_graphs=False, options={"num_threads": 1, "latency_db": True})
     device = parse_measure(f"rpc://127.0.0.1:{server}")
-    ctx.artifacts["tuner"] = Tuner(target=spec.to_tvm(), num_threads=1, mode="default", device=device)
-    ctx.artifacts["device"] = device
+    ctx = CompileContext(model=model, inputs=normalize_inputs((torch.randn(8, 32),)), target=spec,
+                         options=CompileOptions(num_threads=1), device=device,
+                         tuner=Tuner(target=spec.to_tvm(), num_threads=1, mode="default", device=device))
     Pipeline([TracePass(), CanonicalizePass(), FuseEpiloguesPass(), DenseBaselinePass(tune=False),
               InsertMasksPass(), ProfileLatencyPass(levels=3, timed_every=1)]).run(None, ctx)
     table = ctx.artifacts["latency_table"]

@@ -32,7 +32,7 @@ def test_ensure_puts_the_count_in_force(monkeypatch):
 def test_one_function_everyone_uses(monkeypatch):
     """The tuner, the local device, the compile context and the runtime's timers all follow it."""
     import spdy.runtime.measure as measure
-    from spdy.passes.context import CompileContext
+    from spdy.passes.context import CompileContext, CompileOptions
     from spdy.runtime.device import LOCAL
     from spdy.runtime.target import parse_target
     from spdy.runtime.tune import Tuner
@@ -42,7 +42,7 @@ def test_one_function_everyone_uses(monkeypatch):
     assert Tuner(spec.to_tvm(), mode="default").num_threads == 3
     assert LOCAL.identity().threads == 3 and LOCAL.identity(1).threads == 1
     assert CompileContext(model=None, inputs=None, target=spec).num_threads == 3
-    assert CompileContext(model=None, inputs=None, target=spec, options={"num_threads": 1}).num_threads == 1
+    assert CompileContext(model=None, inputs=None, target=spec, options=CompileOptions(num_threads=1)).num_threads == 1
     monkeypatch.delenv("TVM_NUM_THREADS")
     assert CompileContext(model=None, inputs=None, target=spec).num_threads == 4   # the target's cores
     assert Tuner(spec.to_tvm(), mode="default").num_threads == 4

@@ -227,7 +227,7 @@ def run_one(model, example, calib, test, *, name, method, speedup, args, log,
         cm = spdy.compile(model, example, speedup=speedup, calib=calib, method=method,
                           n_samples=n_samples or args.calib, grid_levels=args.grid_levels,
                           max_evals=args.max_evals, tune=not args.no_tune, seed=args.seed, workdir=workdir,
-                          formats=tuple(args.formats.split(",")), progress=False,
+                          formats=(args.formats if args.formats == "all" else tuple(args.formats.split(","))) if args.formats else None, progress=False,
                           num_threads=int(os.environ["TVM_NUM_THREADS"]), global_adaprune=args.global_adaprune,
                           rounds=args.rounds, **(compile_kw or {}))
     except InfeasibleSpeedupError as e:
@@ -525,9 +525,9 @@ def main(argv=None) -> int:
     ap.add_argument("--minilm-eval", type=int, default=512, help="minilm held-out sentences scored")
     ap.add_argument("--seq-len", type=int, default=64, help="minilm tokens per sentence (pad/truncate); "
                     "the stdlib sentences have a median of 16 and a max of 67 tokens")
-    ap.add_argument("--formats", default="bsr16x1",
-                    help="sparse formats the profiles may use (comma-separated; e.g. bsr4x1 keeps more "
-                         "accuracy than bsr16x1 on MiniLM, at slower kernels)")
+    ap.add_argument("--formats", default=None,
+                    help="weight formats the search may choose (comma-separated; default: spdy's default, "
+                         "dense-int8,bsr4x4-int8,bsr16x1 on an int8 target; all: every format)")
     ap.add_argument("--batch", type=int, default=1,
                     help="MNIST models: images per call the artifact is compiled and timed for (at batch 1 "
                          "these models take well under a millisecond, and fixed costs cap the speedup)")

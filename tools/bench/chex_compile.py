@@ -45,25 +45,26 @@ def _eager_ms(model, x, threads, reps=50):
 
 
 def run_resnet(args) -> dict:
-    import spdy.passes.channels_compile as cc
+    from spdy.api import compile_options, compile_with
+    from spdy.compiler.channels import ChannelsStrategy
     from spdy.models import resnet18
-    if args.ratios:
-        cc.RATIOS = tuple(float(r) for r in args.ratios.split(","))
-    cc.ITERATIONS, cc.FILL = args.iterations, bool(args.fill)
-    if args.anchors is not None:
-        cc.ANCHORS = tuple(float(r) for r in args.anchors.split(",") if r)
+    strategy = ChannelsStrategy(ratios=tuple(float(r) for r in args.ratios.split(",")) if args.ratios else None,
+                                iterations=args.iterations, fill=bool(args.fill),
+                                **({"anchors": tuple(float(r) for r in args.anchors.split(",") if r)}
+                                   if args.anchors is not None else {}))
     model, x = resnet18().eval(), torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(1)
     calib = [torch.randn(8, 3, 224, 224, generator=g) for _ in range(max(1, args.n_calib // 8))]
     t0 = time.time()
     out = {"bench": "chex_compile_resnet18", "model": "spdy.models.resnet18 (random weights)",
            "input": [1, 3, 224, 224], "calibration": f"{args.n_calib} random normal images (latency only)",
-           "speedup": args.speedup, "tune": bool(args.tune), "ratios": cc.RATIOS or "default (1.0..0.1)",
-           "solver_iterations": cc.ITERATIONS, "widen_fill": cc.FILL, "anchors": cc.ANCHORS, "rounds_max": args.rounds,
-           "host": platform.node(), "torch": torch.__version__}
+           "speedup": args.speedup, "tune": bool(args.tune), "ratios": strategy.ratios or "default (1.0..0.1)",
+           "solver_iterations": strategy.iterations, "widen_fill": strategy.fill, "anchors": strategy.anchors,
+           "rounds_max": args.rounds, "host": platform.node(), "torch": torch.__version__}
     try:
-        cm = spdy.compile(model, (x,), speedup=args.speedup, mode="channels", calib=calib, tune=bool(args.tune),
-                          n_samples=args.n_calib, rounds=args.rounds, workdir=args.workdir)
+        options = compile_options(speedup=args.speedup, mode="channels", tune=bool(args.tune), n_samples=args.n_calib,
+                                  rounds=args.rounds, workdir=args.workdir)
+        cm = compile_with(model, (x,), options, calib=calib, strategy=strategy)
     except spdy.InfeasibleSpeedupError as e:
         out.update(status="infeasible", error=str(e), wall_s=time.time() - t0)
         if args.workdir:

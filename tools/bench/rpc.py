@@ -136,11 +136,8 @@ def table(args) -> dict:
     import torch
     from spdy import models
     from spdy.ir.trace import normalize_inputs
-    from spdy.passes.context import CompileContext
-    from spdy.passes.dense_baseline import DenseBaselinePass
-    from spdy.passes.insert_masks import InsertMasksPass
-    from spdy.passes.profile_latency import ProfileLatencyPass
-    from spdy.pipelines import frontend_pipeline
+    from spdy.passes.context import CompileContext, CompileOptions
+    from spdy.pipelines import search_prep_pipeline
     from spdy.runtime.device import parse_measure
     from spdy.runtime.target import parse_target
     from spdy.runtime.tune import Tuner
@@ -165,12 +162,10 @@ def table(args) -> dict:
             while pool.server_count() < n and time.time() - t0 < 60:
                 time.sleep(0.2)
             ctx = CompileContext(model=model, inputs=normalize_inputs((x,)), target=spec,
-                                 workdir=Path(tempfile.mkdtemp(prefix="spdy-rpc-bench-")), dump_graphs=False,
-                                 options={"num_threads": args.threads, "seed": 0, "speedup": 2.0, "latency_db": True})
-            ctx.artifacts["tuner"] = Tuner(target=spec.to_tvm(), num_threads=args.threads, device=pool)
-            ctx.artifacts["device"] = pool
-            pipeline = frontend_pipeline(DenseBaselinePass(tune=True), InsertMasksPass(),
-                                         ProfileLatencyPass(levels=args.levels))
+                                 workdir=Path(tempfile.mkdtemp(prefix="spdy-rpc-bench-")),
+                                 options=CompileOptions(num_threads=args.threads, seed=0, speedup=2.0),
+                                 tuner=Tuner(target=spec.to_tvm(), num_threads=args.threads, device=pool), device=pool)
+            pipeline = search_prep_pipeline(formats=("bsr16x1",), levels=args.levels, database=False)
             t0 = time.perf_counter()
             _, records = pipeline.run(None, ctx)
             total = time.perf_counter() - t0

@@ -42,13 +42,9 @@ def main(argv=None) -> int:
     from spdy.passes.algo.calib import collect_calibration
     from spdy.passes.algo.dp import budget_for
     from spdy.passes.algo.grid import level_index
-    from spdy.passes.build_database import BuildDatabasePass
-    from spdy.passes.context import CompileContext
-    from spdy.passes.dense_baseline import DenseBaselinePass
-    from spdy.passes.insert_masks import InsertMasksPass
-    from spdy.passes.profile_latency import ProfileLatencyPass
+    from spdy.passes.context import CompileContext, CompileOptions
     from spdy.passes.solve_sparsity import Stitcher
-    from spdy.pipelines import frontend_pipeline
+    from spdy.pipelines import search_prep_pipeline
     from spdy.runtime.target import parse_target
     from spdy.runtime.tune import Tuner
 
@@ -63,13 +59,11 @@ def main(argv=None) -> int:
     model, x = mnist_cnn(), xs[:1]
     spec = parse_target("host")
     ctx = CompileContext(model=model, inputs=normalize_inputs((x,)), target=spec, workdir=Path("/tmp"),
-                         options={"num_threads": 2, "speedup": args.speedup, "latency_db": True,
-                                  "keep_dense": keep})
-    ctx.artifacts["tuner"] = Tuner(target=spec.to_tvm(), num_threads=2)
+                         options=CompileOptions(num_threads=2, speedup=args.speedup, keep_dense=keep),
+                         tuner=Tuner(target=spec.to_tvm(), num_threads=2))
     ctx.artifacts["calib"] = collect_calibration(calib, (x,), n_samples=args.calib)
     t0 = time.perf_counter()
-    gm, _ = frontend_pipeline(DenseBaselinePass(), InsertMasksPass(), ProfileLatencyPass(),
-                              BuildDatabasePass(n_samples=args.calib)).run(None, ctx)
+    gm, _ = search_prep_pipeline(formats=("bsr16x1",), n_samples=args.calib).run(None, ctx)
     prep_s = time.perf_counter() - t0
     table = ctx.artifacts["latency_table"]
     layers = {l.qualname: l for l in ctx.artifacts["layers"]}

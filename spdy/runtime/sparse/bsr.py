@@ -16,16 +16,22 @@ import numpy as np
 
 from spdy import formats as _formats
 
-#: the fp32 block-sparse formats these kernels implement (blocks of one input column)
+#: the built-in fp32 block-sparse formats these kernels implement (blocks of one input column)
 FORMATS: dict[str, tuple[int, int]] = {f: _formats.block_shape(f) for f in _formats.SPARSE_FORMATS
                                        if not _formats.get(f).int8}
 
 
+def _fp32_sparse() -> dict[str, tuple[int, int]]:
+    """Every fp32 block-sparse format of the registry now (registered ones included)."""
+    return {n: f.block for n, f in _formats.REGISTRY.items() if f.sparse and not f.int8}
+
+
 def block_shape(fmt: str) -> tuple[int, int]:
-    """(BR, BC) of an fp32 sparse format; a clear error names the known formats."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown fp32 sparse format {fmt!r}; known: {sorted(FORMATS)}")
-    return FORMATS[fmt]
+    """(BR, BC) of an fp32 sparse format of the registry; a clear error names the known formats."""
+    known = _fp32_sparse()
+    if fmt not in known:
+        raise ValueError(f"unknown fp32 sparse format {fmt!r}; known: {sorted(known)}")
+    return known[fmt]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,98 @@
+"""The one compile driver: options in, a built artifact and its report out.
+
+    compile_model(model, example_inputs, CompileOptions, calib=..., strategy=None)
+
+It does what every compile needs, the same for each strategy: decide the thread count (one
+rule, spdy.runtime.threads), contact the measuring device (an unreachable one fails before
+any long work), make the tuner and the work directory, build the typed context, check the
+calibration data and weights before a search's long work, run the strategy, and write the
+report. The strategy (spdy/compiler/strategy.py) is picked from the options unless given.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spdy.compiler.channels import ChannelsStrategy
+from spdy.compiler.dense import DenseStrategy, ProfileStrategy
+from spdy.compiler.report import compile_report
+from spdy.compiler.sparse import SparseStrategy
+from spdy.compiler.strategy import Strategy
+from spdy.ir.trace import normalize_inputs
+from spdy.passes.context import CompileContext, CompileOptions
+from spdy.runtime.target import parse_target
+from spdy.runtime.threads import ensure_threads
+
+STRATEGIES: dict[str, type] = {s.name: s for s in (DenseStrategy, ProfileStrategy, SparseStrategy, ChannelsStrategy)}
+
+
+def strategy_for(options: CompileOptions) -> Strategy:
+    """dense (speedup 1), profile (a given profile), sparse (a searched profile: SPDY or a
+    baseline, options.method) or channels (options.mode == "channels")."""
+    if options.speedup > 1.0:
+        return STRATEGIES["channels" if options.mode == "channels" else "sparse"]()
+    return STRATEGIES["profile" if options.profile else "dense"]()
+
+
+@dataclass
+class CompileResult:
+    """What spdy.compile wraps into a CompiledModel."""
+    built: Any                 # spdy.runtime.build.Built
+    report: dict
+    profile: dict
+    passlog: list
+    pruned_model: Any          # the graph (or for channels the torch model) the artifact was built from
+    example: tuple             # (args, kwargs) the model was compiled for
+
+
+def compile_model(model, example_inputs, options: CompileOptions, *, calib=None, progress=None,
+                  strategy: Strategy | None = None) -> CompileResult:
+    """Compile `model` as `options` ask (spdy.api.compile validated them)."""
+    spec = parse_target(options.target)
+    threads = ensure_threads(options.num_threads, default=spec.num_cores)
+    options = dataclasses.replace(options, target=spec, num_threads=threads)   # decided once, here
+    strategy = strategy or strategy_for(options)
+    inputs = normalize_inputs(example_inputs)
+    device, owns_device = measure_device(options.measure)
+    try:
+        work = Path(options.workdir) if options.workdir else Path(tempfile.mkdtemp(prefix="spdy-"))
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "passlog.jsonl").unlink(missing_ok=True)
+        from spdy.runtime.tune import Tuner
+        tuner = Tuner(target=spec.to_tvm(), num_threads=threads, mode="tune" if options.tune else "default",
+                      device=device)
+        ctx = CompileContext(model=model, inputs=inputs, target=spec, options=options, device=device, tuner=tuner,
+                             calib_source=calib, progress=progress, workdir=work)
+        t0 = time.perf_counter()
+        if options.speedup > 1.0:
+            check_before_long_work(model, inputs, calib, options.n_samples, ctx)
+        pruned = strategy.run(ctx)
+        report = compile_report(ctx, strategy, compile_s=time.perf_counter() - t0)
+    finally:
+        if owns_device:
+            device.close()
+    return CompileResult(ctx.artifacts["executable"], report, report["profile"], ctx.passlog, pruned,
+                         (inputs.args, inputs.kwargs))
+
+
+def measure_device(measure):
+    """(device, created here) for the `measure` option; the device is contacted now, so an
+    unreachable one fails before any long work."""
+    from spdy.runtime.device import LOCAL, Device, parse_measure
+    if isinstance(measure, bool):
+        return LOCAL, False
+    device = parse_measure(measure)
+    device.ensure_reachable()
+    return device, not isinstance(measure, Device)
+
+
+def check_before_long_work(model, inputs, calib, n_samples, ctx) -> None:
+    """Fail fast on bad calibration data or NaN weights, before any kernel is timed."""
+    from spdy.passes.algo.calib import check_finite_weights, collect_calibration
+    check_finite_weights(dict(model.named_parameters()))
+    example = inputs.args if inputs.args else inputs.kwargs
+    ctx.artifacts["calib"] = collect_calibration(calib, example, n_samples=n_samples)
