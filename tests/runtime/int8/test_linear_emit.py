@@ -6,25 +6,8 @@ import pytest
 
 from spdy.qscheme import ActQuant
 
+from .._dense_util import build_and_run
 from ._linear_ref import DYNAMIC, STATIC, assert_close, linear_ref, random_weight, target
-
-
-def _build_and_run(inputs, body, ctx=None):
-    import tvm
-    from tvm import relax
-    from spdy.runtime.emit_context import EmitContext
-    from spdy.runtime.kernels import relax_pipeline
-    tgt = target()
-    ctx = ctx or EmitContext(target=tgt, num_threads=2)
-    bb = relax.BlockBuilder()
-    vs = [relax.Var(f"x{i}", relax.TensorType(list(a.shape), "float32")) for i, a in enumerate(inputs)]
-    with bb.function("main", vs):
-        with bb.dataflow():
-            out = bb.emit_output(body(bb, vs, ctx))
-        bb.emit_func_output(out)
-    ex = tvm.compile(bb.get(), tgt, relax_pipeline=relax_pipeline(tgt, ctx))
-    vm = relax.VirtualMachine(ex, tvm.cpu())
-    return vm["main"](*[tvm.runtime.tensor(a) for a in inputs]).numpy(), ctx
 
 
 @pytest.mark.parametrize("fmt,act", [("dense", STATIC), ("bsr16x4", DYNAMIC), ("bsr4x4-int8", STATIC),
@@ -43,7 +26,7 @@ def test_emit_matches_reference(fmt, act):
     def body(bb, vs, ctx):
         return emit_int8_linear(bb, vs[0], w, ws, b, vs[1], act=act, fmt=fmt, activation="relu", name="fc",
                                 ctx=ctx)
-    got, ctx = _build_and_run([x, r], body)
+    got, ctx = build_and_run([x, r], body)
     want = linear_ref(x.reshape(-1, k), w, ws, act, b, r.reshape(-1, n), "relu").reshape(2, 3, n)
     assert got.shape == (2, 3, n)
     assert_close(got, want)
