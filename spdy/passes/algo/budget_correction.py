@@ -5,13 +5,29 @@ A measured speedup within NOISE below the target meets it. Short of it, the budg
 measured/predicted (or measured/target if smaller) with a little margin. More than OVERSHOOT
 above it, the budget loosens by the square root of the overshoot, so the next profile prunes
 less and keeps more accuracy.
+
+One measurement is not trusted blindly (`remeasure_reason`, `pooled_measurement`): on the
+shared 2-vCPU machines block-sparse kernels run ~1.5x slower for stretches of seconds, and a
+residual MNIST CNN at 2x measured 1.23x against a prediction of 2.02x in such a stretch; the
+budget shrank by that, the next round was infeasible, and 2x was called impossible while 3x
+met minutes later. So before a round moves the budget, verify-speedup measures again when
+  - the round lands more than FAR from its prediction, until two measurements agree, or
+  - the p10..p90 interval of the paired speedup straddles the target's noise line (the round is
+    close to the target and the interval, not the median alone, must say on which side it is),
+at most MAX_MEASUREMENTS in all; the round is then judged by the median of all measurements'
+paired ratios pooled, so one slow stretch is outvoted by the measurements around it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 NOISE = 0.03      # measured speedups within 3% of the target count as meeting it
 OVERSHOOT = 0.15  # more than 15% faster than asked: re-solve with a looser budget to keep accuracy
+FAR = 0.15        # a median this far (relative) from the prediction is measured again before it is believed
+AGREE = 2 * NOISE # two measurements whose medians are this close (relative) confirm each other
+MAX_MEASUREMENTS = 3
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,60 @@ def judge_round(measured: float, predicted: float | None, target: float) -> Roun
         short = min(ratio, measured / (predicted or target))
         return RoundOutcome(False, False, short / (1 + NOISE / 3))
     return RoundOutcome(True, False, ratio ** 0.5)
+
+
+def paired_ratios(m: dict) -> list[float]:
+    """Per-block dense/artifact ratios of one verify-speedup record (empty when the samples are
+    not kept: an older report)."""
+    a, b = (m.get("dense_artifact") or {}).get("samples_ms"), (m.get("artifact") or {}).get("samples_ms")
+    if not a or not b or len(a) != len(b):
+        return []
+    return [x / y for x, y in zip(a, b)]
+
+
+def speedup_interval(m: dict) -> tuple[float, float, float]:
+    """(p10, median, p90) of a record's paired speedup; (median,)*3 without samples."""
+    r = m.get("paired_ratios") or paired_ratios(m)
+    if not r:
+        s = m["measured_speedup"]
+        return s, s, s
+    return float(np.percentile(r, 10)), float(np.median(r)), float(np.percentile(r, 90))
+
+
+def remeasure_reason(measurements: list[dict], predicted: float | None, target: float | None) -> str | None:
+    """Why the round's artifact must be measured again before the budget moves, or None.
+
+    `measurements` are verify-speedup records of the same pair of artifacts, oldest first.
+    Far from the prediction: measure again unless the last two measurements agree (then the
+    table was wrong, not the machine). Interval straddling target*(1-NOISE): measure again
+    to narrow it. Never more than MAX_MEASUREMENTS.
+    """
+    if len(measurements) >= MAX_MEASUREMENTS:
+        return None
+    p10, med, p90 = speedup_interval(pooled_measurement(measurements))
+    if predicted and abs(med / predicted - 1) > FAR:
+        last = [speedup_interval(m)[1] for m in measurements[-2:]]
+        if len(last) < 2 or abs(last[0] / last[1] - 1) > AGREE:
+            return f"measured {med:.2f}x, far from the predicted {predicted:.2f}x"
+    if target and p10 < target * (1 - NOISE) <= p90:
+        return f"the p10..p90 interval {p10:.2f}..{p90:.2f}x straddles the target {target:.2f}x"
+    return None
+
+
+def pooled_measurement(measurements: list[dict]) -> dict:
+    """One record for several measurements of the same artifacts: the last record's fields
+    with the paired ratios of all of them pooled (their median is measured_speedup, p10/p90
+    the interval) and each measurement's (p10, median, p90) kept under "measurements"."""
+    if len(measurements) == 1:
+        return measurements[0]
+    pooled = [r for m in measurements for r in (m.get("paired_ratios") or paired_ratios(m))]
+    out = dict(measurements[-1])
+    out["measurements"] = [[round(v, 4) for v in speedup_interval(m)] for m in measurements]
+    if pooled:
+        out["paired_ratios"] = pooled
+        out["measured_speedup"] = float(np.median(pooled))
+        out["measured_speedup_p10_p90"] = [round(float(np.percentile(pooled, q)), 4) for q in (10, 90)]
+    return out
 
 
 def residual_scale(measured: float, calibrated_predicted: float, meets: bool) -> float:
