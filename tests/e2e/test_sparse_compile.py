@@ -8,7 +8,7 @@ import torch
 import spdy
 from spdy.errors import CalibrationError, InfeasibleSpeedupError, SpdyError
 from spdy.passes.algo.budget_correction import NOISE, judge_round
-from tests.e2e.steady_device import SteadyDevice
+from tests.steady_device import SteadyDevice
 
 
 class Wide(torch.nn.Module):

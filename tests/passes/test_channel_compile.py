@@ -19,6 +19,7 @@ from spdy.passes.algo.budget_correction import NOISE
 from spdy.passes.context import CompileContext
 from spdy.passes.pipeline import Pipeline
 from spdy.passes.registry import parse_pass, registered
+from tests.steady_device import SteadyDevice
 
 X = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
@@ -126,15 +127,10 @@ def test_structured_compile_tiny_residual_cnn(tmp_path):
     model = residual_cnn(widths=(32, 64, 128)).eval()
     x = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     calib = [torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(2 + i)) for i in range(2)]
-    try:
-        cm = _compile(model, x, speedup=1.1, calib=calib, tune=False, n_samples=16, rounds=2, workdir=tmp_path / "w")
-    except InfeasibleSpeedupError as e:
-        # the contract: meet the target on the measured artifact, or say so. On a loaded
-        # machine a model this small can miss even 1.1x; the artifact/pruned-model agreement
-        # is then covered by test_pruned_model_lowers_exactly.
-        assert e.requested == pytest.approx(1.1) and e.max_speedup < 1.1 * (1 - NOISE)
-        assert "measured" in str(e)
-        return
+    # layer times and in-place profiles are real; the end-to-end check reads a steady 1.15x, so
+    # the test holds on a busy machine (issue 21 item 5) and checks the loop's logic
+    cm = _compile(model, x, speedup=1.1, calib=calib, tune=False, n_samples=16, rounds=2, workdir=tmp_path / "w",
+                  measure=SteadyDevice(1.15))
     r = cm.report
     assert r["mode"] == "channels"
     stats = {p["pass"]: p["stats"] for p in cm.passlog}
@@ -144,6 +140,7 @@ def test_structured_compile_tiny_residual_cnn(tmp_path):
     assert all("channel_calibration" in rd for rd in r["rounds"])
     assert r["measured_speedup"] >= 1.1 * (1 - NOISE)
     assert r["rounds"] and all("widths" in rd and rd["predicted_speedup"] for rd in r["rounds"])
+    assert len(r["rounds"]) == 1 and r["rounds"][0]["predicted_speedup"] >= 1.1 * (1 - NOISE)  # met in round 0
     widths = r["channels"]["widths"]
     assert any(v < model.state_dict()[f"{k}.weight"].shape[0] for k, v in widths.items())
     assert "conv1" in widths and "fc" not in widths          # model output channels stay full
