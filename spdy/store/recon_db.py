@@ -20,9 +20,18 @@ level is durable on its own; an interrupted build resumes by skipping present le
 Files and the index are written to a temporary name and ``os.replace``d (atomic on POSIX):
 a crash leaves either the old or the new version, never half a file. No pickle anywhere:
 safetensors for tensors, JSON for the index.
+
+Two compiles may share the directory (one SPDY_CACHE_DIR): each keeps the index in memory, so
+writing it whole would let the last writer drop the other's levels. The index is therefore
+saved under an exclusive lock (``.lock``, flock) as a merge of what is on disk with what this
+process added (`merge_entries`), and `missing` reads the disk first so a level another compile
+just built is reused. Temporary files carry their writer's pid: a new database removes only
+those of processes that are gone (a kill -9's leftovers), never a running writer's.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -38,7 +47,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 INDEX = "index.json"
+LOCK = ".lock"
 VERSION = 1
+LEFTOVER_AGE_S = 24 * 3600   # a temporary file this old is a leftover whoever wrote it
 DEFAULT_MAX_GB = 16.0
 
 
@@ -103,8 +114,49 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
+def _tmp_prefix() -> str:
+    return f".tmp-{os.getpid()}-"
+
+
+def is_leftover(path: Path) -> bool:
+    """A temporary file no running writer owns: its pid is gone (or it has none, or it is
+    older than LEFTOVER_AGE_S)."""
+    m = re.match(r"\.tmp-(\d+)-", path.name)
+    try:
+        if m is None or time.time() - path.stat().st_mtime > LEFTOVER_AGE_S:
+            return True
+    except OSError:
+        return False   # gone already
+    pid = int(m.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False   # alive, another user's
+    return False
+
+
+def merge_entries(disk: dict, mine: dict, dropped: set) -> dict:
+    """The index entries after this process's save: what is on disk (other processes' work)
+    with this process's entries merged in (levels and errors united, the later "used"),
+    minus the entries this process dropped."""
+    out = {name: e for name, e in disk.items() if name not in dropped}
+    for name, e in mine.items():
+        d = out.get(name)
+        if d is None or d.get("key") != e.get("key"):
+            out[name] = e
+            continue
+        out[name] = {**d, **e, "levels": {**d.get("levels", {}), **e.get("levels", {})},
+                     "errors": {**d.get("errors", {}), **e.get("errors", {})},
+                     "used": max(d.get("used", 0.0), e.get("used", 0.0))}
+    return out
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(), suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -123,25 +175,39 @@ class ReconDatabase:
     Usage: ``db.bind(layer, dense_weight, method=..., fmt=..., calib=hash, algo_version=...)`` once per
     layer and format, then ``has``/``put``/``get`` by ``(layer, level, fmt)``; ``level``
     is the sparsity in basis points (``grid.level_bp``); ``fmt`` may be left out when the
-    layer is bound in one format only. One writer per directory at a time.
+    layer is bound in one format only. Processes may share the directory (see the module
+    docstring).
     """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        p = self.root / INDEX
-        if p.exists():
-            idx = json.loads(p.read_text())
-            if idx.get("version") != VERSION:
-                idx = {"version": VERSION, "entries": {}}
-        else:
-            idx = {"version": VERSION, "entries": {}}
-        # entries were once named "layer|fmt": name every entry by its key as well
-        idx["entries"] = {self._name(e["layer"], e["fmt"], e["key"]): e for e in idx["entries"].values()}
-        self._index = idx
+        self._index = {"version": VERSION, "entries": self._read_entries()}
         self._bound: dict[tuple[str, str], str] = {}   # (layer, fmt) -> key bound by this compile
+        self._dropped: set[str] = set()                # entries pruned here, not yet saved
         for tmp in self.root.glob(".tmp-*"):  # leftovers of an interrupted write
-            tmp.unlink(missing_ok=True)
+            if is_leftover(tmp):
+                tmp.unlink(missing_ok=True)
+
+    def _read_entries(self) -> dict:
+        """The index entries on disk ({} for none, another version, or an unreadable file)."""
+        try:
+            idx = json.loads((self.root / INDEX).read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(idx, dict) or idx.get("version") != VERSION:
+            return {}
+        # entries were once named "layer|fmt": name every entry by its key as well
+        return {self._name(e["layer"], e["fmt"], e["key"]): e for e in idx.get("entries", {}).values()}
+
+    @contextlib.contextmanager
+    def _locked(self):
+        with open(self.root / LOCK, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     # -- keys ---------------------------------------------------------------------------
     @staticmethod
@@ -200,6 +266,7 @@ class ReconDatabase:
             for fn in self._index["entries"][name].get("levels", {}).values():
                 (self.root / fn).unlink(missing_ok=True)
             del self._index["entries"][name]
+            self._dropped.add(name)
             total -= sizes[name]
             freed += sizes[name]
             dropped += 1
@@ -234,7 +301,9 @@ class ReconDatabase:
         return fn is not None and (self.root / fn).exists()
 
     def missing(self, layer: str, levels: Iterable[int], fmt: str | None = None) -> list[int]:
-        """Levels still to build (the resumable part of a build)."""
+        """Levels still to build (the resumable part of a build), after reading what other
+        processes sharing the directory saved meanwhile."""
+        self._index["entries"] = merge_entries(self._read_entries(), self._index["entries"], self._dropped)
         return [int(l) for l in levels if not self.has(layer, l, fmt)]
 
     def put(self, layer: str, level: int, mask: torch.Tensor, weight: torch.Tensor,
@@ -249,7 +318,7 @@ class ReconDatabase:
         if scale is not None:
             tensors["scale"] = scale.detach().to(torch.float32).contiguous().cpu()
         meta = {"key": key, "layer": layer, "fmt": fmt, "level": str(int(level))}
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".safetensors")
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=_tmp_prefix(), suffix=".safetensors")
         os.close(fd)
         try:
             save_file(tensors, tmp, metadata=meta)
@@ -299,5 +368,9 @@ class ReconDatabase:
         return [(e["layer"], e["fmt"]) for e in self._index["entries"].values()]
 
     def _save_index(self) -> None:
-        data = json.dumps(self._index, indent=1, sort_keys=True).encode()
-        _atomic_write_bytes(self.root / INDEX, data)
+        """Merge with the index on disk and write it, under the directory's lock."""
+        with self._locked():
+            self._index["entries"] = merge_entries(self._read_entries(), self._index["entries"], self._dropped)
+            data = json.dumps(self._index, indent=1, sort_keys=True).encode()
+            _atomic_write_bytes(self.root / INDEX, data)
+        self._dropped.clear()
