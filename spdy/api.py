@@ -11,7 +11,8 @@ import torch
 
 from spdy.compiled import CompiledModel
 from spdy.compiler import CompileOptions, compile_model
-from spdy.compiler.offered_formats import check_formats, default_formats
+from spdy.compiler.offered_formats import check_formats, default_formats, formats_report
+from spdy.checks import check_options, check_speedup
 from spdy.errors import NotAvailableError, SpdyError
 from spdy.passes.search_methods import METHODS
 from spdy.runtime.target import parse_target
@@ -51,13 +52,9 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
 
 def compile_options(*, speedup: float = 1.0, target="host", profile=None, mode: str = "sparse", formats=None,
                     method: str = "spdy", keep_dense=None, **rest) -> CompileOptions:
-    """spdy.compile's options (not the model, data or callbacks) checked and typed."""
-    try:
-        speedup = float(speedup)
-    except (TypeError, ValueError):
-        raise SpdyError(f"speedup must be a number >= 1.0, got {speedup!r}") from None
-    if speedup < 1.0:
-        raise SpdyError(f"speedup must be >= 1.0, got {speedup:g}")
+    """spdy.compile's options (not the model, data or callbacks) checked and typed (spdy.checks:
+    every check that needs no model runs here)."""
+    speedup = check_speedup(speedup)
     if mode not in ("sparse", "channels"):
         raise SpdyError(f"mode must be 'sparse' or 'channels', got {mode!r}")
     if method not in METHODS:
@@ -68,10 +65,13 @@ def compile_options(*, speedup: float = 1.0, target="host", profile=None, mode: 
         raise NotAvailableError("mode='channels' searches widths for a speedup; a per-layer profile is for mode='sparse'")
     spec = parse_target(target)
     formats = check_formats(formats, spec) if formats is not None else default_formats(spec)
-    if keep_dense is not None:
-        keep_dense = (keep_dense,) if isinstance(keep_dense, str) else tuple(keep_dense)
-    if rest.get("workdir") is not None:
-        rest["workdir"] = Path(rest["workdir"])
+    given = {k: rest[k] for k in ("num_threads", "n_samples", "max_evals", "rounds", "grid_levels",
+                                  "global_adaprune", "seed", "workdir") if k in rest}
+    unavailable = formats_report(spec)["unavailable"] if profile else None
+    checked = check_options(speedup=speedup, profile=profile, spec=spec, unavailable=unavailable,
+                            keep_dense=keep_dense, **given)
+    rest.update({k: checked[k] for k in given})
+    keep_dense = checked["keep_dense"]
     rest["global_adaprune"] = int(rest.get("global_adaprune") or 0)
     rest["compare_onnxruntime"] = bool(rest.get("compare_onnxruntime", True))
     return CompileOptions(speedup=speedup, target=spec, profile=profile, mode=mode, formats=formats, method=method,

@@ -73,6 +73,8 @@ def cmd_compile(args) -> int:
     inputs = tuple(torch.randn(parse_shape(s), generator=gen).to(dtype) for s in (args.input or []))
     if not inputs:
         raise UsageError("give at least one --input shape, e.g. --input 1x3x224x224")
+    from spdy.checks import check_output_path
+    check_output_path(args.output)   # before the compile: minutes of work must not end in an unwritable path
     calib = None
     if args.calib:
         calib = load_factory(args.calib, kind="calibration set")
@@ -188,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     from spdy.version import __version__
     p = argparse.ArgumentParser(prog="spdy", description="compile PyTorch models into fast TVM artifacts")
     p.add_argument("--version", action="version", version=f"spdy {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and TVM's own log lines (as SPDY_LOG=debug)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     c = sub.add_parser("compile", help="compile a model factory PKG.MOD:FACTORY")
@@ -273,13 +275,23 @@ def main(argv: list[str] | None = None) -> int:
         return sweep_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.debug:
+        import os
+        os.environ["SPDY_LOG"] = "debug"   # TVM's own log lines are shown too (spdy.runtime.logs)
     try:
         return args.func(args)
     except SpdyError as exc:
         if args.debug:
             raise
-        print(f"spdy: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"spdy: error: {(str(exc).splitlines() or [type(exc).__name__])[0]}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen input: one line, the traceback on --debug
+        if args.debug:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"spdy: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("spdy: interrupted", file=sys.stderr)
         return 130

@@ -51,6 +51,8 @@ class CompiledModel:
         return path
 
     def save(self, out_dir) -> Path:
+        from spdy.checks import check_output_path
+        check_output_path(out_dir, "save path")
         return save_artifact(out_dir, self._built.executable, self._built.manifest, {
             "passlog.jsonl": self.passlog,
             "profile.json": self.profile,

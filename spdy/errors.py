@@ -74,3 +74,25 @@ class InfeasibleSpeedupError(SpdyError):
 class RemoteDeviceError(SpdyError):
     """A remote measuring device (TVM RPC server or tracker) that cannot be reached or stopped
     answering; names the address and the fix. Measurements taken before it are kept."""
+
+
+class OptionError(SpdyError, ValueError):
+    """A compile option out of its range or of the wrong type (spdy.checks)."""
+
+
+class ModelError(SpdyError):
+    """A model spdy cannot compile as given: weights on the meta device, training mode, or
+    outputs that are not tensors (spdy.checks)."""
+
+
+class NoPrunableLayerError(SpdyError):
+    """A search with nothing to search: no layer has an option besides dense fp32 under the
+    keep_dense in force and the offered formats (spdy.checks)."""
+
+
+class OutputPathError(SpdyError):
+    """A workdir or artifact path spdy cannot write (checked before the compile starts)."""
+
+
+class HostFeatureError(ArtifactError):
+    """An artifact built for CPU features this host lacks (spdy.load checks before loading)."""

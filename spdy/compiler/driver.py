@@ -11,6 +11,7 @@ report. The strategy (spdy/compiler/strategy.py) is picked from the options unle
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from spdy.compiler.sparse import SparseStrategy
 from spdy.compiler.strategy import Strategy
 from spdy.ir.trace import normalize_inputs
 from spdy.passes.context import CompileContext, CompileOptions
+from spdy.runtime.logs import TVM_LOG, tvm_log_capture
 from spdy.runtime.target import parse_target
 from spdy.runtime.threads import ensure_threads
 
@@ -57,9 +59,11 @@ def compile_model(model, example_inputs, options: CompileOptions, *, calib=None,
     options = dataclasses.replace(options, target=spec, num_threads=threads)   # decided once, here
     strategy = strategy or strategy_for(options)
     inputs = normalize_inputs(example_inputs)
+    options, calib_set = check_before_long_work(model, inputs, options, calib)
     device, owns_device = measure_device(options.measure)
+    own_work = not options.workdir   # a temp folder of this compile: removed at the end, error or not
+    work = Path(options.workdir) if options.workdir else Path(tempfile.mkdtemp(prefix="spdy-"))
     try:
-        work = Path(options.workdir) if options.workdir else Path(tempfile.mkdtemp(prefix="spdy-"))
         work.mkdir(parents=True, exist_ok=True)
         (work / "passlog.jsonl").unlink(missing_ok=True)
         from spdy.runtime.tune import Tuner
@@ -67,14 +71,17 @@ def compile_model(model, example_inputs, options: CompileOptions, *, calib=None,
                       device=device)
         ctx = CompileContext(model=model, inputs=inputs, target=spec, options=options, device=device, tuner=tuner,
                              calib_source=calib, progress=progress, workdir=work)
+        if calib_set is not None:
+            ctx.artifacts["calib"] = calib_set
         t0 = time.perf_counter()
-        if options.speedup > 1.0:
-            check_before_long_work(model, inputs, calib, options.n_samples, ctx)
-        pruned = strategy.run(ctx)
+        with tvm_log_capture(work / TVM_LOG):
+            pruned = strategy.run(ctx)
         report = compile_report(ctx, strategy, compile_s=time.perf_counter() - t0)
     finally:
         if owns_device:
             device.close()
+        if own_work:
+            shutil.rmtree(work, ignore_errors=True)
     return CompileResult(ctx.artifacts["executable"], report, report["profile"], ctx.passlog, pruned,
                          (inputs.args, inputs.kwargs))
 
@@ -90,9 +97,10 @@ def measure_device(measure):
     return device, not isinstance(measure, Device)
 
 
-def check_before_long_work(model, inputs, calib, n_samples, ctx) -> None:
-    """Fail fast on bad calibration data or NaN weights, before any kernel is timed."""
-    from spdy.passes.algo.calib import check_finite_weights, collect_calibration
-    check_finite_weights(dict(model.named_parameters()))
-    example = inputs.args if inputs.args else inputs.kwargs
-    ctx.artifacts["calib"] = collect_calibration(calib, example, n_samples=n_samples)
+def check_before_long_work(model, inputs, options: CompileOptions, calib=None):
+    """Every check that needs the model, before any kernel is timed (spdy.checks says which);
+    returns (options with keep_dense resolved for a search, the collected calibration set or None)."""
+    from spdy import checks
+    from spdy.compiler.offered_formats import default_formats
+    offered = tuple(options.formats) if options.formats else default_formats(options.target)
+    return checks.check_before_long_work(model, inputs, options, calib=calib, offered=offered)

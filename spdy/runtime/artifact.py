@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spdy.errors import ArtifactError, InputShapeError
+from spdy.errors import ArtifactError, InputShapeError, OutputPathError
+from spdy.runtime.logs import TVM_LOG, tvm_log_capture
 from spdy.runtime.provenance import tvm_version
 from spdy.runtime.threads import ensure_threads
 
@@ -127,12 +128,17 @@ def write_json(path: Path, obj) -> None:
 def save_artifact(out_dir, executable, manifest: dict, files: dict[str, object]) -> Path:
     """Write model.so, manifest.json and extra JSON/JSONL files into out_dir atomically."""
     out = Path(out_dir).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists() and not out.is_dir():
-        raise ArtifactError(f"{out} exists and is not a directory")
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        raise OutputPathError(f"{out} exists and is not a directory; give a new or artifact directory path")
     try:
-        executable.export_library(str(stage / LIBRARY))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise OutputPathError(f"cannot write the artifact {out} ({exc.strerror or exc}); give a path you can "
+                              "write to") from None
+    try:
+        with tvm_log_capture(stage / TVM_LOG):   # TVM's export warnings: in the artifact's tvm.log
+            executable.export_library(str(stage / LIBRARY))
         manifest = dict(manifest, format_version=FORMAT_VERSION, tvm=tvm_version(),
                         model_so_sha256=sha256_file(stage / LIBRARY),
                         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

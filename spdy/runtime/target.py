@@ -166,8 +166,8 @@ def _from_dict(d: dict) -> TargetSpec:
         mcpu = host_cpu()
     mtriple = d.get("mtriple") or None
     check_mcpu(str(mcpu), mtriple)
-    try:
-        cores = int(d.get("num-cores") or host_cores())
+    try:   # 0 is refused below, not taken for "unset"
+        cores = int(host_cores() if d.get("num-cores") in (None, "") else d["num-cores"])
     except (TypeError, ValueError):
         raise TargetError(f"num-cores must be an integer, got {d.get('num-cores')!r}; {ACCEPTED}") from None
     if cores < 1:
