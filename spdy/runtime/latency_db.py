@@ -8,7 +8,10 @@ imported from another machine stay in the file but are never returned here.
 Robustness: every write is one transaction (WAL journal, busy timeout for concurrent
 compiles). A file that is not SQLite, fails ``quick_check``, or lacks our application marker
 (a "foreign" database) is renamed to ``<name>.bad-<time>`` and rebuilt with a warning; a
-compile never crashes on the cache. Default path ``~/.cache/spdy/latency.sqlite``; the
+compile never crashes on the cache. A database that is only *busy* (another compile holds a
+write lock past the busy timeout) is not corrupt: renaming it would drop every entry and cut
+the other compile off from the file, so this run works on an in-memory table instead and
+says so. A kill -9 mid-write leaves the last committed transaction (SQLite's journal). Default path ``~/.cache/spdy/latency.sqlite``; the
 directory can be overridden with ``SPDY_CACHE_DIR``.
 """
 from __future__ import annotations
@@ -28,6 +31,7 @@ from spdy.runtime.provenance import tvm_version
 
 APP = "spdy-latency-db"
 SCHEMA_VERSION = "1"
+BUSY_TIMEOUT_S = 30.0   # how long a write waits for another process's transaction
 KEY_FIELDS = ("signature", "format", "level_bp", "target", "host", "threads", "source_hash", "tvm_version")
 
 
@@ -96,6 +100,11 @@ CREATE TABLE IF NOT EXISTS latency (
 """
 
 
+def is_busy(e: Exception) -> bool:
+    """SQLite's "database is locked"/"busy": another process's transaction, not a bad file."""
+    return isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e))
+
+
 class LatencyDB:
     """One SQLite file; safe to share between processes (transactions, WAL, busy timeout)."""
 
@@ -106,8 +115,8 @@ class LatencyDB:
 
     # -- opening / recovery -------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout=30000")
+        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         return conn
 
     def _validate(self, conn: sqlite3.Connection) -> None:
@@ -149,6 +158,13 @@ class LatencyDB:
         except (sqlite3.DatabaseError, ValueError) as e:
             if conn is not None:
                 conn.close()
+            if is_busy(e):
+                warnings.warn(f"latency database {self.path} stayed locked by another process for "
+                              f"{BUSY_TIMEOUT_S:g} s; this run's timings are kept in memory only",
+                              RuntimeWarning, stacklevel=3)
+                conn = sqlite3.connect(":memory:", isolation_level=None)
+                self._init_schema(conn)
+                return conn
             bad = self.path.with_name(f"{self.path.name}.bad-{int(time.time() * 1000)}")
             warnings.warn(f"latency database {self.path} is unusable ({e}); moved to {bad.name} "
                           "and rebuilding it", RuntimeWarning, stacklevel=3)
@@ -177,6 +193,8 @@ class LatencyDB:
                 f"SELECT params, latency_s, p10_s, p90_s, n, created FROM latency WHERE {where}",
                 tuple(getattr(key, f) for f in KEY_FIELDS)).fetchone()
         except sqlite3.DatabaseError as e:  # corrupted under us: rebuild, report a miss
+            if is_busy(e):
+                return None
             warnings.warn(f"latency database read failed ({e}); rebuilding", RuntimeWarning, stacklevel=2)
             self.conn.close()
             self.conn = self._open_after_failure()
