@@ -201,6 +201,7 @@ def run_sweep(config: SweepConfig, out_dir, progress: bool = True,
     _check_out_dir(config, out)
     sweep.load_data()
 
+    S.remove_leftovers(out)  # a kill -9 mid-write leaves a temporary file
     done = min(S.last_finished_level(out), config.levels)
     result = SweepResult(config, out)
     for lv in range(done + 1):

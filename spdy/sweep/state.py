@@ -1,7 +1,9 @@
 """Per-level checkpoints: tensors in safetensors, metrics in JSON, both written atomically.
 
 A level counts as finished only when its JSON exists; the JSON is written after the
-tensors, so a crash mid-write leaves the level unfinished and it is simply redone.
+tensors, so a crash mid-write leaves the level unfinished and it is simply redone. A kill -9
+mid-write leaves a ``*.tmp`` file behind; `remove_leftovers` clears them when the sweep
+resumes (one sweep writes an output directory at a time).
 """
 from __future__ import annotations
 
@@ -53,6 +55,15 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
 def level_paths(out_dir: Path, level: int) -> tuple[Path, Path]:
     d = Path(out_dir) / "levels"
     return d / f"level_{level:03d}.safetensors", d / f"level_{level:03d}.json"
+
+
+def remove_leftovers(out_dir: Path) -> int:
+    """Delete the temporary files of interrupted writes under `out_dir`; returns how many."""
+    out_dir = Path(out_dir)
+    found = [p for d in (out_dir, out_dir / "levels") if d.is_dir() for p in d.glob("*.tmp")]
+    for p in found:
+        p.unlink(missing_ok=True)
+    return len(found)
 
 
 def last_finished_level(out_dir: Path) -> int:
