@@ -67,18 +67,17 @@ def _int_option(name: str, value, low: int, *, none_ok: bool = False):
 
 
 def check_writable_dir(path, what: str = "workdir") -> Path:
-    """`path` as a directory spdy can write into (made if missing). OutputPathError otherwise."""
+    """`path` as a directory spdy can write into, or can make (the compile makes it; nothing
+    is created here, so a refused compile leaves nothing behind). OutputPathError otherwise."""
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
         raise OutputPathError(f"{what} {p} exists and is not a directory; give a directory path")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".spdy-write-check-", dir=p)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputPathError(f"{what} {p} is not writable ({exc.strerror or exc}); give a directory "
-                              f"you can write to") from None
+    existing = p
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or _probe_fails(existing):
+        raise OutputPathError(f"{what} {p} is not writable ({existing} does not take new files); give a "
+                              "directory you can write to")
     return p
 
 
@@ -89,15 +88,13 @@ def check_output_path(path, what: str = "output") -> Path:
     if p.exists() and not p.is_dir():
         raise OutputPathError(f"{what} {p} exists and is not a directory; give a new or artifact directory path")
     parent = p.parent
-    first_missing = None
     while not parent.exists():
-        first_missing, parent = parent, parent.parent
+        parent = parent.parent
     if not parent.is_dir():
         raise OutputPathError(f"{what} {p}: {parent} is not a directory; give a path under a directory")
-    if not os.access(parent, os.W_OK | os.X_OK) or _probe_fails(parent):
+    if _probe_fails(parent):
         raise OutputPathError(f"{what} {p} cannot be written: {parent} is not writable; give a path you can "
                               f"write to")
-    del first_missing  # made by save_artifact when the artifact is written
     return p
 
 

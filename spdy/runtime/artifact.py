@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from spdy.errors import ArtifactError, InputShapeError, OutputPathError
+from spdy.runtime.cpu_features import check_host_runs
 from spdy.runtime.logs import TVM_LOG, tvm_log_capture
 from spdy.runtime.provenance import tvm_version
 from spdy.runtime.threads import ensure_threads
@@ -192,6 +193,7 @@ def load(path) -> ArtifactRunner:
     if manifest["tvm"] != tvm.__version__:
         raise ArtifactError(f"artifact {d} was built with tvm {manifest['tvm']}, this runtime is "
                             f"{tvm.__version__}; recompile or install the matching tvm")
+    check_host_runs(manifest["target"], f"artifact {d}")   # before TVM executes a single instruction of it
     digest = sha256_file(d / LIBRARY)
     if digest != manifest["model_so_sha256"]:
         raise ArtifactError(f"{d / LIBRARY} does not match the hash in {MANIFEST} (tampered, truncated "

@@ -148,3 +148,4 @@ class TrackerPool(Device):
             d.close()
         self._devices = None
         self._free = queue.Queue()
+        self._uploads.close()
