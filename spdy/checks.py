@@ -4,7 +4,8 @@ here, with one line naming the problem and the fix.
 Why one place: a check that runs after the dense baseline, the latency table or the
 reconstruction database costs the user minutes to learn a fact that was known at the call
 (issue 21: a 2-layer MLP was refused after 26 s of timing because no layer was prunable).
-Two entry points:
+Two entry points (torch is imported only by the checks that need it, so the CLI refuses a bad
+path or speedup before paying for the import):
 
 - `check_options(...)`, from spdy.api.compile_options: the options alone (numbers, paths,
   profile entries), no model.
@@ -28,8 +29,6 @@ import numbers
 import os
 import tempfile
 from pathlib import Path
-
-import torch
 
 from spdy.errors import (CalibrationError, InputShapeError, ModelError, NoPrunableLayerError, OptionError,
                          OutputPathError)
@@ -162,8 +161,9 @@ def check_options(*, speedup, profile=None, spec=None, unavailable=None, workdir
 
 # --- the model, its inputs and outputs -----------------------------------------------------------
 
-def check_model(model: torch.nn.Module) -> None:
+def check_model(model) -> None:
     """A model whose weights exist on the CPU, in inference mode."""
+    import torch
     tensors = list(model.named_parameters()) + list(model.named_buffers())
     meta = [n for n, t in tensors if t.is_meta]
     if meta:
@@ -185,6 +185,7 @@ def check_model(model: torch.nn.Module) -> None:
 def check_example_inputs(inputs) -> None:
     """Non-empty CPU tensors; floating point unless the model indexes with them (checked by
     running it)."""
+    import torch
     for name, t in list(enumerate(inputs.args)) + list(inputs.kwargs.items()):
         if t.is_meta or t.device.type != "cpu":
             raise InputShapeError(f"example input {name!r} is on {t.device}; give CPU tensors with real values")
@@ -198,9 +199,10 @@ def check_example_inputs(inputs) -> None:
                                   "(or integer ones for embedding indices)")
 
 
-def check_outputs(model: torch.nn.Module, inputs) -> None:
+def check_outputs(model, inputs) -> None:
     """Run the model once: it must accept the example inputs and return a tensor or a tuple
     or list of tensors (what an artifact returns)."""
+    import torch
     try:
         with torch.no_grad():
             out = model(*inputs.args, **inputs.kwargs)

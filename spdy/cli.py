@@ -63,6 +63,16 @@ def _keep_dense(text):
 
 
 def cmd_compile(args) -> int:
+    # what needs neither torch nor tvm first: a typo must not cost their import (seconds)
+    from spdy.checks import check_output_path, check_speedup
+    check_output_path(args.output)   # minutes of work must not end in an unwritable path
+    check_speedup(args.speedup)
+    shapes = [parse_shape(s) for s in (args.input or [])]
+    if not shapes:
+        raise UsageError("give at least one --input shape, e.g. --input 1x3x224x224")
+    if not args.calib and args.speedup > 1.0:
+        raise UsageError("a sparse compile (--speedup > 1) needs calibration data: --calib PKG.MOD:FACTORY "
+                         "returning an iterable of inputs or (input, label) pairs")
     import torch
     import spdy
     model = load_factory(args.model)
@@ -70,17 +80,8 @@ def cmd_compile(args) -> int:
     if not isinstance(dtype, torch.dtype):
         raise UsageError(f"unknown dtype {args.dtype!r}")
     gen = torch.Generator().manual_seed(0)
-    inputs = tuple(torch.randn(parse_shape(s), generator=gen).to(dtype) for s in (args.input or []))
-    if not inputs:
-        raise UsageError("give at least one --input shape, e.g. --input 1x3x224x224")
-    from spdy.checks import check_output_path
-    check_output_path(args.output)   # before the compile: minutes of work must not end in an unwritable path
-    calib = None
-    if args.calib:
-        calib = load_factory(args.calib, kind="calibration set")
-    elif args.speedup > 1.0:
-        raise UsageError("a sparse compile (--speedup > 1) needs calibration data: --calib PKG.MOD:FACTORY "
-                         "returning an iterable of inputs or (input, label) pairs")
+    inputs = tuple(torch.randn(shape, generator=gen).to(dtype) for shape in shapes)
+    calib = load_factory(args.calib, kind="calibration set") if args.calib else None
     cm = spdy.compile(model, inputs, speedup=args.speedup, target=args.target, num_threads=args.threads,
                       tune=not args.no_tune, measure=False if args.no_measure else args.measure, calib=calib, method=args.method,
                       formats=tuple(args.formats.split(",")) if args.formats else None, n_samples=args.samples, max_evals=args.max_evals,
@@ -146,6 +147,10 @@ def print_layer_times(runner, report: dict) -> None:
 
 
 def cmd_demo(args) -> int:
+    from spdy.models import EXAMPLES
+    choices = ["mnist_cnn", *sorted(EXAMPLES)]
+    if args.model not in choices:
+        raise UsageError(f"unknown demo model {args.model!r}; choose one of {', '.join(choices)}")
     from spdy.demo import run_demo
     run_demo(args.model, args.speedup, args.output, tune=not args.no_tune, progress=_progress)
     return 0
@@ -186,7 +191,7 @@ def cmd_device(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from spdy.passes.solve_sparsity import METHODS
+    from spdy.passes.search_methods import METHODS   # (not solve_sparsity: it imports torch, seconds)
     from spdy.version import __version__
     p = argparse.ArgumentParser(prog="spdy", description="compile PyTorch models into fast TVM artifacts")
     p.add_argument("--version", action="version", version=f"spdy {__version__}")
@@ -237,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="compile a built-in example and print its report")
     d.add_argument("--model", default="bert_block",
-                   choices=["mnist_cnn", *sorted(__import__("spdy.models", fromlist=["EXAMPLES"]).EXAMPLES)])
+                   help="mnist_cnn or an example of spdy.models.EXAMPLES (checked when the demo runs: listing "
+                        "them here imported torch for every command)")
     d.add_argument("--speedup", type=float, default=2.0)
     d.add_argument("--no-tune", action="store_true")
     d.add_argument("-o", "--output", default="demo-out")
