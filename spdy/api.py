@@ -33,6 +33,15 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
     layer (default spdy.formats.DEFAULT: dense-int8, bsr4x4-int8 and bsr16x1 where the target runs
     int8 kernels, else bsr16x1; "all": every format the target can run).
     `method`: the search (spdy.passes.search_methods: "spdy", "uniform", "gmp", "dp-only").
+    `keep_dense`: layers a search leaves unpruned (they may still take dense-int8). None: the
+    first and the last prunable layer, each only when it holds at most 10% of the prunable
+    layers' multiply-adds and at least 3 layers exist (spdy.checks.default_keep_dense): that
+    keeps a CNN's cheap, sensitive stem and classifier exact, while a small MLP, where the end
+    layers are most of the work, is searched at all. [] prunes every layer.
+    Every input spdy can judge without timing is checked first (spdy/checks.py): a bad one
+    fails in well under a second with one line naming the fix.
+    `workdir`: pass log, graph dumps and tvm.log; without it a temporary folder is used and
+    removed at the end.
     Returns a CompiledModel.
     `measure`: False skips end-to-end timing; True or "local" times on this CPU;
     "rpc://HOST:PORT" or "tracker://HOST:PORT/KEY" times kernels, the latency table and the

@@ -54,7 +54,7 @@ class CompileOptions:
     max_evals: int = 0
     rounds: int = 3
     grid_levels: int = 41
-    keep_dense: tuple[str, ...] | None = None  # None: the first and last prunable layers
+    keep_dense: tuple[str, ...] | None = None  # None: spdy.checks.default_keep_dense (resolved by the driver)
     global_adaprune: int = 0
     compare_onnxruntime: bool = True
 
