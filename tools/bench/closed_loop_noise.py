@@ -81,7 +81,7 @@ def one_compile(model, x, calib, speedup: float, args) -> dict:
     row = {"requested": speedup}
     try:
         cm = spdy.compile(model, (x,), speedup=speedup, calib=calib, formats=formats, num_threads=args.threads,
-                          tune=bool(args.tune), n_samples=args.calib, rounds=args.rounds)
+                          tune=bool(args.tune), n_samples=args.calib, rounds=args.rounds, grid_levels=args.grid_levels)
     except InfeasibleSpeedupError as e:
         row.update(met=False, infeasible=True, best=round(e.max_speedup, 4), error=str(e).splitlines()[0])
     else:
@@ -124,6 +124,7 @@ def main(argv=None) -> int:
     ap.add_argument("--formats", default="bsr16x1", help="comma list, or 'default' for spdy's default formats")
     ap.add_argument("--tune", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--grid-levels", type=int, default=41, help="sparsity levels of the table and database")
     ap.add_argument("--calib", type=int, default=256)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
