@@ -110,22 +110,29 @@ def _probe_fails(directory: Path) -> bool:
 
 
 def check_profile_entries(profile, spec=None, unavailable: dict | None = None) -> None:
-    """A given profile's shape, formats and sparsities (layer names are checked against the
-    model in check_before_long_work); formats the target cannot run (`unavailable`: {format:
-    why}, spdy.compiler.offered_formats.formats_report) are refused too."""
+    """A given profile's shape, and formats the target cannot run (`unavailable`: {format:
+    why}, spdy.compiler.offered_formats.formats_report). Layer names, formats and sparsities
+    are checked together against the model's layers in check_before_long_work (one error
+    naming every problem, with the valid layer names), still before any timing."""
     if profile is None:
         return
     from spdy import formats
+    from spdy.errors import SpdyError
     if not isinstance(profile, dict):
         raise OptionError(f"profile must be a dict {{layer: {{'format': ..., 'sparsity': ...}}}}, "
                           f"got {type(profile).__name__}")
-    clean = formats.validate_profile(profile, list(profile))   # the one copy of the entry rules
-    if unavailable:
-        why = unavailable
-        bad = sorted({v["format"] for v in clean.values() if v["format"] in why})
-        if bad:
-            raise OptionError(f"profile formats {bad} cannot run on target {spec}: {why[bad[0]]}; "
-                              "choose formats the target runs")
+    if not unavailable:
+        return
+    named = set()
+    for v in profile.values():
+        try:
+            named.add(formats.get(formats.normalize(v.get("format", "bsr16x1"), v.get("dtype"))).name)
+        except (SpdyError, AttributeError):
+            continue   # reported with the layer names later
+    bad = sorted(f for f in named if f in unavailable)
+    if bad:
+        raise OptionError(f"profile formats {bad} cannot run on target {spec}: {unavailable[bad[0]]}; "
+                          "choose formats the target runs")
 
 
 def check_keep_dense(keep_dense):
@@ -183,9 +190,8 @@ def check_model(model) -> None:
 
 
 def check_example_inputs(inputs) -> None:
-    """Non-empty CPU tensors; floating point unless the model indexes with them (checked by
-    running it)."""
-    import torch
+    """Non-empty, non-scalar, real CPU tensors (whether the model takes their dtype is
+    checked by running it: integer ids are right for an embedding, wrong for a Linear)."""
     for name, t in list(enumerate(inputs.args)) + list(inputs.kwargs.items()):
         if t.is_meta or t.device.type != "cpu":
             raise InputShapeError(f"example input {name!r} is on {t.device}; give CPU tensors with real values")
@@ -194,7 +200,7 @@ def check_example_inputs(inputs) -> None:
                                   "with every dimension >= 1")
         if t.dim() == 0:
             raise InputShapeError(f"example input {name!r} is a scalar; give a tensor with a batch dimension")
-        if t.is_complex() or t.dtype == torch.bool:
+        if t.is_complex():
             raise InputShapeError(f"example input {name!r} has dtype {t.dtype}; give float32 tensors "
                                   "(or integer ones for embedding indices)")
 
