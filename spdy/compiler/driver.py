@@ -3,10 +3,13 @@
     compile_model(model, example_inputs, CompileOptions, calib=..., strategy=None)
 
 It does what every compile needs, the same for each strategy: decide the thread count (one
-rule, spdy.runtime.threads), contact the measuring device (an unreachable one fails before
-any long work), make the tuner and the work directory, build the typed context, check the
-calibration data and weights before a search's long work, run the strategy, and write the
-report. The strategy (spdy/compiler/strategy.py) is picked from the options unless given.
+rule, spdy.runtime.threads), run every check that needs the model (spdy/checks.py: model,
+inputs, outputs, weights, layers under keep_dense, profile names, calibration data) before
+anything is timed, contact the measuring device (an unreachable one fails before any long
+work), make the tuner and the work directory (a temporary one is removed at the end, error or
+not), build the typed context, run the strategy with TVM's own log lines captured into
+workdir/tvm.log (spdy.runtime.logs), and write the report. The strategy
+(spdy/compiler/strategy.py) is picked from the options unless given.
 """
 from __future__ import annotations
 
