@@ -8,6 +8,7 @@ import torch
 import spdy
 from spdy.errors import CalibrationError, InfeasibleSpeedupError, SpdyError
 from spdy.passes.algo.budget_correction import NOISE, judge_round
+from tests.compile.fakes import fixed_latency_table
 from tests.steady_device import SteadyDevice
 
 
@@ -66,11 +67,14 @@ CALIB = [torch.randn(16, 64, generator=torch.Generator().manual_seed(i)) for i i
 
 
 def test_spdy_meets_speedup_on_the_measured_artifact(wide, tmp_path):
-    # the latency table and the in-place profiles are timed on this CPU; the end-to-end check
-    # reads 1.35x from a steady device, so the test holds on a busy machine (issue 21 item 5)
+    # the latency table is a fixed formula (tests/compile/fakes.py) and the end-to-end check
+    # reads 1.35x from a steady device: with one core busy the real table called 1.3x
+    # infeasible (max 1.13x), so the test asserts the loop's logic, not the clock (issue 21 item 5);
+    # the kernels, the artifact and the caches are real
     model, x = wide
-    cm = spdy.compile(model, (x,), speedup=1.3, calib=CALIB, n_samples=64, grid_levels=6, max_evals=12,
-                      tune=False, workdir=tmp_path, formats=FP32, measure=SteadyDevice(1.35))
+    with fixed_latency_table():
+        cm = spdy.compile(model, (x,), speedup=1.3, calib=CALIB, n_samples=64, grid_levels=6, max_evals=12,
+                          tune=False, workdir=tmp_path, formats=FP32, measure=SteadyDevice(1.35))
     r = cm.report
     assert r["measured_speedup"] == pytest.approx(1.35, rel=0.01) and r["measured_speedup"] >= 1.3 * (1 - NOISE)
     assert r["rounds"] and all("measured_speedup" in x and x["predicted_speedup"] for x in r["rounds"])
@@ -89,17 +93,18 @@ def test_spdy_meets_speedup_on_the_measured_artifact(wide, tmp_path):
     passes = [p["pass"] for p in cm.passlog]
     assert passes[:7] == ["trace", "canonicalize", "fuse-epilogues", "dense-baseline", "insert-masks",
                           "profile-latency", "build-database"]
-    # a second compile reuses the latency table and the reconstruction database
-    cm2 = spdy.compile(model, (x,), speedup=1.3, calib=CALIB, n_samples=64, grid_levels=6, max_evals=12,
-                       tune=False, formats=FP32, measure=SteadyDevice(1.35))
+    # a second compile reuses the reconstruction database (the latency table's reuse of its
+    # database is tests/runtime/test_layer_latency.py's)
+    with fixed_latency_table():
+        cm2 = spdy.compile(model, (x,), speedup=1.3, calib=CALIB, n_samples=64, grid_levels=6, max_evals=12,
+                           tune=False, formats=FP32, measure=SteadyDevice(1.35))
     stats = {p["pass"]: p["stats"] for p in cm2.passlog}
-    assert stats["profile-latency"]["cache_misses"] == 0
     assert stats["build-database"]["built"] == 0 and stats["build-database"]["reused"] > 0
 
 
 def test_infeasible_speedup_names_the_maximum(wide):
     model, x = wide
-    with pytest.raises(InfeasibleSpeedupError) as e:
+    with pytest.raises(InfeasibleSpeedupError) as e, fixed_latency_table():  # a busy core read max 1.00x
         spdy.compile(model, (x,), speedup=50, calib=CALIB, n_samples=32, grid_levels=4, tune=False, formats=FP32)
     assert 1.0 < e.value.max_speedup < 50 and "largest reachable speedup" in str(e.value)
     assert e.value.exit_code == 3
@@ -126,8 +131,9 @@ def test_nan_weights_fail_early(wide, tmp_path):
 
 def test_global_adaprune_tunes_the_stitched_model(wide, tmp_path):
     model, x = wide
-    cm = spdy.compile(model, (x,), speedup=1.3, calib=CALIB, n_samples=64, grid_levels=6, max_evals=8,
-                      tune=False, global_adaprune=20, workdir=tmp_path, formats=FP32, measure=SteadyDevice(1.35))
+    with fixed_latency_table():   # the table and the end-to-end check do not read the clock
+        cm = spdy.compile(model, (x,), speedup=1.3, calib=CALIB, n_samples=64, grid_levels=6, max_evals=8,
+                          tune=False, global_adaprune=20, workdir=tmp_path, formats=FP32, measure=SteadyDevice(1.35))
     rec = [p["stats"] for p in cm.passlog if p["pass"] == "global-adaprune"]
     tuned = [r for r in rec if r["steps"]]  # a round that pruned nothing has nothing to tune
     assert tuned and all(r["steps"] == 20 and r["loss_after"] <= r["loss_before"] for r in tuned)
