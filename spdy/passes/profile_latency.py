@@ -177,9 +177,9 @@ class ProfileLatencyPass(Pass):
         return dense_in_place(times, {r: found[n] for r, n in enumerate(names)}, base, sum(found.values()))
 
     def kept_dense(self, layers, keep_dense) -> list[str]:
-        """Layers the user keeps dense: `keep_dense` names them; None means the default,
-        the first and last prunable layers (a CNN's stem and classifier, the most sensitive
-        ones). Transformer blocks usually want [] (SPDY prunes every encoder linear)."""
+        """Layers kept unpruned: `keep_dense` names them (spdy.compile resolves its default in
+        spdy/checks.py before this pass: the cheap first and last layers only). None, for a
+        pipeline run by hand, keeps the first and last prunable layers."""
         if keep_dense is None:
             return [layers[0].qualname, layers[-1].qualname] if self.keep_first_last and layers else []
         names = [keep_dense] if isinstance(keep_dense, str) else list(keep_dense)
