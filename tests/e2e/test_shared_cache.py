@@ -7,7 +7,8 @@ from spdy.store.recon_db import ReconDatabase
 from tests.faults import finish, read_lines, spawn
 
 COMPILE = """
-    import json, sys, torch
+    import json, sys, tempfile, torch
+    import spdy.errors
     from pathlib import Path
     import spdy
     from tests.steady_device import SteadyDevice
@@ -21,9 +22,14 @@ COMPILE = """
     go = Path(sys.argv[1])
     while not go.exists():
         pass
-    cm = spdy.compile(m, (x,), speedup=1.1, calib=calib, n_samples=32, grid_levels=4, max_evals=4, tune=False,
-                      formats=("bsr16x1",), keep_dense=[], measure=SteadyDevice(1.15), compare_onnxruntime=False)
-    st = {p["pass"]: p["stats"] for p in cm.passlog}
+    work = Path(tempfile.mkdtemp())
+    try:   # what the search concludes does not matter here (two compiles on 2 cores may find 1.1x out of reach)
+        spdy.compile(m, (x,), speedup=1.1, calib=calib, n_samples=32, grid_levels=4, max_evals=4, tune=False,
+                     formats=("bsr16x1",), keep_dense=[], measure=SteadyDevice(1.15), compare_onnxruntime=False,
+                     workdir=work)
+    except spdy.errors.InfeasibleSpeedupError:
+        pass
+    st = {p["pass"]: p["stats"] for p in map(json.loads, (work / "passlog.jsonl").read_text().splitlines())}
     print(json.dumps({"hits": st["profile-latency"]["cache_hits"], "misses": st["profile-latency"]["cache_misses"],
                       "built": st["build-database"]["built"], "reused": st["build-database"]["reused"]}))
 """
