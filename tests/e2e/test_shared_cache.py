@@ -29,7 +29,8 @@ COMPILE = """
                      workdir=work)
     except spdy.errors.InfeasibleSpeedupError:
         pass
-    st = {p["pass"]: p["stats"] for p in map(json.loads, (work / "passlog.jsonl").read_text().splitlines())}
+    records = map(json.loads, (work / "passlog.jsonl").read_text().splitlines())
+    st = {p["pass"]: p["stats"] for p in records if "stats" in p}      # a failed pass records no stats
     print(json.dumps({"hits": st["profile-latency"]["cache_hits"], "misses": st["profile-latency"]["cache_misses"],
                       "built": st["build-database"]["built"], "reused": st["build-database"]["reused"]}))
 """
