@@ -14,6 +14,7 @@ from spdy.compiler import CompileOptions, compile_model
 from spdy.compiler.offered_formats import check_formats, default_formats, formats_report
 from spdy.checks import check_options, check_speedup
 from spdy.errors import NotAvailableError, SpdyError
+from spdy.ir.batch import check_batch_sizes
 from spdy.passes.search_methods import METHODS
 from spdy.runtime.target import parse_target
 
@@ -24,7 +25,7 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
             measure: bool | str = True, workdir: str | Path | None = None, dump_graphs: bool = False,
             n_samples: int = 1024, max_evals: int = 0, rounds: int = 3, grid_levels: int = 41,
             keep_dense=None, global_adaprune: int = 0, compare_onnxruntime: bool = True,
-            progress=None) -> CompiledModel:
+            batch_sizes=None, progress=None) -> CompiledModel:
     """Compile `model` for `target` so that it runs `speedup` times faster than the dense artifact.
 
     speedup=1.0 compiles the dense model with spdy's kernels. `profile` compiles a given
@@ -42,6 +43,12 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
     fails in well under a second with one line naming the fix.
     `workdir`: pass log, graph dumps and tvm.log; without it a temporary folder is used and
     removed at the end.
+    `batch_sizes`: e.g. [1, 8, 32]: the artifact holds a function per size (dimension 0 of every
+    input is the batch); a call dispatches on its batch size, padding up to the next size and
+    cutting the output back; a batch above the largest size is refused. The search runs at the
+    example's batch size (one of the list); every other size is built with the same weights and
+    its speedup measured against the dense artifact of that size (report["batch_buckets"]);
+    a size that misses the speedup fails the compile. Not with mode="channels" yet.
     Returns a CompiledModel.
     `measure`: False skips end-to-end timing; True or "local" times on this CPU;
     "rpc://HOST:PORT" or "tracker://HOST:PORT/KEY" times kernels, the latency table and the
@@ -55,7 +62,8 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
                               method=method, seed=seed, num_threads=num_threads, tune=tune, measure=measure,
                               workdir=workdir, dump_graphs=dump_graphs, n_samples=n_samples, max_evals=max_evals,
                               rounds=rounds, grid_levels=grid_levels, keep_dense=keep_dense,
-                              global_adaprune=global_adaprune, compare_onnxruntime=compare_onnxruntime)
+                              global_adaprune=global_adaprune, compare_onnxruntime=compare_onnxruntime,
+                              batch_sizes=batch_sizes)
     return compile_with(model, example_inputs, options, calib=calib, progress=progress)
 
 
@@ -70,6 +78,10 @@ def compile_options(*, speedup: float = 1.0, target="host", profile=None, mode: 
         raise SpdyError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if speedup > 1.0 and profile:
         raise SpdyError("give either speedup (spdy searches a profile) or profile (compiled as given), not both")
+    rest["batch_sizes"] = check_batch_sizes(rest.get("batch_sizes"))
+    if mode == "channels" and rest["batch_sizes"]:
+        raise NotAvailableError("batch_sizes is not available with mode='channels' yet; compile one artifact per "
+                                "batch size, or use mode='sparse'")
     if mode == "channels" and profile:
         raise NotAvailableError("mode='channels' searches widths for a speedup; a per-layer profile is for mode='sparse'")
     spec = parse_target(target)

@@ -26,8 +26,11 @@ from spdy.compiler.dense import DenseStrategy, ProfileStrategy
 from spdy.compiler.report import compile_report
 from spdy.compiler.sparse import SparseStrategy
 from spdy.compiler.strategy import Strategy
+from spdy.ir.batch import batch_of
 from spdy.ir.trace import normalize_inputs
+from spdy.passes.build_buckets import BuildBatchBucketsPass
 from spdy.passes.context import CompileContext, CompileOptions
+from spdy.passes.pipeline import Pipeline
 from spdy.runtime.logs import TVM_LOG, tvm_log_capture
 from spdy.runtime.target import parse_target
 from spdy.runtime.threads import ensure_threads
@@ -62,6 +65,7 @@ def compile_model(model, example_inputs, options: CompileOptions, *, calib=None,
     options = dataclasses.replace(options, target=spec, num_threads=threads)   # decided once, here
     strategy = strategy or strategy_for(options)
     inputs = normalize_inputs(example_inputs)
+    check_example_batch(inputs, options.batch_sizes)
     options, calib_set = check_before_long_work(model, inputs, options, calib)
     device, owns_device = measure_device(options.measure)
     own_work = not options.workdir   # a temp folder of this compile: removed at the end, error or not
@@ -79,13 +83,17 @@ def compile_model(model, example_inputs, options: CompileOptions, *, calib=None,
         t0 = time.perf_counter()
         with tvm_log_capture(work / TVM_LOG):
             pruned = strategy.run(ctx)
+            if options.batch_sizes:
+                Pipeline([BuildBatchBucketsPass(tune=options.tune)]).run(pruned, ctx)
         report = compile_report(ctx, strategy, compile_s=time.perf_counter() - t0)
+        if options.batch_sizes:
+            report["batch_buckets"] = ctx.artifacts["batch_buckets"]
     finally:
         if owns_device:
             device.close()
         if own_work:
             shutil.rmtree(work, ignore_errors=True)
-    return CompileResult(ctx.artifacts["executable"], report, report["profile"], ctx.passlog, pruned,
+    return CompileResult(ctx.artifacts.get("bucketed") or ctx.artifacts["executable"], report, report["profile"], ctx.passlog, pruned,
                          (inputs.args, inputs.kwargs))
 
 
@@ -107,3 +115,15 @@ def check_before_long_work(model, inputs, options: CompileOptions, calib=None):
     from spdy.compiler.offered_formats import default_formats
     offered = tuple(options.formats) if options.formats else default_formats(options.target)
     return checks.check_before_long_work(model, inputs, options, calib=calib, offered=offered)
+
+
+def check_example_batch(inputs, sizes) -> None:
+    """With batch_sizes, the example's batch (dimension 0 of every input) is the size the
+    search runs at, so it must be one of them."""
+    if not sizes:
+        return
+    from spdy.errors import InputShapeError
+    b = batch_of(inputs)
+    if b not in sizes:
+        raise InputShapeError(f"the example inputs have batch size {b}, which is not in batch_sizes "
+                              f"{list(sizes)}; give example inputs of one of those sizes (the search runs at it)")

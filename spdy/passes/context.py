@@ -57,6 +57,7 @@ class CompileOptions:
     keep_dense: tuple[str, ...] | None = None  # None: spdy.checks.default_keep_dense (resolved by the driver)
     global_adaprune: int = 0
     compare_onnxruntime: bool = True
+    batch_sizes: tuple[int, ...] | None = None  # one library per size in the artifact (compiler/buckets.py)
 
 
 @dataclass(frozen=True)

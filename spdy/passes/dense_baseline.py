@@ -19,7 +19,7 @@ from spdy.runtime.build import build_executable
 class DenseBaselinePass(Pass):
     name = "dense-baseline"
     requires = ("layers",)
-    provides = ("dense_executable",)
+    provides = ("dense_executable", "dense_graph")
     tune: bool = True
 
     def run(self, gm, ctx) -> PassResult:
@@ -27,4 +27,5 @@ class DenseBaselinePass(Pass):
         lowered, emit = lower(dense_gm, ctx, None, self.tune)
         built = build_executable(lowered, ctx.target, emit, num_threads=ctx.num_threads)
         ctx.artifacts["dense_executable"] = built
+        ctx.artifacts["dense_graph"] = dense_gm      # rebuilt at each other batch size (compiler/buckets.py)
         return PassResult(gm, False, {"build_s": round(built.build_s, 3), "kernels": dict(emit.stats)})

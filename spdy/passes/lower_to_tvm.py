@@ -15,11 +15,13 @@ def sparse_layers(profile: dict | None) -> dict:
     return {k: v for k, v in (profile or {}).items() if v.get("format", "dense") != "dense"}
 
 
-def lower(gm, ctx, profile: dict | None, tune: bool):
-    """Lower `gm` (masks baked into its weights) with the given profile; returns (lowered, emit ctx)."""
+def lower(gm, ctx, profile: dict | None, tune: bool, inputs=None):
+    """Lower `gm` (masks baked into its weights) with the given profile for `inputs` (default:
+    the compile's example inputs); returns (lowered, emit ctx)."""
+    inputs = inputs or ctx.inputs
     emit = EmitContext(target=ctx.target.to_tvm(), num_threads=ctx.num_threads,
                        tuner=ctx.tuner if tune else None, sparse=sparse_layers(profile))
-    return lower_to_relax(gm, ctx.inputs.args, ctx.inputs.kwargs, emit), emit
+    return lower_to_relax(gm, inputs.args, inputs.kwargs, emit), emit
 
 
 @register

@@ -138,11 +138,16 @@ def save_artifact(out_dir, executable, manifest: dict, files: dict[str, object])
         raise OutputPathError(f"cannot write the artifact {out} ({exc.strerror or exc}); give a path you can "
                               "write to") from None
     try:
+        # one library, or {file name: executable} for an artifact with a library per batch size
+        libraries = executable if isinstance(executable, dict) else {LIBRARY: executable}
         with tvm_log_capture(stage / TVM_LOG):   # TVM's export warnings: in the artifact's tvm.log
-            executable.export_library(str(stage / LIBRARY))
+            for name, ex in libraries.items():
+                ex.export_library(str(stage / name))
         manifest = dict(manifest, format_version=FORMAT_VERSION, tvm=tvm_version(),
                         model_so_sha256=sha256_file(stage / LIBRARY),
                         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        if len(libraries) > 1:
+            manifest["libraries_sha256"] = {name: sha256_file(stage / name) for name in libraries}
         for name, content in files.items():
             path = stage / name
             if name.endswith(".jsonl"):
@@ -194,12 +199,31 @@ def load(path) -> ArtifactRunner:
         raise ArtifactError(f"artifact {d} was built with tvm {manifest['tvm']}, this runtime is "
                             f"{tvm.__version__}; recompile or install the matching tvm")
     check_host_runs(manifest["target"], f"artifact {d}")   # before TVM executes a single instruction of it
-    digest = sha256_file(d / LIBRARY)
-    if digest != manifest["model_so_sha256"]:
-        raise ArtifactError(f"{d / LIBRARY} does not match the hash in {MANIFEST} (tampered, truncated "
+    hashes = manifest.get("libraries_sha256") or {LIBRARY: manifest["model_so_sha256"]}
+    if "batch_buckets" not in manifest:
+        return ArtifactRunner(_load_library(tvm, d, LIBRARY, hashes), manifest)
+    from spdy.runtime.buckets import BucketedRunner
+    runners, primary = {}, None
+    for bucket in manifest["batch_buckets"]:
+        name = bucket["library"]
+        if name not in hashes:
+            raise ArtifactError(f"{d / MANIFEST} lists {name} without its hash: corrupted; recompile")
+        runners[bucket["batch"]] = ArtifactRunner(_load_library(tvm, d, name, hashes),
+                                                  dict(manifest, inputs=bucket["inputs"], outputs=bucket["outputs"]))
+        if name == LIBRARY:
+            primary = bucket["batch"]
+    return BucketedRunner(runners, primary, manifest)
+
+
+def _load_library(tvm, d: Path, name: str, hashes: dict):
+    """One library of the artifact, after checking its hash against the manifest."""
+    path = d / name
+    if not path.is_file():
+        raise ArtifactError(f"artifact {d} is incomplete: missing {name}; recompile it")
+    if sha256_file(path) != hashes[name]:
+        raise ArtifactError(f"{path} does not match the hash in {MANIFEST} (tampered, truncated "
                             "or replaced); recompile the artifact")
     try:
-        lib = tvm.runtime.load_module(str(d / LIBRARY))
+        return tvm.runtime.load_module(str(path))
     except Exception as exc:  # noqa: BLE001 - TVM raises many types; the user needs one message
-        raise ArtifactError(f"cannot load {d / LIBRARY}: {str(exc).splitlines()[0][:200]}") from None
-    return ArtifactRunner(lib, manifest)
+        raise ArtifactError(f"cannot load {path}: {str(exc).splitlines()[0][:200]}") from None
