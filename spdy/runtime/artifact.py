@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from spdy.errors import ArtifactError, InputShapeError, OutputPathError
+from spdy.runtime.arrays import is_torch, to_numpy
 from spdy.runtime.cpu_features import check_host_runs
 from spdy.runtime.logs import TVM_LOG, tvm_log_capture
 from spdy.runtime.provenance import tvm_version
@@ -36,10 +37,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _is_torch(x) -> bool:
-    return type(x).__module__.startswith("torch")
 
 
 class ArtifactRunner:
@@ -70,7 +67,7 @@ class ArtifactRunner:
             raise InputShapeError(f"the model takes {len(specs)} input(s), got {len(values)}")
         out = []
         for spec, v in zip(specs, values):
-            arr = v.detach().cpu().numpy() if _is_torch(v) else np.asarray(v)
+            arr = to_numpy(v)
             if tuple(arr.shape) != tuple(spec["shape"]):
                 raise InputShapeError(f"input {spec['name']!r} has shape {tuple(arr.shape)}, "
                                       f"the artifact was compiled for {tuple(spec['shape'])}; "
@@ -94,7 +91,7 @@ class ArtifactRunner:
         return [r.numpy() for r in items]
 
     def __call__(self, *args, **kwargs):
-        as_torch = any(_is_torch(v) for v in list(args) + list(kwargs.values()))
+        as_torch = any(is_torch(v) for v in list(args) + list(kwargs.values()))
         outs = self.run_numpy(self._bind(args, kwargs))
         if as_torch:
             import torch

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spdy.errors import InputShapeError
-from spdy.runtime.artifact import ArtifactRunner, _is_torch
+from spdy.runtime.arrays import is_torch, to_numpy
 
 PRIMARY_LIBRARY = "model.so"
 
@@ -55,7 +55,7 @@ class BucketedRunner:
     """Runs a call on the smallest compiled batch size that holds it (see the module doc).
     Everything else (timing, default inputs, the VM) is the primary size's runner."""
 
-    def __init__(self, runners: dict[int, ArtifactRunner], primary: int, manifest: dict):
+    def __init__(self, runners: dict, primary: int, manifest: dict):   # batch size -> ArtifactRunner
         self.runners = dict(sorted(runners.items()))
         self.primary = primary
         self.manifest = manifest
@@ -96,12 +96,12 @@ class BucketedRunner:
 
 def pad_rows(v, size: int):
     """`v` (numpy or torch) with its last row repeated up to `size` rows, as numpy."""
-    arr = v.detach().cpu().numpy() if _is_torch(v) else np.asarray(v)
+    arr = to_numpy(v)
     if arr.ndim == 0 or arr.shape[0] == 0:
         raise InputShapeError("an input has no rows to pad; give arrays with the batch first")
     extra = np.repeat(arr[-1:], size - arr.shape[0], axis=0)
     padded = np.concatenate([arr, extra], axis=0)
-    if _is_torch(v):
+    if is_torch(v):
         import torch
         return torch.from_numpy(padded)
     return padded
