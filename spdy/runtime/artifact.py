@@ -196,6 +196,11 @@ def load(path) -> ArtifactRunner:
         raise ArtifactError(f"artifact {d} was built with tvm {manifest['tvm']}, this runtime is "
                             f"{tvm.__version__}; recompile or install the matching tvm")
     check_host_runs(manifest["target"], f"artifact {d}")   # before TVM executes a single instruction of it
+    with tvm_log_capture():   # TVM's "Scope Loaded" lines: shown only under SPDY_LOG=debug
+        return _load_runner(tvm, d, manifest)
+
+
+def _load_runner(tvm, d: Path, manifest: dict):
     hashes = manifest.get("libraries_sha256") or {LIBRARY: manifest["model_so_sha256"]}
     if "batch_buckets" not in manifest:
         return ArtifactRunner(_load_library(tvm, d, LIBRARY, hashes), manifest)
