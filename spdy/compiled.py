@@ -1,6 +1,7 @@
 """CompiledModel: what spdy.compile returns."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from spdy.errors import SpdyError
@@ -51,15 +52,37 @@ class CompiledModel:
         return path
 
     def save(self, out_dir) -> Path:
+        """Write the artifact directory (atomically), then its report.html.
+
+        The report is drawn after the artifact is in place: a plot that fails to draw costs
+        the page (a short one saying why is written instead, and a warning logged), never the
+        artifact. `spdy report DIR` draws it again."""
         from spdy.checks import check_output_path
         check_output_path(out_dir, "save path")
-        return save_artifact(out_dir, self._built.executable, self._built.manifest, {
+        out = save_artifact(out_dir, self._built.executable, self._built.manifest, {
             "passlog.jsonl": self.passlog,
             "profile.json": self.profile,
             "report.json": self.report,
         })
+        write_report(out)
+        return out
 
     def __repr__(self) -> str:
         base = self.report.get("baseline", {})
         ms = base.get("dense_artifact", {}).get("median_ms")
         return f"CompiledModel(target={self.manifest['target_canonical']}, latency_ms={ms})"
+
+
+def write_report(out: Path) -> Path:
+    """out/report.html; on any error a short page saying why, and a warning (the artifact stays)."""
+    from spdy.report_html import write_failure_html, write_report_html
+    try:
+        return write_report_html(out)
+    except Exception as exc:  # noqa: BLE001 - any drawing failure must leave the saved artifact usable
+        reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+        logging.getLogger("spdy").warning("report.html of %s not drawn (%s); the artifact is saved; "
+                                          "`spdy report %s` retries", out, reason, out)
+        try:
+            return write_failure_html(out, reason)
+        except OSError:
+            return out / "report.html"
