@@ -62,6 +62,16 @@ def _keep_dense(text):
     return [] if text.strip().lower() == "none" else [n.strip() for n in text.split(",") if n.strip()]
 
 
+def _batch_sizes(text):
+    """--batch-sizes 1,8,32 -> (1, 8, 32); spdy.compile checks the values."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise UsageError(f"cannot parse --batch-sizes {text!r}; write them like 1,8,32") from None
+
+
 def cmd_compile(args) -> int:
     # what needs neither torch nor tvm first: a typo must not cost their import (seconds)
     from spdy.checks import check_output_path, check_speedup
@@ -83,13 +93,56 @@ def cmd_compile(args) -> int:
     inputs = tuple(torch.randn(shape, generator=gen).to(dtype) for shape in shapes)
     calib = load_factory(args.calib, kind="calibration set") if args.calib else None
     cm = spdy.compile(model, inputs, speedup=args.speedup, target=args.target, num_threads=args.threads,
-                      tune=not args.no_tune, measure=False if args.no_measure else args.measure, calib=calib, method=args.method,
-                      formats=tuple(args.formats.split(",")) if args.formats else None, n_samples=args.samples, max_evals=args.max_evals,
-                      keep_dense=_keep_dense(args.keep_dense), global_adaprune=args.global_adaprune,
-                      compare_onnxruntime=not args.no_onnxruntime, progress=_progress)
+                      tune=not args.no_tune, measure=False if args.no_measure else args.measure, calib=calib,
+                      mode=args.mode, method=args.method, rounds=args.rounds, grid_levels=args.grid_levels,
+                      seed=args.seed, formats=tuple(args.formats.split(",")) if args.formats else None,
+                      n_samples=args.samples, max_evals=args.max_evals, keep_dense=_keep_dense(args.keep_dense),
+                      global_adaprune=args.global_adaprune, compare_onnxruntime=not args.no_onnxruntime,
+                      workdir=args.workdir, dump_graphs=args.dump_graphs, batch_sizes=_batch_sizes(args.batch_sizes),
+                      progress=_progress)
     out = cm.save(args.output)
     print_report(cm.report)
+    print(f"summary    {compile_summary(cm.report)}")
     print(f"artifact   {out}")
+    print(f"report     {out / 'report.html'}")
+    return 0
+
+
+def compile_summary(report: dict) -> str:
+    """One line: what was asked, what was measured, how much changed, how long it took."""
+    asked = report.get("requested_speedup") or 1.0
+    parts = [f"{report.get('mode', '?')} compile"]
+    if asked > 1.0:
+        pred, meas = report.get("predicted_speedup"), report.get("measured_speedup")
+        parts.append(f"{asked:g}x requested, " + (f"{meas:.2f}x measured" if meas else "not measured")
+                     + (f" (predicted {pred:.2f}x)" if pred else ""))
+        parts.append(f"{len(report.get('pruned') or {})} of {len(report.get('layers') or [])} layers changed")
+    else:
+        dense = ((report.get("baseline") or {}).get("dense_artifact") or {}).get("median_ms")
+        parts.append(f"dense artifact {dense:.3f} ms" if dense else "not timed")
+    parts.append(f"{len(report.get('rounds') or [])} round(s)" if report.get("rounds") else "")
+    parts.append(f"compiled in {report.get('compile_s', 0):.1f} s")
+    return ", ".join(p for p in parts if p)
+
+
+def cmd_report(args) -> int:
+    """`spdy report DIR [--open]`: draw DIR/report.html again from the artifact's files."""
+    d = Path(args.dir)
+    if not d.is_dir():
+        raise UsageError(f"{d} is not a directory; give an artifact directory written by spdy compile or cm.save")
+    if not any((d / f).is_file() for f in ("report.json", "passlog.jsonl", "results.json")):
+        raise UsageError(f"{d} holds no report.json, passlog.jsonl or results.json: not an spdy artifact or sweep")
+    from spdy.report_html import write_report_html
+    try:
+        path = write_report_html(d)
+    except OSError as exc:
+        raise SpdyError(f"cannot write {d / 'report.html'} ({exc.strerror or exc}); check the directory's "
+                        "permissions") from None
+    print(f"report     {path}")
+    if args.open:
+        import webbrowser
+        if not webbrowser.open(path.resolve().as_uri()):
+            print("spdy: no web browser found; open the file above", file=sys.stderr)
     return 0
 
 
@@ -190,6 +243,18 @@ def cmd_device(args) -> int:
     return 0
 
 
+class DefaultsShown(argparse.HelpFormatter):
+    """Help lines end with the flag's default, unless the help already says it or there is
+    none to show (None, or an off switch)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)) \
+                or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from spdy.passes.search_methods import METHODS   # (not solve_sparsity: it imports torch, seconds)
     from spdy.version import __version__
@@ -198,16 +263,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks and TVM's own log lines (as SPDY_LOG=debug)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    c = sub.add_parser("compile", help="compile a model factory PKG.MOD:FACTORY")
-    c.add_argument("model")
+    c = sub.add_parser("compile", help="compile a model factory PKG.MOD:FACTORY", formatter_class=DefaultsShown,
+                       description="Compile a model for a CPU target; the flags are spdy.compile's keywords.")
+    c.add_argument("model", help="PKG.MOD:FACTORY returning a torch.nn.Module (e.g. spdy.models:resnet18)")
     c.add_argument("--input", action="append", help="input shape like 1x3x224x224 (repeat for more inputs)")
-    c.add_argument("--dtype", default="float32")
-    c.add_argument("--target", default="host")
-    c.add_argument("--speedup", type=float, default=1.0)
+    c.add_argument("--dtype", default="float32", help="torch dtype of the random example inputs")
+    c.add_argument("--target", default="host",
+                   help="LLVM CPU target: host (this CPU's LLVM name and its core count), "
+                        "'llvm -mcpu=znver3 -num-cores=2 [-mattr=+avx2,+fma]'")
+    c.add_argument("--speedup", type=float, default=1.0,
+                   help="speedup over the dense artifact to reach and measure; 1 compiles the dense model, "
+                        "> 1 searches a per-layer profile (needs --calib)")
+    c.add_argument("--mode", default="sparse", choices=("sparse", "channels"),
+                   help="sparse: per-layer weight formats (block-sparse, int8); channels: remove whole channels "
+                        "per coupling group (structured pruning)")
     c.add_argument("--threads", type=int, default=None,
                    help="TVM threads (default: TVM_NUM_THREADS if set, else the target's num-cores)")
-    c.add_argument("--no-tune", action="store_true")
-    c.add_argument("--no-measure", action="store_true")
+    c.add_argument("--no-tune", action="store_true", help="default kernel parameters instead of tuning each kernel "
+                                                          "(a faster compile, slower kernels)")
+    c.add_argument("--no-measure", action="store_true", help="time nothing end to end (measure=False)")
     c.add_argument("--measure", default="local", metavar="WHERE",
                    help="where kernels and artifacts are timed: local, rpc://HOST:PORT or tracker://HOST:PORT/KEY")
     c.add_argument("--calib", help="PKG.MOD:FACTORY returning the calibration iterable (needed for --speedup > 1)")
@@ -215,16 +289,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="spdy: search; uniform / gmp: the baselines; dp-only: the DP without search (ablation)")
     c.add_argument("--formats", default=None,
                    help="comma-separated weight formats the search may choose per layer, e.g. "
-                        "bsr16x1,dense-int8,bsr16x4-int8 (default: dense-int8,bsr4x4-int8,bsr16x1 where the target has int8 kernels; 'all': every format)")
+                        "bsr16x1,dense-int8,bsr16x4-int8 (default: dense-int8,bsr4x4-int8,bsr16x1 where the target "
+                        "has int8 kernels, else bsr16x1; 'all': every format)")
+    c.add_argument("--rounds", type=int, default=3, metavar="N",
+                   help="measured correction rounds at most: a round that misses the target (or overshoots it) "
+                        "is re-solved with a corrected budget")
+    c.add_argument("--grid-levels", type=int, default=41, metavar="N", help="sparsity levels per format in the "
+                                                                               "latency table")
+    c.add_argument("--batch-sizes", default=None, metavar="SIZES",
+                   help="comma-separated batch sizes, e.g. 1,8,32: one artifact with a function per size (the "
+                        "--input shapes' first dimension must be one of them; default: the --input batch only)")
     c.add_argument("--samples", type=int, default=1024, help="calibration samples")
     c.add_argument("--max-evals", type=int, default=0, help="cap on search evaluations (0: none)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the search")
     c.add_argument("--keep-dense", default=None, metavar="LAYERS",
-                   help="comma-separated layers the search leaves dense (default: first and last; 'none': prune all)")
+                   help="comma-separated layers the search leaves dense (default: the first and the last when "
+                        "each holds at most 10%% of the multiply-adds; 'none': prune all)")
     c.add_argument("--global-adaprune", type=int, default=0, metavar="STEPS",
-                   help="fine-tune the pruned layers jointly for STEPS Adam steps after stitching (default 0: off)")
+                   help="fine-tune the pruned layers jointly for STEPS Adam steps after stitching (0: off)")
     c.add_argument("--no-onnxruntime", action="store_true",
                    help="do not time the dense model in onnxruntime for the report (default: when installed)")
-    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--workdir", default=None, help="keep the pass log, graph dumps and tvm.log here "
+                                                   "(default: a temporary folder, removed at the end)")
+    c.add_argument("--dump-graphs", action="store_true", help="write the graph after each pass into WORKDIR/graphs")
+    c.add_argument("-o", "--output", required=True, help="artifact directory to write (with its report.html)")
     c.set_defaults(func=cmd_compile)
 
     i = sub.add_parser("inspect", help="show an artifact's passes, times and stats")
@@ -232,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--pass", dest="pass_name", default=None)
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_inspect)
+
+    r = sub.add_parser("report", help="(re)build an artifact's report.html", formatter_class=DefaultsShown)
+    r.add_argument("dir", help="artifact directory (or a sweep's output directory)")
+    r.add_argument("--open", action="store_true", help="open the report in the web browser")
+    r.set_defaults(func=cmd_report)
 
     b = sub.add_parser("bench", help="time an artifact end to end")
     b.add_argument("dir")

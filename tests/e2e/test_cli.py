@@ -25,6 +25,9 @@ def test_compile_prints_report(compiled):
     out, r = compiled
     assert "spdy dense artifact" in r.stdout and "PyTorch eager" in r.stdout
     assert (out / "model.so").exists()
+    last = r.stdout.strip().splitlines()[-3:]      # ends with a short summary and where the report is
+    assert last[0].startswith("summary    dense compile, dense artifact") and "compiled in" in last[0]
+    assert last[2] == f"report     {out.resolve() / 'report.html'}" and (out / "report.html").stat().st_size > 0
 
 
 def test_inspect_table_and_json(compiled):
@@ -149,3 +152,57 @@ def test_every_search_method_is_offered_and_checked():
         assert build_parser().parse_args(["compile", "spdy.models:mlp", "-o", "x", "--method", m]).method == m
     with pytest.raises(SpdyError, match="method must be one of spdy, uniform, gmp, dp-only"):
         spdy.compile(torch.nn.Linear(4, 4), (torch.randn(1, 4),), method="bogus")
+
+
+# spdy.compile keywords without a flag, and why
+NO_FLAG = {"model": "the positional PKG.MOD:FACTORY", "example_inputs": "--input shapes (random tensors of --dtype)",
+           "profile": "a per-layer dict: the Python API's", "progress": "the CLI's own progress lines"}
+FLAG_OF = {"calib": "--calib", "num_threads": "--threads", "tune": "--no-tune", "n_samples": "--samples",
+           "compare_onnxruntime": "--no-onnxruntime"}
+
+
+def test_every_compile_option_has_a_flag_with_help_and_its_default():
+    import inspect
+    from spdy.cli import build_parser
+    compile_parser = build_parser()._subparsers._group_actions[0].choices["compile"]
+    flags = {o: a for a in compile_parser._actions for o in a.option_strings}
+    for name in inspect.signature(spdy.compile).parameters:
+        if name in NO_FLAG:
+            continue
+        flag = FLAG_OF.get(name, "--" + name.replace("_", "-"))
+        assert flag in flags, f"spdy.compile({name}=...) has no {flag}"
+    text = compile_parser.format_help()
+    for action in compile_parser._actions:
+        if not action.option_strings or action.option_strings == ["-h", "--help"]:
+            continue
+        assert action.help, f"{action.option_strings} has no help"
+        if action.default is not None and action.default is not False:   # an off switch has none to show
+            shown = compile_parser._get_formatter()._get_help_string(action)
+            assert "default" in shown, action.option_strings
+    assert "--mode {sparse,channels}" in text and "(default: 3)" in text and "(default: host)" in text
+
+
+def test_the_flags_reach_spdy_compile_unchanged(monkeypatch):
+    """--mode, --rounds, --grid-levels, --seed, ... arrive as spdy.compile's keywords."""
+    from spdy.cli import main
+    seen = {}
+
+    class Stop(spdy.SpdyError):
+        pass
+
+    def fake_compile(model, inputs, **kw):
+        seen.update(kw)
+        raise Stop("captured")
+    monkeypatch.setattr(spdy, "compile", fake_compile)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
+    code = main(["compile", "spdy.models:mlp", "--input", "1x64", "--speedup", "2", "--calib",
+                 "tests.e2e.test_cli:calib_factory", "--mode", "channels", "--rounds", "5", "--grid-levels", "11",
+                 "--seed", "3", "--method", "gmp", "--formats", "bsr16x1", "--keep-dense", "none", "--samples", "8",
+                 "--threads", "1", "--no-tune", "--no-onnxruntime", "--batch-sizes", "8,1", "-o", "unused"])
+    assert code == 1
+    assert {k: seen[k] for k in ("speedup", "mode", "rounds", "grid_levels", "seed", "method", "formats",
+                                 "keep_dense", "n_samples", "num_threads", "tune", "compare_onnxruntime",
+                                 "batch_sizes")} == {
+        "speedup": 2.0, "mode": "channels", "rounds": 5, "grid_levels": 11, "seed": 3, "method": "gmp",
+        "formats": ("bsr16x1",), "keep_dense": [], "n_samples": 8, "num_threads": 1, "tune": False,
+        "compare_onnxruntime": False, "batch_sizes": (8, 1)}
