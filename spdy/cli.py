@@ -47,12 +47,10 @@ def load_factory(spec: str, kind: str = "model"):
     return model.eval()
 
 
-def _progress(phase: str, step: int, total: int) -> None:
-    """One updating line per long phase on a terminal; only the phase's last line in a log."""
-    if step < total and not sys.stderr.isatty():
-        return
-    end = "\n" if step >= total else ""
-    print(f"\r  {phase}: {step}/{total}", end=end, file=sys.stderr, flush=True)
+def _progress():
+    """A progress line per long phase, with an ETA (spdy/progress_bar.py)."""
+    from spdy.progress_bar import ProgressBar
+    return ProgressBar()
 
 
 def _keep_dense(text):
@@ -99,7 +97,7 @@ def cmd_compile(args) -> int:
                       n_samples=args.samples, max_evals=args.max_evals, keep_dense=_keep_dense(args.keep_dense),
                       global_adaprune=args.global_adaprune, compare_onnxruntime=not args.no_onnxruntime,
                       workdir=args.workdir, dump_graphs=args.dump_graphs, batch_sizes=_batch_sizes(args.batch_sizes),
-                      progress=_progress)
+                      progress=_progress())
     out = cm.save(args.output)
     print_report(cm.report)
     print(f"summary    {compile_summary(cm.report)}")
@@ -205,7 +203,7 @@ def cmd_demo(args) -> int:
     if args.model not in choices:
         raise UsageError(f"unknown demo model {args.model!r}; choose one of {', '.join(choices)}")
     from spdy.demo import run_demo
-    run_demo(args.model, args.speedup, args.output, tune=not args.no_tune, progress=_progress)
+    run_demo(args.model, args.speedup, args.output, tune=not args.no_tune, progress=_progress())
     return 0
 
 
