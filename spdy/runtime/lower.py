@@ -83,25 +83,37 @@ def _converters(tensors: dict, ctx: EmitContext):
         # the int8 emitter of the layer quantizes its own input: the stub passes x through
         return importer.env[node.args[0]]
 
+    from spdy.runtime.attention import convert_sdpa
     return {"spdy_conv2d.default": conv, "spdy_linear.default": linear,
-            LAYER_QUANT.__name__: layer_quant}
+            LAYER_QUANT.__name__: layer_quant, "scaled_dot_product_attention.default": convert_sdpa}
+
+
+def known_ops(custom: dict) -> set[str]:
+    """Op names the importer translates: TVM's converters plus spdy's own emitters."""
+    from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
+    return set(ExportedProgramImporter().create_convert_map()) | set(custom)
 
 
 def check_supported(ep, custom: dict) -> None:
     """Raise one UnsupportedOpError listing every op the importer cannot translate."""
-    from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
-    known = set(ExportedProgramImporter().create_convert_map()) | set(custom)
-    missing: dict[str, list[str]] = {}
-    for node in ep.graph.nodes:
-        if node.op == "call_function":
-            name = getattr(node.target, "__name__", str(node.target))
-            if name not in known:
-                missing.setdefault(name, []).append(node.name)
+    from spdy.ir.decompose import unknown_ops
+    known = known_ops(custom)
+    missing = unknown_ops(ep, known.__contains__)
     if missing:
         parts = [f"{op} (nodes: {', '.join(nodes[:3])}{', ...' if len(nodes) > 3 else ''})"
                  for op, nodes in sorted(missing.items())]
-        raise UnsupportedOpError(f"{len(missing)} unsupported op(s): " + "; ".join(parts) +
+        raise UnsupportedOpError(f"{len(missing)} unsupported op(s) left after torch's decompositions: " +
+                                 "; ".join(parts) +
                                  ". Rewrite them with supported torch ops or open an issue naming them.")
+
+
+def lowerable_program(ep):
+    """`ep` with in-place ops functionalized and ops without an emitter decomposed by torch's
+    tables (spdy/ir/decompose.py); the op names are all the importer needs, so spdy's emitters
+    are named here without their weights."""
+    from spdy.ir.decompose import make_lowerable
+    known = known_ops(_converters({}, None))
+    return make_lowerable(ep, known.__contains__)[0]
 
 
 def lower_to_relax(gm: torch.fx.GraphModule, args: tuple, kwargs: dict, ctx: EmitContext) -> LoweredModule:
@@ -114,10 +126,13 @@ def lower_to_relax(gm: torch.fx.GraphModule, args: tuple, kwargs: dict, ctx: Emi
     flat_out = [outputs] if single else list(torch.utils._pytree.tree_leaves(outputs))
     if not all(isinstance(o, torch.Tensor) for o in flat_out):
         raise UnsupportedOpError("the model returns non-tensor outputs; return a tensor or a tuple of tensors")
+    ep = lowerable_program(ep)
     tensors = _placeholder_tensors(ep)
     custom = _converters(tensors, ctx)
     check_supported(ep, custom)
-    mod = from_exported_program(ep, run_ep_decomposition=False, custom_convert_map=custom)
+    from spdy.runtime.exact_dtypes import exact_dtype_map
+    convert = exact_dtype_map(ep, known_ops(custom), custom)
+    mod = from_exported_program(ep, run_ep_decomposition=False, custom_convert_map=convert)
     user_inputs = [s.arg.name for s in ep.graph_signature.input_specs
                    if s.kind == torch.export.graph_signature.InputKind.USER_INPUT]
     flat_in = list(args) + list(kwargs.values())
