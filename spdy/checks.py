@@ -205,9 +205,15 @@ def check_example_inputs(inputs) -> None:
                                   "(or integer ones for embedding indices)")
 
 
+def _is_model_output(out) -> bool:
+    """A transformers ModelOutput (checked by class name: transformers stays an optional import)."""
+    return any(c.__name__ == "ModelOutput" and c.__module__.startswith("transformers.") for c in type(out).__mro__)
+
+
 def check_outputs(model, inputs) -> None:
-    """Run the model once: it must accept the example inputs and return a tensor or a tuple
-    or list of tensors (what an artifact returns)."""
+    """Run the model once: it must accept the example inputs and return a tensor, a tuple or
+    list of tensors, or a Hugging Face ModelOutput of tensors (the artifact returns that as the
+    tuple `out.to_tuple()`); a plain dict is refused, since its key order is the user's guess."""
     import torch
     try:
         with torch.no_grad():
@@ -218,6 +224,12 @@ def check_outputs(model, inputs) -> None:
         raise InputShapeError(f"the model fails on the example inputs ({type(exc).__name__}: {first}); check the "
                               f"input shapes and dtypes (given: {given})") from None
     if isinstance(out, torch.Tensor):
+        return
+    if isinstance(out, dict) and _is_model_output(out):  # the artifact returns out.to_tuple()
+        bad = [f"{k}: {type(v).__name__}" for k, v in out.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise ModelError(f"the model returns a {type(out).__name__} with non-tensor fields ({', '.join(bad[:4])}); "
+                             "turn them off in the model's config (e.g. use_cache=False) or return tensors only")
         return
     if isinstance(out, dict):
         raise ModelError(f"the model returns a dict (keys {list(out)[:4]}); an artifact returns a tensor or a "

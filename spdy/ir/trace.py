@@ -2,12 +2,15 @@
 
 torch.fx.symbolic_trace keeps module structure (call_module nodes, readable names) and is
 tried first; models it cannot trace (data-dependent control flow, Hugging Face models) go
-through torch.export(...).module(), which yields an aten-level GraphModule. If both fail the
+through torch.export(...).module(), which yields an aten-level GraphModule whose batch
+dimension (dimension 0 of every input) stays symbolic, so calibration batches of any size
+run through it; the artifact is still built for the example's shape. If both fail the
 error names the node/op each tracer stopped at, so the user knows what to change.
 """
 from __future__ import annotations
 
 import copy
+import inspect
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -76,8 +79,100 @@ def _failing_location(exc: BaseException) -> str:
 
 
 def _export(model: torch.nn.Module, inputs: ExampleInputs) -> torch.fx.GraphModule:
+    """torch.export with dimension 0 of every input dynamic (one symbol: the batch), so that
+    calibration batches of any size run through the graph; a model that fixes its batch size
+    is exported for the example's shape instead."""
+    dynamic = batch_dynamic_shapes(model, inputs)
+    if dynamic is not None:
+        try:
+            return _export_dynamic(model, inputs, dynamic)
+        except Exception:  # noqa: BLE001 - the model specializes the batch: export it static below
+            pass
     ep = torch.export.export(model, inputs.args, kwargs=inputs.kwargs or None, strict=False)
-    return ep.module()
+    return tuple_outputs(strip_export_noops(ep.module()))
+
+
+def _export_dynamic(model, inputs: ExampleInputs, dynamic: dict) -> torch.fx.GraphModule:
+    # torch specializes a dimension of size 1 (0/1 specialization), so a batch of one is
+    # traced as two copies of the example; the graph then accepts a batch of 1 as well.
+    if inputs.flat[0].shape[0] == 1:
+        args = tuple(torch.cat([t, t]) for t in inputs.args)
+        kwargs = {k: torch.cat([t, t]) for k, t in inputs.kwargs.items()}
+    else:
+        args, kwargs = inputs.args, inputs.kwargs
+    ep = torch.export.export(model, args, kwargs=kwargs or None, dynamic_shapes=dynamic, strict=False)
+    return tuple_outputs(strip_export_noops(ep.module()))
+
+
+def batch_dynamic_shapes(model: torch.nn.Module, inputs: ExampleInputs) -> dict | None:
+    """torch.export's dynamic_shapes marking dimension 0 of every input as one `batch` Dim,
+    keyed by forward()'s parameter names; None when the inputs disagree on dimension 0 (then
+    there is no batch to free) or forward's signature cannot bind them."""
+    sizes = {t.shape[0] if t.dim() else None for t in inputs.flat}
+    if len(sizes) != 1 or None in sizes:
+        return None
+    try:
+        sig = inspect.signature(model.forward)
+        bound = sig.bind(*inputs.args, **inputs.kwargs)
+    except (TypeError, ValueError):
+        return None
+    batch = torch.export.Dim("batch")
+    spec = {}
+    for name, value in bound.arguments.items():
+        kind = sig.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            spec[name] = tuple({0: batch} for _ in value)
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            spec[name] = {k: {0: batch} for k in value}
+        else:
+            spec[name] = {0: batch}
+    return spec
+
+
+def tuple_outputs(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Make an exported graph return a dict-like output (a Hugging Face ModelOutput) as the
+    tuple of its tensors in order, `out.to_tuple()`: the artifact returns exactly that, and
+    every pass (calibration losses, the stitched model) then sees one contract."""
+    from torch.utils import _pytree as pytree
+    codegen = gm.graph._codegen
+    info = getattr(codegen, "pytree_info", None)
+    if info is None or info.out_spec is None or info.out_spec.type in (tuple, list) or info.out_spec.is_leaf():
+        return gm
+    flat = pytree.tree_structure(tuple(range(info.out_spec.num_leaves)))
+    codegen.pytree_info = info._replace(out_spec=flat)
+    gm.recompile()
+    return gm
+
+
+def strip_export_noops(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Drop what torch.export adds that computes nothing on a CPU graph: metadata assertions
+    and `to` calls that keep the dtype. A `to` that changes the dtype stays (a cast)."""
+    aten = torch.ops.aten
+    asserts = {aten._assert_tensor_metadata.default, aten._assert_scalar.default,
+               aten.sym_constrain_range_for_size.default}
+    casts = {aten.to.device, aten.to.dtype, aten.to.dtype_layout}   # `to` returns self when nothing changes
+    changed = False
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.target in asserts and not node.users:
+            gm.graph.erase_node(node)
+            changed = True
+        elif node.target in casts and _same_dtype(node):
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+            changed = True
+    if changed:
+        gm.graph.lint()
+        gm.recompile()
+    return gm
+
+
+def _same_dtype(node: torch.fx.Node) -> bool:
+    src = node.args[0] if node.args else None
+    out, inp = node.meta.get("val"), getattr(src, "meta", {}).get("val")
+    return (isinstance(out, torch.Tensor) and isinstance(inp, torch.Tensor) and out.dtype == inp.dtype
+            and out.device == inp.device)
 
 
 def trace_model(model: torch.nn.Module, inputs: ExampleInputs, *, method: str = "auto") -> TraceResult:
