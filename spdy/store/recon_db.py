@@ -27,6 +27,9 @@ saved under an exclusive lock (``.lock``, flock) as a merge of what is on disk w
 process added (`merge_entries`), and `missing` reads the disk first so a level another compile
 just built is reused. Temporary files carry their writer's pid: a new database removes only
 those of processes that are gone (a kill -9's leftovers), never a running writer's.
+A level file is complete before its name appears, and carries its key and error in its own
+metadata, so one whose index save a kill -9 cut off is taken back into the index (`missing`)
+instead of being built again.
 """
 from __future__ import annotations
 
@@ -304,7 +307,31 @@ class ReconDatabase:
         """Levels still to build (the resumable part of a build), after reading what other
         processes sharing the directory saved meanwhile."""
         self._index["entries"] = merge_entries(self._read_entries(), self._index["entries"], self._dropped)
-        return [int(l) for l in levels if not self.has(layer, l, fmt)]
+        todo = [int(l) for l in levels if not self.has(layer, l, fmt)]
+        adopted = [l for l in todo if self._adopt(layer, l, fmt)]
+        if adopted:
+            self._save_index()
+        return [l for l in todo if l not in adopted]
+
+    def _adopt(self, layer: str, level: int, fmt: str | None) -> bool:
+        """Index a complete level file that is on disk but not in the index (its writer was
+        killed between the file and the index); True when taken."""
+        fmt = self._fmt(layer, fmt)
+        fn = self._file(layer, fmt, level)
+        if not (self.root / fn).is_file():
+            return False
+        try:
+            with safe_open(str(self.root / fn), framework="pt") as f:
+                meta = f.metadata() or {}
+        except Exception:  # noqa: BLE001 - unreadable: it is built again and replaced
+            return False
+        if meta.get("key") != self._key(layer, fmt) or meta.get("level") != str(int(level)):
+            return False
+        e = self._index["entries"][self._entry(layer, fmt)]
+        e["levels"][str(int(level))] = fn
+        if "err" in meta:
+            e["errors"][str(int(level))] = float(meta["err"])
+        return True
 
     def put(self, layer: str, level: int, mask: torch.Tensor, weight: torch.Tensor,
             fmt: str | None = None, err: float | None = None, scale: torch.Tensor | None = None) -> None:
@@ -317,7 +344,8 @@ class ReconDatabase:
                    "weight": weight.detach().contiguous().cpu()}
         if scale is not None:
             tensors["scale"] = scale.detach().to(torch.float32).contiguous().cpu()
-        meta = {"key": key, "layer": layer, "fmt": fmt, "level": str(int(level))}
+        meta = {"key": key, "layer": layer, "fmt": fmt, "level": str(int(level)),
+                **({"err": repr(float(err))} if err is not None else {})}
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=_tmp_prefix(), suffix=".safetensors")
         os.close(fd)
         try:

@@ -90,3 +90,25 @@ def test_a_running_writers_temporary_file_survives_another_open(tmp_path):
         sleeper.kill()
         sleeper.wait()
     assert is_leftover(live)
+
+
+def test_a_level_whose_index_save_was_cut_off_is_taken_back_not_rebuilt(tmp_path):
+    # a kill -9 between os.replace(level file) and the index save leaves a complete file the
+    # index does not name; the next compile indexes it (with its error) instead of rebuilding it
+    db = ReconDatabase(tmp_path)
+    db.bind("a", W, method="obs", fmt="1x1", calib="c", algo_version=1)
+    db.put("a", 5000, torch.ones(8, 6, dtype=torch.bool), W * 2, err=1.25)
+    db.put("a", 7000, torch.ones(8, 6, dtype=torch.bool), W * 3, err=2.5)
+    idx = json.loads((tmp_path / "index.json").read_text())
+    (entry,) = idx["entries"].values()
+    del entry["levels"]["7000"], entry["errors"]["7000"]
+    (tmp_path / "index.json").write_text(json.dumps(idx))
+    again = ReconDatabase(tmp_path)
+    again.bind("a", W, method="obs", fmt="1x1", calib="c", algo_version=1)
+    assert again.missing("a", [5000, 7000, 9000]) == [9000]
+    assert again.errors("a") == {5000: 1.25, 7000: 2.5}
+    assert torch.equal(again.get("a", 7000)[1], W * 3)
+    # a file of another key (another weight) at that name is not taken
+    other = ReconDatabase(tmp_path)
+    other.bind("a", W + 1, method="obs", fmt="1x1", calib="c", algo_version=1)
+    assert other.missing("a", [5000, 7000]) == [5000, 7000]
