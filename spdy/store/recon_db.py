@@ -142,6 +142,9 @@ def is_leftover(path: Path) -> bool:
     return False
 
 
+IN_USE_S = 6 * 3600.0   # an entry used this recently may belong to a compile still running (MiniLM: ~1 h)
+
+
 def merge_entries(disk: dict, mine: dict, dropped: set) -> dict:
     """The index entries after this process's save: what is on disk (other processes' work)
     with this process's entries merged in (levels and errors united, the later "used"),
@@ -254,17 +257,20 @@ class ReconDatabase:
 
     def prune(self, max_bytes: int | None = None) -> dict:
         """Drop whole entries, least recently bound first, until the directory holds at most
-        ``max_bytes`` (default `default_max_bytes`); entries bound by this object are never
-        dropped. Returns {"dropped": entries, "freed_bytes", "size_bytes"}."""
+        ``max_bytes`` (default `default_max_bytes`); entries bound by this object, and entries
+        another compile used within IN_USE_S (it may be reading them now: a compile reads its
+        levels long after it bound them), are never dropped, so the cap is then exceeded for a
+        while. Returns {"dropped": entries, "freed_bytes", "size_bytes"}."""
         limit = default_max_bytes() if max_bytes is None else int(max_bytes)
         bound = {self._name(layer, fmt, k) for (layer, fmt), k in self._bound.items()}
         sizes = {name: self._entry_bytes(e) for name, e in self._index["entries"].items()}
         total = sum(sizes.values())
         dropped = freed = 0
+        recent = time.time() - IN_USE_S
         for name in sorted(sizes, key=lambda n: self._index["entries"][n].get("used", 0.0)):
             if total <= limit:
                 break
-            if name in bound:
+            if name in bound or self._index["entries"][name].get("used", 0.0) > recent:
                 continue
             for fn in self._index["entries"][name].get("levels", {}).values():
                 (self.root / fn).unlink(missing_ok=True)

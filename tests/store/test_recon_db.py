@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+from spdy.store import recon_db
 from spdy.store.recon_db import ReconDatabase, entry_key, hash_calibration
 
 
@@ -166,7 +167,8 @@ def test_two_models_with_the_same_layer_names_keep_both_entries(tmp_path):
         assert torch.equal(db.get("conv1", 5000)[1], w + 5000)
 
 
-def test_prune_drops_least_recently_bound_entries_never_bound_ones(tmp_path):
+def test_prune_drops_least_recently_bound_entries_never_bound_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(recon_db, "IN_USE_S", 0.0)   # as if every other compile ended long ago
     ws = [W() + i for i in range(3)]
     for i, w in enumerate(ws):          # bound in order 0, 1, 2: entry 0 is the oldest
         db = ReconDatabase(tmp_path)
@@ -197,3 +199,18 @@ def test_index_of_one_entry_per_name_is_read(tmp_path):
     db = ReconDatabase(tmp_path)
     db.bind("l", w, method="obs", fmt="1x1", calib="c", algo_version=2)
     assert torch.equal(db.get("l", 6000)[1], w + 6000)
+
+
+def test_prune_keeps_entries_another_compile_used_recently(tmp_path, monkeypatch):
+    # a compile still running reads its levels long after it bound them: its entries stay,
+    # even past the cap, until they are IN_USE_S old
+    ws = [W() + i for i in range(2)]
+    for i, w in enumerate(ws):
+        db = ReconDatabase(tmp_path)
+        db.bind(f"l{i}", w, method="obs", fmt="1x1", calib="c", algo_version=2)
+        _put_levels(db, f"l{i}", w, [4000])
+    db = ReconDatabase(tmp_path)
+    db.bind("l0", ws[0], method="obs", fmt="1x1", calib="c", algo_version=2)
+    assert db.prune(max_bytes=0)["dropped"] == 0
+    monkeypatch.setattr(recon_db, "IN_USE_S", 0.0)
+    assert db.prune(max_bytes=0)["dropped"] == 1 and db.missing("l0", [4000]) == []
