@@ -93,3 +93,23 @@ def test_a_searched_profile_is_measured_and_promised_at_every_size(mlp):
 
     with fixed_latency_table(), pytest.raises(InfeasibleSpeedupError, match=r"does not hold at every size.*batch 4: 1\.0"):
         spdy.compile(mlp, (x,), batch_sizes=[4, 16], measure=SizedDevice({16: 1.35, 4: 1.0}), **SEARCH)
+
+
+def test_a_hugging_face_encoder_gets_one_artifact_for_several_batch_sizes(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=100, max_position_embeddings=32, hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64)
+    model = transformers.BertModel(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    ids, mask = torch.randint(3, 100, (4, 12), generator=g), torch.ones(4, 12, dtype=torch.long)
+    cm = spdy.compile(model, (ids, mask), tune=False, measure=False, batch_sizes=[1, 4, 8])
+    m = spdy.load(cm.save(tmp_path / "bert"))
+    for n in (1, 3, 8):
+        ids, mask = torch.randint(3, 100, (n, 12), generator=g), torch.ones(n, 12, dtype=torch.long)
+        mask[-1, 6:] = 0
+        with torch.no_grad():
+            ref = model(ids, mask).to_tuple()
+        for out in (cm(ids, mask), m(ids.numpy(), mask.numpy())):
+            assert len(out) == 2 and all(o.shape == r.shape for o, r in zip(out, ref))
+            for o, r in zip(out, ref):
+                np.testing.assert_allclose(np.asarray(o), r.numpy(), atol=1e-4)
