@@ -83,9 +83,15 @@ def _converters(tensors: dict, ctx: EmitContext):
         # the int8 emitter of the layer quantizes its own input: the stub passes x through
         return importer.env[node.args[0]]
 
+    def same_tensor(node, importer):
+        # to(device, dtype) on a CPU graph: the device is the only one there is, and
+        # exact_dtype_map casts the result when the call changes the dtype
+        return importer.env[node.args[0]]
+
     from spdy.runtime.attention import convert_sdpa
     return {"spdy_conv2d.default": conv, "spdy_linear.default": linear,
-            LAYER_QUANT.__name__: layer_quant, "scaled_dot_product_attention.default": convert_sdpa}
+            LAYER_QUANT.__name__: layer_quant, "scaled_dot_product_attention.default": convert_sdpa,
+            "to.device": same_tensor}
 
 
 def known_ops(custom: dict) -> set[str]:
