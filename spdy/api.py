@@ -49,7 +49,9 @@ def compile(model: torch.nn.Module, example_inputs, speedup: float = 1.0, target
     example's batch size (one of the list); every other size is built with the same weights and
     its speedup measured against the dense artifact of that size (report["batch_buckets"]);
     a size that misses the speedup fails the compile. Not with mode="channels" yet.
-    Returns a CompiledModel.
+    Returns a CompiledModel. Hugging Face models compile as they are (the torch.export fallback
+    keeps the batch dimension free for calibration); their ModelOutput comes back from the
+    artifact, and from cm.pruned_model, as the tuple `out.to_tuple()`.
     `measure`: False skips end-to-end timing; True or "local" times on this CPU;
     "rpc://HOST:PORT" or "tracker://HOST:PORT/KEY" times kernels, the latency table and the
     artifacts on that device over TVM RPC (see spdy.runtime.device; `spdy device serve`).

@@ -32,6 +32,9 @@ class CompiledModel:
         return self._built.manifest
 
     def __call__(self, *args, **kwargs):
+        """Run the artifact: one output tensor, or a tuple when the model returns several. A
+        Hugging Face ModelOutput comes back as the tuple `out.to_tuple()` (its tensors in order,
+        e.g. (last_hidden_state, pooler_output) for BertModel), not as the ModelOutput."""
         return self.runner(*args, **kwargs)
 
     def export_onnx(self, path, opset: int = 17) -> Path:
