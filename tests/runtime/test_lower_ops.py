@@ -42,14 +42,23 @@ class BoolMaskAttention(_Base):   # Hugging Face sdpa: bool mask built with new_
         return F.scaled_dot_product_attention(q, q, q, keep.expand(-1, 1, 4, 4), scale=0.3)
 
 
+class CausalAttention(_Base):     # decoder-style: is_causal, float mask, default scale
+    def forward(self, x):
+        q = self.fc(x).view(x.shape[0], 4, 2, 4).transpose(1, 2)
+        bias = torch.linspace(-1.0, 1.0, 4).expand(4, 4)
+        return F.scaled_dot_product_attention(q, q * 0.5, q, bias) + F.scaled_dot_product_attention(q, q, q, is_causal=True)
+
+
 def _inputs(name):
     x = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
+    if name == "CausalAttention":
+        return (torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(0)),)
     if name == "BoolMaskAttention":
         return (torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]))
     return (x,)
 
 
-@pytest.mark.parametrize("cls", [FillInPlace, SwapAxes, Lerp, BoolMaskAttention], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [FillInPlace, SwapAxes, Lerp, BoolMaskAttention, CausalAttention], ids=lambda c: c.__name__)
 def test_compiles_dense_and_matches_torch(cls):
     torch.manual_seed(0)
     model, inputs = cls().eval(), _inputs(cls.__name__)
