@@ -87,7 +87,7 @@ def make_lowerable(ep, is_known: Callable[[str], bool]):
     """`ep` functionalized, with every op `is_known` rejects decomposed as far as torch's tables
     go; returns (program, stats). A program with neither in-place nor unknown ops comes back as
     is (re-tracing costs seconds on big graphs). Ops still unknown afterwards stay in the graph."""
-    stats = {"functionalized": 0, "decomposed": []}
+    stats = {"functionalized": 0, "decomposed": [], "in_place": []}
     ops = _aten_ops(ep)
     in_place = sorted({op_name(op) for op in ops if _mutates(op)})
     if not in_place and all(is_known(op_name(n.target)) for n in ep.graph.nodes if n.op == "call_function"):

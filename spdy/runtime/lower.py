@@ -7,7 +7,7 @@ looked up in the exported program's state, not taken from the importer's paramet
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ class LoweredModule:
     output_shapes: list[tuple]
     output_dtypes: list[str]
     single_output: bool
+    # what spdy/ir/decompose.py rewrote before import: {"decomposed": [...], "in_place": [...]}
+    rewrites: dict = field(default_factory=dict)
 
 
 def _placeholder_tensors(ep) -> dict[str, torch.Tensor]:
@@ -113,13 +115,13 @@ def check_supported(ep, custom: dict) -> None:
                                  ". Rewrite them with supported torch ops or open an issue naming them.")
 
 
-def lowerable_program(ep):
+def lowerable_program(ep) -> tuple:
     """`ep` with in-place ops functionalized and ops without an emitter decomposed by torch's
     tables (spdy/ir/decompose.py); the op names are all the importer needs, so spdy's emitters
-    are named here without their weights."""
+    are named here without their weights. Returns (program, what was rewritten)."""
     from spdy.ir.decompose import make_lowerable
     known = known_ops(_converters({}, None))
-    return make_lowerable(ep, known.__contains__)[0]
+    return make_lowerable(ep, known.__contains__)
 
 
 def lower_to_relax(gm: torch.fx.GraphModule, args: tuple, kwargs: dict, ctx: EmitContext) -> LoweredModule:
@@ -132,7 +134,7 @@ def lower_to_relax(gm: torch.fx.GraphModule, args: tuple, kwargs: dict, ctx: Emi
     flat_out = [outputs] if single else list(torch.utils._pytree.tree_leaves(outputs))
     if not all(isinstance(o, torch.Tensor) for o in flat_out):
         raise UnsupportedOpError("the model returns non-tensor outputs; return a tensor or a tuple of tensors")
-    ep = lowerable_program(ep)
+    ep, rewrites = lowerable_program(ep)
     tensors = _placeholder_tensors(ep)
     custom = _converters(tensors, ctx)
     check_supported(ep, custom)
@@ -146,4 +148,5 @@ def lower_to_relax(gm: torch.fx.GraphModule, args: tuple, kwargs: dict, ctx: Emi
         mod=mod, input_names=user_inputs,
         input_shapes=[tuple(t.shape) for t in flat_in], input_dtypes=[str(t.dtype).replace("torch.", "") for t in flat_in],
         output_shapes=[tuple(o.shape) for o in flat_out],
-        output_dtypes=[str(o.dtype).replace("torch.", "") for o in flat_out], single_output=single)
+        output_dtypes=[str(o.dtype).replace("torch.", "") for o in flat_out], single_output=single,
+        rewrites={k: v for k, v in rewrites.items() if k != "functionalized" and v})
