@@ -140,8 +140,9 @@ def rounds_plot(rows: list[dict], target: float | None):
 
 
 def heatmap(table: dict, times_key: str = "times_ms", title: str = "latency table"):
-    """layers x options, each cell the option's time over the layer's dense time; the chosen
-    option of each layer is circled. Blank: an option the target cannot run."""
+    """layers x options, each cell the option's time over the layer's dense time (green: faster,
+    red: slower, 2x and more saturate); the chosen option of each layer is circled. Blank: an
+    option the target cannot run, or a layer kept dense (no sparse options timed)."""
     times = table.get(times_key)
     if not times or not table.get("options"):
         return None
@@ -152,8 +153,12 @@ def heatmap(table: dict, times_key: str = "times_ms", title: str = "latency tabl
     rel = np.where(dense > 0, t / np.where(dense > 0, dense, 1), np.nan)
     n, m = rel.shape
     fig, ax = plt.subplots(figsize=(min(max(6.0, 0.11 * m + 2.5), 16), 0.2 * n + 1.8))
-    im = ax.imshow(rel, aspect="auto", cmap="viridis_r", vmin=0, vmax=max(1.0, float(np.nanmax(rel)) if
-                                                                            np.isfinite(rel).any() else 1.0),
+    from matplotlib.colors import TwoSlopeNorm
+    finite = rel[np.isfinite(rel)]
+    low = float(min(finite.min(), 0.9)) if finite.size else 0.1
+    # centred on the dense time (1): green faster, red slower; slower than 2x saturates, so
+    # one pathological option (a 30x slower int8 block kernel) does not wash out the rest
+    im = ax.imshow(rel, aspect="auto", cmap="RdYlGn_r", norm=TwoSlopeNorm(vcenter=1.0, vmin=low, vmax=2.0),
                    interpolation="nearest")
     chosen = [(j, i) for i, j in enumerate(table.get("chosen") or []) if j is not None]
     if chosen:
@@ -163,7 +168,7 @@ def heatmap(table: dict, times_key: str = "times_ms", title: str = "latency tabl
     step = max(1, m // 40)
     ax.set_xticks(range(0, m, step), [labels[j] for j in range(0, m, step)], rotation=90, fontsize=6)
     ax.set_yticks(range(n), table["layers"], fontsize=7)
-    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="time / layer's dense time")
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, extend="max", label="time / layer's dense time")
     ax.set_title(title, loc="left")
     ax.spines[:].set_visible(False)
     _fixed_margins(fig, left=_label_in(table["layers"], 7), bottom=_label_in(labels, 6) + 0.1, top=0.45,

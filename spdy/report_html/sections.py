@@ -88,7 +88,8 @@ def table_section(lt: dict | None, figs: dict) -> str:
     body = note(f"{len(lt['layers'])} layers x {len(lt['options'])} options; dense artifact {lt.get('base_ms')} ms, "
                 f"of which {lt.get('fixed_ms')} ms is outside the table's layers (fixed); dense column timed "
                 f"{lt.get('dense_timed')}; {len(timed)} option columns timed, the rest interpolated in density. "
-                "Colour: the option's time over the layer's dense time; circled: the chosen option.")
+                "Colour: the option's time over the layer's dense time (green faster, red slower; 2x and more "
+                "saturate); circled: the chosen option.")
     body += plot(figs.get("heatmap"))
     if lt.get("calibrated_ms"):
         body += note("After in-place calibration (the table the last round solved on):") + plot(figs.get("heatmap_cal"))

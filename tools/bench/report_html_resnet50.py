@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -121,9 +122,11 @@ def main() -> None:
         kb = path.stat().st_size / 1024
     result = {"what": "report.html of a synthesized ResNet-50-sized SPDY compile", **sizes,
               "first_s": round(first, 3), "warm_median_s": round(statistics.median(warm), 3),
-              "warm_s": [round(w, 3) for w in warm], "html_kb": round(kb, 1)}
+              "warm_s": [round(w, 3) for w in warm], "html_kb": round(kb, 1),
+              "load_average_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
     print(f"{'layers':>7} {'options':>8} {'first s':>8} {'warm s':>7} {'KB':>7}")
-    print(f"{sizes['layers']:>7} {sizes['options']:>8} {first:8.2f} {result['warm_median_s']:7.2f} {kb:7.0f}")
+    print(f"{sizes['layers']:>7} {sizes['options']:>8} {first:8.2f} {result['warm_median_s']:7.2f} {kb:7.0f}"
+          f"   (load average {result['load_average_1min']} on {result['cpus']} CPUs)")
     out = Path(__file__).parent / "results" / "report_html_resnet50.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
