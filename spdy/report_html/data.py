@@ -106,7 +106,7 @@ def summary(data: ArtifactData) -> dict:
                                     else base.get("speedup_vs_onnxruntime"))}
     layers = r.get("layers") or []
     return {
-        "model": f"{r.get('model') or 'model'} ({len(layers)} layers)" if layers or r.get("model") else "not recorded",
+        "model": f"{r.get('model') or 'class not recorded'} ({len(layers)} layers)",
         "mode": r.get("mode") or "not recorded",
         "method": r.get("method"),
         "target": target_text(r, m),

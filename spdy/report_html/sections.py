@@ -16,7 +16,7 @@ def _fmt_x(v, missing="not recorded"):
 
 
 def summary_section(s: dict, figs: dict) -> str:
-    items = [("model", s["model"]), ("mode", s["mode"] + (f" ({s['method']})" if s["method"] else "")),
+    items = [("model", s["model"]), ("mode", s["mode"] + (f" ({s['method']})" if s["method"] and s["method"] != s["mode"] else "")),
              ("target", s["target"]), ("threads", s["threads"] or "not recorded"),
              ("measured on", s["measured_on"] or "not recorded"),
              ("requested speedup", _fmt_x(s["requested_speedup"])),
@@ -37,7 +37,7 @@ def summary_section(s: dict, figs: dict) -> str:
     for name in ("spdy dense artifact", "spdy artifact"):
         rows.append([text(name), num(s["latency_ms"].get(name), "{:.4g}", "not timed"), Cell("", None, True),
                      Cell("", None, True)])
-    t = table(["runtime", "median ms", "dense artifact is faster by", "artifact is faster by"], rows,
+    t = table(["runtime", "median ms", "dense artifact's speedup over it", "artifact's speedup over it"], rows,
               table_id="summary-table", scroll=False)
     p10p90 = s["measured_p10_p90"]
     extra = note(f"measured speedup p10..p90 over the paired runs: {p10p90[0]:.2f}..{p10p90[1]:.2f}x") \
