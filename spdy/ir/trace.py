@@ -85,7 +85,10 @@ def _export(model: torch.nn.Module, inputs: ExampleInputs) -> torch.fx.GraphModu
     dynamic = batch_dynamic_shapes(model, inputs)
     if dynamic is not None:
         try:
-            return _export_dynamic(model, inputs, dynamic)
+            gm = _export_dynamic(model, inputs, dynamic)
+            with torch.no_grad():
+                gm(*inputs.args, **inputs.kwargs)   # a batch of one through a graph traced at two
+            return gm
         except Exception:  # noqa: BLE001 - the model specializes the batch: export it static below
             pass
     ep = torch.export.export(model, inputs.args, kwargs=inputs.kwargs or None, strict=False)
