@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "is re-solved with a corrected budget")
     c.add_argument("--grid-levels", type=int, default=41, metavar="N", help="sparsity levels per format in the "
                                                                                "latency table")
-    c.add_argument("--batch-sizes", default=None, metavar="SIZES",
+    c.add_argument("--batch-sizes", "--batch", default=None, metavar="SIZES",
                    help="comma-separated batch sizes, e.g. 1,8,32: one artifact with a function per size (the "
                         "--input shapes' first dimension must be one of them; default: the --input batch only)")
     c.add_argument("--samples", type=int, default=1024, help="calibration samples")

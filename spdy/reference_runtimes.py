@@ -54,13 +54,12 @@ def _onnxruntime_fn(ctx, threads: int):
     except ImportError:
         return None, "onnxruntime is not installed (pip install onnxruntime to compare against it)"
     import torch
-    args, kwargs = tuple(ctx.inputs.args), dict(ctx.inputs.kwargs or {})
     buf = io.BytesIO()
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             # torch 2.13: the dynamo exporter needs onnxscript; the TorchScript one does not
-            torch.onnx.export(ctx.model.eval(), args + ((kwargs,) if kwargs else ()), buf, dynamo=False,
+            torch.onnx.export(_by_name(ctx.model.eval(), ctx.inputs), tuple(ctx.inputs.flat), buf, dynamo=False,
                               opset_version=17)
     except Exception as e:  # any exporter failure only means "no onnxruntime row"
         return None, f"the model does not export to ONNX ({type(e).__name__}: {str(e)[:300]})"
@@ -94,3 +93,27 @@ def reference_summary(res: dict, ms: float) -> dict:
         ref = res.get(name)
         out[f"speedup_vs_{name}"] = ref["median_ms"] / ms if ref else None
     return out
+
+
+def _by_name(model, inputs):
+    """The model called with every input by its parameter name, returning plain tensors: the
+    TorchScript exporter binds positional inputs to a Hugging Face forward's later parameters
+    ("got multiple values for argument 'use_cache'") and cannot return a ModelOutput."""
+    import inspect
+
+    import torch
+    params = [n for n, p in inspect.signature(model.forward).parameters.items()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(params) < len(inputs.args):
+        return model                       # forward(*xs): positional is all it takes
+    names = params[:len(inputs.args)] + list(inputs.kwargs)
+
+    class ByName(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *xs):
+            out = self.model(**dict(zip(names, xs)))
+            return out.to_tuple() if hasattr(out, "to_tuple") else out
+    return ByName()

@@ -39,4 +39,5 @@ class LowerToTvmPass(Pass):
         ctx.artifacts["relax"] = lowered
         ctx.artifacts["emit_context"] = emit
         return PassResult(gm, baked > 0, {"kernels": dict(emit.stats), "masks_baked": baked,
-                                          "int8_layers": int8, "sparse_layers": len(emit.sparse)})
+                                          "int8_layers": int8, "sparse_layers": len(emit.sparse),
+                                          **({"rewrites": lowered.rewrites} if lowered.rewrites else {})})
