@@ -116,4 +116,4 @@ def _by_name(model, inputs):
         def forward(self, *xs):
             out = self.model(**dict(zip(names, xs)))
             return out.to_tuple() if hasattr(out, "to_tuple") else out
-    return ByName()
+    return ByName().eval()   # the exporter restores the wrapper's mode on the model afterwards: keep it eval
