@@ -11,6 +11,7 @@ running statistics). A call larger than the largest size is refused with the siz
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class BucketedBuilt:
     builts: dict            # batch size -> spdy.runtime.build.Built
     primary: int            # the size the compile searched and verified at
 
-    @property
+    @cached_property
     def manifest(self) -> dict:
         return bucket_manifest({b: x.manifest for b, x in self.builts.items()}, self.primary)
 
@@ -46,7 +47,7 @@ class BucketedBuilt:
     def executable(self) -> dict:
         return {library_name(b, self.primary): x.executable for b, x in self.builts.items()}
 
-    @property
+    @cached_property   # CompiledModel reads it on every call: one runner, made once (as Built's)
     def runner(self) -> "BucketedRunner":
         return BucketedRunner({b: x.runner for b, x in self.builts.items()}, self.primary, self.manifest)
 
