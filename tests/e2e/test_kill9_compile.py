@@ -5,32 +5,9 @@ import json
 import sqlite3
 import time
 
+from tests.e2e.cache_child import COMPILE
 from tests.faults import finish, kill9, spawn
 
-COMPILE = """
-    import json, sys, torch
-    from pathlib import Path
-    import spdy, spdy.errors
-    from tests.steady_device import SteadyDevice
-    torch.manual_seed(0)
-    m = torch.nn.Sequential(torch.nn.Linear(64, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512), torch.nn.ReLU(),
-                            torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10)).eval()
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(64, 64, generator=g)
-    calib = [torch.randn(16, 64, generator=g) for _ in range(2)]
-    work = Path(sys.argv[1])
-    print("start", flush=True)
-    try:   # what the search concludes does not matter here: the caches and the rerun do
-        spdy.compile(m, (x,), speedup=1.1, calib=calib, n_samples=32, grid_levels=6, max_evals=4, tune=False,
-                     formats=("bsr16x1",), keep_dense=[], measure=SteadyDevice(1.15), compare_onnxruntime=False,
-                     workdir=work)
-    except spdy.errors.InfeasibleSpeedupError:
-        pass
-    records = [json.loads(l) for l in (work / "passlog.jsonl").read_text().splitlines()]
-    st = {r["pass"]: r["stats"] for r in records if "stats" in r}
-    print(json.dumps({"hits": st["profile-latency"]["cache_hits"], "misses": st["profile-latency"]["cache_misses"],
-                      "built": st["build-database"]["built"], "reused": st["build-database"]["reused"]}))
-"""
 
 
 def _passes_done(work) -> list[str]:
@@ -48,7 +25,7 @@ def _levels(cache) -> set[str]:
 
 def test_a_compile_killed_mid_database_reruns_without_redoing_finished_work(tmp_path):
     cache, env = tmp_path / "cache", {"SPDY_CACHE_DIR": str(tmp_path / "cache")}
-    child = spawn(COMPILE, tmp_path / "killed", env=env)
+    child = spawn(COMPILE, tmp_path / "killed", "-", 6, env=env)
     deadline = time.monotonic() + 300
     # kill once the latency table is stored and the database has finished some levels, mid-build
     while child.poll() is None and time.monotonic() < deadline:
@@ -60,7 +37,7 @@ def test_a_compile_killed_mid_database_reruns_without_redoing_finished_work(tmp_
     kill9(child)
     finished = _levels(cache)
 
-    rerun = json.loads(finish(spawn(COMPILE, tmp_path / "rerun", env=env), timeout_s=600).strip().splitlines()[-1])
+    rerun = json.loads(finish(spawn(COMPILE, tmp_path / "rerun", "-", 6, env=env), timeout_s=600).strip().splitlines()[-1])
     assert rerun["misses"] == 0 and rerun["hits"] > 0           # no option timed twice
     assert rerun["reused"] >= len(finished) > 0                  # the killed compile's levels are reused
     assert rerun["built"] > 0                                    # and the ones it did not finish are built
