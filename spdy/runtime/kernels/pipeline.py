@@ -1,4 +1,4 @@
-"""The Relax pipeline spdy builds with: legalize with our matmul, fuse, schedule, check, lower.
+"""The Relax pipeline spdy builds with: legalize with our matmul, softmax and layer norm, fuse, schedule, check, lower.
 
 TVM's default CPU pipeline (relax/backend/cpu_generic) = library dispatch + legalize/fuse +
 dataflow lowering + finalize. We keep its structure and insert, after fusion, the generic
@@ -30,10 +30,12 @@ def relax_pipeline(target, ctx=None, *, serial_limit: int = SERIAL_WORK_LIMIT):
     from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
     from .matmul import make_matmul_legalizer
+    from .rowwise import make_rowwise_legalizers
     from .select import choose_gemm_params
 
     ctx = ctx if ctx is not None else _Symbols(target)
-    legalize_matmul = make_matmul_legalizer(ctx, lambda spec: choose_gemm_params(ctx, spec))
+    legalize = {"relax.matmul": make_matmul_legalizer(ctx, lambda spec: choose_gemm_params(ctx, spec)),
+                **make_rowwise_legalizers(ctx)}
 
     @tvm.transform.module_pass(opt_level=0, name="spdy.RelaxPipeline")
     def _pipeline(mod, _pctx):
@@ -42,7 +44,7 @@ def relax_pipeline(target, ctx=None, *, serial_limit: int = SERIAL_WORK_LIMIT):
                 [relax.transform.DecomposeOpsForInference()]
                 + cpu_generic.library_dispatch_passes(target)
                 + [
-                    relax.transform.LegalizeOps(customize_legalize_map={"relax.matmul": legalize_matmul}),
+                    relax.transform.LegalizeOps(customize_legalize_map=legalize),
                     relax.transform.AnnotateTIROpPattern(),
                     relax.transform.FoldConstant(),
                     relax.transform.FuseOps(),

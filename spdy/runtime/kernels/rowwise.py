@@ -1,0 +1,179 @@
+"""Softmax and layer norm over the last axis: one parallel loop over rows, vector lanes along it.
+
+TVM 0.27 legalizes ``R.nn.softmax`` and ``R.nn.layer_norm`` to loop nests whose row reductions
+the generic schedule (kernels/generic.py) can only run serially, and ``T.exp`` becomes one libm
+call per element: on MiniLM at 64 tokens softmax took 12% and layer norm 4% of the forward,
+more than the attention matmuls. Here each row is one task of a parallel loop; reductions keep
+``ACC`` independent vector accumulators (one chain of dependent vector adds is latency-bound)
+that are folded at the end of the row; exp is a polynomial (tvmscript.exp_expr).
+
+Only the last axis is handled (what every transformer uses); any other axis, a non-float32
+tensor or a symbolic shape falls back to TVM's legalization and the generic schedule.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .relax_util import expr_type
+from .tvmscript import exp_expr, f32, parse_prim_func
+
+#: independent vector accumulators per reduction
+ACC = 4
+
+
+def float_lanes(target) -> int:
+    """float32 lanes of the target's widest vector register (16 with AVX-512, else 8)."""
+    try:
+        from tvm.target import codegen
+        return 16 if bool(codegen.target_has_features("avx512f", target)) else 8
+    except Exception:
+        return 8
+
+
+def _combine(op: str):
+    return (lambda a, b: f"T.max({a}, {b})") if op == "T.max" else (lambda a, b: f"({a} + {b})")
+
+
+def _fold(op: str, acc: str, n: int) -> str:
+    """op ("T.max" or "+") over acc[0 .. n-1] as a balanced tree."""
+    comb = _combine(op)
+    items = [f"{acc}[{i}]" for i in range(n)]
+    while len(items) > 1:
+        items = [comb(items[i], items[i + 1]) if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)]
+    return items[0]
+
+
+def _reduce(op: str, init: str, val, n: int, v: int, ind: str, acc: str = "acc") -> list[str]:
+    """Lines folding val(i) for i in [0, n) into acc[0 .. ACC*v - 1] (then acc[0 .. v-1] holds
+    ACC-way partial results per lane, and acc[0] the tail). ``op`` is "T.max" or "+"."""
+    comb = _combine(op)
+    L = [f"{ind}for l in T.vectorized({ACC * v}):", f"{ind}    {acc}[l] = {init}"]
+    nb, big = n // v, n // (ACC * v)
+    if big:
+        L += [f"{ind}for kb in range({big}):"]
+        for u in range(ACC):
+            L += [f"{ind}    for l in T.vectorized({v}):",
+                  f"{ind}        {acc}[{u * v} + l] = {comb(f'{acc}[{u * v} + l]', val(f'kb * {ACC * v} + {u * v} + l'))}"]
+    if nb > big * ACC:
+        L += [f"{ind}for kb in range({big * ACC}, {nb}):", f"{ind}    for l in T.vectorized({v}):",
+              f"{ind}        {acc}[l] = {comb(f'{acc}[l]', val(f'kb * {v} + l'))}"]
+    L += [f"{ind}for l in T.vectorized({v}):"]
+    parts = [f"{acc}[{u * v} + l]" for u in range(ACC)]
+    L += [f"{ind}    {acc}[l] = {comb(comb(parts[0], parts[1]), comb(parts[2], parts[3]))}"]
+    if n % v:
+        L += [f"{ind}for i in range({n % v}):", f"{ind}    {acc}[0] = {comb(f'{acc}[0]', val(f'{nb * v} + i'))}"]
+    return L
+
+
+def _map(expr, n: int, v: int, ind: str) -> list[str]:
+    """Lines for Y[r, i] = expr(i) over i in [0, n), vectorized by v with a scalar tail."""
+    L = []
+    if n // v:
+        L += [f"{ind}for kb in range({n // v}):", f"{ind}    for l in T.vectorized({v}):",
+              f"{ind}        Y[r, kb * {v} + l] = {expr(f'kb * {v} + l')}"]
+    if n % v:
+        L += [f"{ind}for i in range({n % v}):", f"{ind}    Y[r, {n // v * v} + i] = {expr(f'{n // v * v} + i')}"]
+    return L
+
+
+def _header(symbol: str, kind: str, args: list[str]) -> list[str]:
+    return ["@T.prim_func", f"def main({', '.join(args)}):",
+            f'    T.func_attr({{"global_symbol": "{symbol}", "tir.noalias": True, "op_pattern": 8, '
+            f'"spdy.kernel": "{kind}"}})']
+
+
+def softmax_kernel(rows: int, n: int, *, lanes: int = 16, symbol: str = "main"):
+    """PrimFunc (X[rows, n], Y[rows, n]) float32: Y = softmax(X) along the last axis."""
+    v, ind = lanes, "        "
+    L = _header(symbol, "softmax", [f'X: T.Buffer(({rows}, {n}), "float32")', f'Y: T.Buffer(({rows}, {n}), "float32")'])
+    L += [f"    for r in T.parallel({rows}):", f'        acc = T.alloc_buffer(({ACC * v},), "float32")']
+    L += _reduce("T.max", "T.float32(-3.4028234663852886e38)", lambda i: f"X[r, {i}]", n, v, ind)
+    L += [f"{ind}mx: T.let = {_fold('T.max', 'acc', v)}"]
+    L += _map(lambda i: exp_expr(f"(X[r, {i}] - mx)"), n, v, ind)
+    L += _reduce("+", "T.float32(0)", lambda i: f"Y[r, {i}]", n, v, ind)
+    L += [f"{ind}inv: T.let = T.float32(1) / ({_fold('+', 'acc', v)})"]
+    L += _map(lambda i: f"Y[r, {i}] * inv", n, v, ind)
+    return parse_prim_func("\n".join(L) + "\n")
+
+
+def layer_norm_kernel(rows: int, n: int, eps: float, *, center: bool = True, scale: bool = True,
+                      lanes: int = 16, symbol: str = "main"):
+    """PrimFunc (X[rows, n], [G[n]], [B[n]], Y[rows, n]) float32: Y = (X - mean) / sqrt(var + eps)
+    [* G] [+ B] along the last axis, the variance taken about the mean (two passes, as torch)."""
+    v, ind = lanes, "        "
+    args = [f'X: T.Buffer(({rows}, {n}), "float32")']
+    args += [f'G: T.Buffer(({n},), "float32")'] if scale else []
+    args += [f'B: T.Buffer(({n},), "float32")'] if center else []
+    L = _header(symbol, "layer_norm", args + [f'Y: T.Buffer(({rows}, {n}), "float32")'])
+    L += [f"    for r in T.parallel({rows}):", f'        acc = T.alloc_buffer(({ACC * v},), "float32")']
+    L += _reduce("+", "T.float32(0)", lambda i: f"X[r, {i}]", n, v, ind)
+    L += [f"{ind}mean: T.let = ({_fold('+', 'acc', v)}) * {f32(1.0 / n)}"]
+    L += _reduce("+", "T.float32(0)", lambda i: f"(X[r, {i}] - mean) * (X[r, {i}] - mean)", n, v, ind)
+    L += [f"{ind}rstd: T.let = T.float32(1) / T.sqrt(({_fold('+', 'acc', v)}) * {f32(1.0 / n)} + {f32(eps)})"]
+
+    def out(i):
+        e = f"(X[r, {i}] - mean) * rstd"
+        e = f"{e} * G[{i}]" if scale else e
+        return f"{e} + B[{i}]" if center else e
+    L += _map(out, n, v, ind)
+    return parse_prim_func("\n".join(L) + "\n")
+
+
+def _static(e):
+    try:
+        return tuple(int(d) for d in expr_type(e).shape.values)
+    except Exception:
+        return None
+
+
+def _last_axis(axes, ndim: int) -> bool:
+    axes = [int(a) for a in (axes if isinstance(axes, (list, tuple)) or hasattr(axes, "__len__") else [axes])]
+    return len(axes) == 1 and axes[0] % ndim == ndim - 1
+
+
+def make_rowwise_legalizers(ctx) -> dict:
+    """{"relax.nn.softmax": f, "relax.nn.layer_norm": f} for LegalizeOps' custom map."""
+    import tvm
+    from tvm import relax
+    from .relax_util import call_kernel
+
+    def default_of(name):
+        return tvm.ir.Op.get(name).get_attr("FLegalize")
+
+    def rows_of(x):
+        shape = _static(x)
+        if shape is None or not shape or expr_type(x).dtype != "float32":
+            return None, None
+        return shape, int(np.prod(shape[:-1]))
+
+    def softmax(bb, call):
+        x = call.args[0]
+        shape, rows = rows_of(x)
+        if shape is None or not _last_axis(call.attrs.axis, len(shape)):
+            return default_of("relax.nn.softmax")(bb, call)
+        sym = ctx.unique_symbol("softmax")
+        x2 = bb.normalize(relax.op.reshape(x, [rows, shape[-1]]))
+        y = call_kernel(bb, softmax_kernel(rows, shape[-1], lanes=float_lanes(ctx.target), symbol=sym), sym,
+                        [x2], (rows, shape[-1]))
+        ctx.count("rowwise.softmax")
+        return relax.op.reshape(y, list(shape))
+
+    def layer_norm(bb, call):
+        x, g, b = call.args
+        shape, rows = rows_of(x)
+        a = call.attrs
+        if shape is None or not _last_axis(list(a.axes), len(shape)):
+            return default_of("relax.nn.layer_norm")(bb, call)
+        n = shape[-1]
+        if (a.scale and _static(g) != (n,)) or (a.center and _static(b) != (n,)):
+            return default_of("relax.nn.layer_norm")(bb, call)
+        sym = ctx.unique_symbol("layer_norm")
+        x2 = bb.normalize(relax.op.reshape(x, [rows, n]))
+        args = [x2] + ([g] if a.scale else []) + ([b] if a.center else [])
+        f = layer_norm_kernel(rows, n, float(a.epsilon), center=bool(a.center), scale=bool(a.scale),
+                              lanes=float_lanes(ctx.target), symbol=sym)
+        y = call_kernel(bb, f, sym, args, (rows, n))
+        ctx.count("rowwise.layer_norm")
+        return relax.op.reshape(y, list(shape))
+
+    return {"relax.nn.softmax": softmax, "relax.nn.layer_norm": layer_norm}

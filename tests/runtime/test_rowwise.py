@@ -1,0 +1,81 @@
+"""Softmax and layer norm row kernels (spdy/runtime/kernels/rowwise.py) and the polynomial exp:
+numerics against torch over vector tails and masks, and the legalizer routing (last axis only)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ._dense_util import build_and_run, target
+
+
+def _run(func, *arrays, out_shape):
+    import tvm
+    lib = tvm.compile(func, target=target())
+    args = [tvm.runtime.tensor(np.ascontiguousarray(a, dtype="float32")) for a in arrays]
+    out = tvm.runtime.tensor(np.zeros(out_shape, "float32"))
+    lib(*args, out)
+    return out.numpy()
+
+
+def test_exp_polynomial_is_within_a_float32_ulp_or_two():
+    from spdy.runtime.kernels.tvmscript import exp_expr, parse_prim_func
+    n = 4096
+    src = f'''@T.prim_func
+def main(X: T.Buffer(({n},), "float32"), Y: T.Buffer(({n},), "float32")):
+    T.func_attr({{"global_symbol": "main", "tir.noalias": True}})
+    for kb in range({n // 16}):
+        for l in T.vectorized(16):
+            Y[kb * 16 + l] = {exp_expr("X[kb * 16 + l]")}
+'''
+    x = np.linspace(-87.0, 88.0, n).astype("float32")
+    x[:4] = [0.0, -1e-8, 1.0, -0.5]
+    y = _run(parse_prim_func(src), x, out_shape=(n,))
+    ref = np.exp(x.astype(np.float64))
+    assert np.max(np.abs(y - ref) / ref) < 2.5e-7
+    y_out = _run(parse_prim_func(src), np.array([-1e4, 1e4, -np.inf] + [0.0] * (n - 3), "float32"), out_shape=(n,))
+    assert 0 < y_out[0] < 2e-38 and np.isfinite(y_out[1]) and y_out[1] > 1e38 and 0 <= y_out[2] < 2e-38
+
+
+@pytest.mark.parametrize("rows,n", [(768, 64), (5, 7), (3, 77), (2, 200), (1, 1)])
+def test_softmax_kernel_matches_torch(rows, n):
+    from spdy.runtime.kernels.rowwise import softmax_kernel
+    rng = np.random.default_rng(rows * 1000 + n)
+    x = (rng.standard_normal((rows, n)) * 6).astype("float32")
+    x[0, : min(3, n - 1)] = np.finfo(np.float32).min    # an additive attention mask
+    ref = torch.softmax(torch.tensor(x), -1).numpy()
+    for lanes in (16, 8):
+        got = _run(softmax_kernel(rows, n, lanes=lanes), x, out_shape=x.shape)
+        np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("rows,n", [(64, 384), (3, 7), (4, 77)])
+@pytest.mark.parametrize("center,scale", [(True, True), (False, True), (False, False)])
+def test_layer_norm_kernel_matches_torch(rows, n, center, scale):
+    from spdy.runtime.kernels.rowwise import layer_norm_kernel
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((rows, n)) * 3 + 5).astype("float32")   # a mean far from 0
+    g, b = rng.standard_normal(n).astype("float32"), rng.standard_normal(n).astype("float32")
+    args = [x] + ([g] if scale else []) + ([b] if center else [])
+    got = _run(layer_norm_kernel(rows, n, 1e-5, center=center, scale=scale), *args, out_shape=x.shape)
+    ref = torch.nn.functional.layer_norm(torch.tensor(x), (n,), torch.tensor(g) if scale else None,
+                                         torch.tensor(b) if center else None, 1e-5).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-5)
+
+
+def test_legalizers_take_the_last_axis_and_leave_other_axes_to_tvm():
+    from tvm import relax
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 20)).astype("float32")
+    g = np.linspace(0.5, 1.5, 20).astype("float32")
+
+    def body(bb, vs, ctx):
+        a = bb.emit(relax.op.nn.softmax(vs[0], axis=-1))
+        b = bb.emit(relax.op.nn.softmax(vs[0], axis=1))
+        c = bb.emit(relax.op.nn.layer_norm(vs[0], vs[1], vs[1], axes=[-1], epsilon=1e-6))
+        return bb.emit(relax.op.add(relax.op.add(a, b), c))
+    got, ctx = build_and_run([x, g], body)
+    t = torch.tensor(x)
+    ref = (torch.softmax(t, -1) + torch.softmax(t, 1)
+           + torch.nn.functional.layer_norm(t, (20,), torch.tensor(g), torch.tensor(g), 1e-6)).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    assert ctx.stats.get("rowwise.softmax") == 1 and ctx.stats.get("rowwise.layer_norm") == 1
