@@ -116,22 +116,3 @@ def erf_expr(x: str) -> str:
 def gelu_expr(v: str) -> str:
     """TVMScript for GELU(v) = v/2 (1 + erf(v / sqrt 2))."""
     return f"({v} * T.float32(0.5) * (T.float32(1) + {erf_expr(f'({v}) * T.float32(0.7071067811865476)')}))"
-
-
-# exp(x) as Cephes' expf: x = n ln2 + r with n = floor(x log2e + 1/2) and ln2 split in two
-# (exact n*C1), exp(r) by a degree-7 polynomial on [-ln2/2, ln2/2], times 2^n built in the
-# exponent bits. Max relative error ~1.2e-7 on [-87, 88] (tested). Why not T.exp: as T.erf, LLVM
-# lowers it to one scalar libm call per element, which made softmax 12% of a MiniLM forward.
-_EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
-             5.0000001201e-1)
-
-
-def exp_expr(x: str) -> str:
-    """TVMScript for a vectorizable exp(x), clamped to [-87.3, 88.3] (exp(-87.3) ~ 1.2e-38, the
-    smallest normal float32 scale; below, the result is that instead of a denormal or 0)."""
-    xc = f"T.max(T.min({x}, T.float32(88.3)), T.float32(-87.3))"
-    n = f"T.floor({xc} * T.float32(1.4426950408889634) + T.float32(0.5))"
-    r = f"({xc} - {n} * T.float32(0.693359375) + {n} * T.float32(2.12194440e-4))"
-    p = f"({_horner(_EXP_POLY, r)} * {r} * {r} + {r} + T.float32(1))"
-    two_n = f'T.reinterpret("float32", (T.Cast("int32", {n}) + 127) * 8388608)'
-    return f"({p} * {two_n})"
