@@ -28,15 +28,18 @@ _EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
 
 
 def exp_expr(x: str) -> str:
-    """TVMScript for a vectorizable exp(x), clamped to [-87.3, 88.3] (exp(-87.3) ~ 1.2e-38, the
-    smallest normal float32 scale; below, the result is that instead of a denormal or 0)."""
+    """TVMScript for a vectorizable exp(x): 0 below -87.3 (where exp leaves the normal float32
+    range), x clamped to 88.3 above. Never a denormal: an attention mask puts -1e9 or
+    finfo.min into softmax rows, and denormal probabilities made the next matmul twice as slow."""
     xc = f"T.max(T.min({x}, T.float32(88.3)), T.float32(-87.3))"
     n = f"T.floor({xc} * T.float32(1.4426950408889634) + T.float32(0.5))"
     r = f"({xc} - {n} * T.float32(0.693359375) + {n} * T.float32(2.12194440e-4))"
     p = f"({_horner(_EXP_POLY, r)} * {r} * {r} + {r} + T.float32(1))"
     two_n = f'T.reinterpret("float32", (T.Cast("int32", {n}) + 127) * 8388608)'
-    return f"({p} * {two_n})"
+    return f"T.Select({x} < T.float32(-87.3), T.float32(0), {p} * {two_n})"
 
+
+FLT_MIN = 1.1754943508222875e-38   # the smallest normal float32
 
 #: independent vector accumulators per reduction
 ACC = 4
@@ -113,7 +116,8 @@ def softmax_kernel(rows: int, n: int, *, lanes: int = 16, symbol: str = "main"):
     L += _map(lambda i: exp_expr(f"(X[r, {i}] - mx)"), n, v, ind)
     L += _reduce("+", "T.float32(0)", lambda i: f"Y[r, {i}]", n, v, ind)
     L += [f"{ind}inv: T.let = T.float32(1) / ({_fold('+', 'acc', v)})"]
-    L += _map(lambda i: f"Y[r, {i}] * inv", n, v, ind)
+    # a normal e times 1/sum can still be denormal: flushed to 0 (see exp_expr)
+    L += _map(lambda i: f"T.Select(Y[r, {i}] * inv < {f32(FLT_MIN)}, T.float32(0), Y[r, {i}] * inv)", n, v, ind)
     return parse_prim_func("\n".join(L) + "\n")
 
 
