@@ -17,6 +17,10 @@ def pytest_configure(config):
     os.environ.setdefault("SPDY_CACHE_DIR", _CACHE)
     os.environ.setdefault("TVM_NUM_THREADS", "2")
     torch.set_num_threads(2)
+    # transformers imports torchvision when it is installed; torchvision's C ops do not load
+    # against the CPU torch (spdy/models/torchvision_import.py)
+    from spdy.models.torchvision_import import make_torchvision_importable
+    make_torchvision_importable()
 
 
 class ConvBNNet(torch.nn.Module):

@@ -40,6 +40,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def load_model(name: str):
     import torch
+    from spdy.models.torchvision_import import make_torchvision_importable
+    make_torchvision_importable()   # transformers imports torchvision when installed
     import transformers
     if name == "minilm":
         from spdy.models.minilm import minilm_model_dir
