@@ -42,9 +42,17 @@ class LayerSpec:
     act_mode: str = "static"  # how an int8 option quantizes the layer's input (spdy/qscheme.py)
 
 
+#: kernels a single conv/linear layer never uses (softmax and layer norm): editing them must not
+#: re-time every cached layer
+NOT_LAYER_KERNELS = ("rowwise.py",)
+
+
 def kernel_source_hash() -> str:
     """Hash of the kernel and emitter sources: a changed kernel never reuses old timings."""
-    return source_hash("runtime/kernels/*.py", "runtime/sparse/*.py", "runtime/layer_latency.py")
+    from pathlib import Path
+    here = Path(__file__).resolve().parent / "kernels"
+    kernels = sorted(f"runtime/kernels/{p.name}" for p in here.glob("*.py") if p.name not in NOT_LAYER_KERNELS)
+    return source_hash(*kernels, "runtime/sparse/*.py", "runtime/layer_latency.py")
 
 
 def _emit(bb, spec: LayerSpec, x, res, weight, bias, name, ctx):
