@@ -109,6 +109,8 @@ def run_child(name: str, args) -> dict:
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode or not lines:
         tail = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
+        if p.returncode == -9:
+            tail = "killed by SIGKILL (most likely the kernel's out-of-memory killer)"
         return {"model": name, "status": "failed", "error": f"child exit {p.returncode}: {tail[:500]}",
                 "wall_s": round(time.perf_counter() - t0, 1)}
     return json.loads(lines[-1]) | {"wall_s": round(time.perf_counter() - t0, 1)}
