@@ -44,15 +44,13 @@ class LayerSpec:
 
 #: kernels a single conv/linear layer never uses (softmax and layer norm): editing them must not
 #: re-time every cached layer
-NOT_LAYER_KERNELS = ("rowwise.py",)
+NOT_LAYER_KERNELS = ("runtime/kernels/rowwise.py",)
 
 
 def kernel_source_hash() -> str:
     """Hash of the kernel and emitter sources: a changed kernel never reuses old timings."""
-    from pathlib import Path
-    here = Path(__file__).resolve().parent / "kernels"
-    kernels = sorted(f"runtime/kernels/{p.name}" for p in here.glob("*.py") if p.name not in NOT_LAYER_KERNELS)
-    return source_hash(*kernels, "runtime/sparse/*.py", "runtime/layer_latency.py")
+    return source_hash("runtime/kernels/*.py", "runtime/sparse/*.py", "runtime/layer_latency.py",
+                       exclude=NOT_LAYER_KERNELS)
 
 
 def _emit(bb, spec: LayerSpec, x, res, weight, bias, name, ctx):

@@ -25,12 +25,13 @@ def _expand(pattern: str) -> list[Path]:
 
 
 @functools.lru_cache(maxsize=None)
-def _hash(patterns: tuple[str, ...]) -> str:
+def _hash(patterns: tuple[str, ...], exclude: tuple[str, ...]) -> str:
     h = hashlib.sha256()
     seen: set[Path] = set()
+    skip = {PACKAGE / e for e in exclude}
     for pattern in patterns:
         for p in _expand(pattern):
-            if p not in seen:
+            if p not in seen and p not in skip:
                 seen.add(p)
                 h.update(p.read_bytes())
     if not seen:
@@ -38,9 +39,10 @@ def _hash(patterns: tuple[str, ...]) -> str:
     return h.hexdigest()[:16]
 
 
-def source_hash(*paths_or_globs: str) -> str:
+def source_hash(*paths_or_globs: str, exclude: tuple[str, ...] = ()) -> str:
     """16 hex digits of SHA-256 over the files' bytes, in the order given (a glob's matches
-    sorted, a file named twice counted once). Paths are relative to the spdy package, e.g.
+    sorted, a file named twice counted once, the files in ``exclude`` left out). Paths are
+    relative to the spdy package, e.g.
     ``source_hash("runtime/kernels/gemm.py", "runtime/kernels/tvmscript.py")`` or
     ``source_hash("runtime/int8/*.py")``.
 
@@ -51,7 +53,7 @@ def source_hash(*paths_or_globs: str) -> str:
     """
     if not paths_or_globs:
         raise ValueError("source_hash needs at least one path or glob")
-    return _hash(tuple(paths_or_globs))
+    return _hash(tuple(paths_or_globs), tuple(exclude))
 
 
 def tvm_version() -> str:

@@ -30,6 +30,16 @@ def test_globs_and_missing_files():
         source_hash()
 
 
+def test_excluded_files_are_left_out_of_a_glob():
+    kept = [p for p in sorted(PACKAGE.glob("runtime/kernels/*.py")) if p.name != "rowwise.py"]
+    want = hashlib.sha256(b"".join(p.read_bytes() for p in kept)).hexdigest()[:16]
+    assert source_hash("runtime/kernels/*.py", exclude=("runtime/kernels/rowwise.py",)) == want
+    assert source_hash("runtime/kernels/*.py") != want
+    from spdy.runtime.layer_latency import kernel_source_hash
+    assert kernel_source_hash() == source_hash("runtime/kernels/*.py", "runtime/sparse/*.py",
+                                               "runtime/layer_latency.py", exclude=("runtime/kernels/rowwise.py",))
+
+
 def test_tvm_version():
     import tvm
     assert tvm_version() == tvm.__version__
