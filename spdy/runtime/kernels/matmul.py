@@ -10,14 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .gemm import GemmSpec, make_gemm, pack_b
-from .relax_util import call_kernel, const, expr_type
-
-
-def _shape(e):
-    try:
-        return tuple(int(d) for d in expr_type(e).shape.values)
-    except Exception:
-        return None
+from .relax_util import call_kernel, const, expr_type, static_shape_or_none
 
 
 def make_matmul_legalizer(ctx, choose):
@@ -28,7 +21,7 @@ def make_matmul_legalizer(ctx, choose):
 
     def legalize(bb, call):
         a, b = call.args
-        sa, sb = _shape(a), _shape(b)
+        sa, sb = static_shape_or_none(a), static_shape_or_none(b)
         if (sa is None or sb is None or len(sa) < 2 or len(sb) < 2
                 or expr_type(a).dtype != "float32" or expr_type(b).dtype != "float32"):
             return default(bb, call)

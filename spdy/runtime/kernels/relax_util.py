@@ -6,11 +6,18 @@ import numpy as np
 
 def static_shape(expr) -> tuple[int, ...]:
     """The static int shape of a Relax tensor expression (our kernels need static shapes)."""
-    shape = expr_type(expr).shape
+    shape = static_shape_or_none(expr)
+    if shape is None:
+        raise NotImplementedError(f"spdy kernels need static shapes, got {expr_type(expr).shape}")
+    return shape
+
+
+def static_shape_or_none(expr) -> tuple[int, ...] | None:
+    """The static int shape, or None when a dim is symbolic (legalizers then fall back to TVM's)."""
     try:
-        return tuple(int(d) for d in shape.values)
-    except Exception as e:  # symbolic dims
-        raise NotImplementedError(f"spdy kernels need static shapes, got {shape}") from e
+        return tuple(int(d) for d in expr_type(expr).shape.values)
+    except Exception:
+        return None
 
 
 def expr_type(expr):

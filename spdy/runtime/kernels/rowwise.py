@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .relax_util import expr_type
+from .relax_util import call_kernel, expr_type, static_shape_or_none
 from .tvmscript import _horner, f32, parse_prim_func
 
 # exp(x) as Cephes' expf: x = n ln2 + r with n = floor(x log2e + 1/2) and ln2 split in two
@@ -58,13 +58,17 @@ def _combine(op: str):
     return (lambda a, b: f"T.max({a}, {b})") if op == "T.max" else (lambda a, b: f"({a} + {b})")
 
 
-def _fold(op: str, acc: str, n: int) -> str:
-    """op ("T.max" or "+") over acc[0 .. n-1] as a balanced tree."""
+def _tree(op: str, items: list[str]) -> str:
+    """op ("T.max" or "+") over the expressions as a balanced tree."""
     comb = _combine(op)
-    items = [f"{acc}[{i}]" for i in range(n)]
     while len(items) > 1:
         items = [comb(items[i], items[i + 1]) if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)]
     return items[0]
+
+
+def _fold(op: str, acc: str, n: int) -> str:
+    """op over acc[0 .. n-1]."""
+    return _tree(op, [f"{acc}[{i}]" for i in range(n)])
 
 
 def _reduce(op: str, init: str, val, n: int, v: int, ind: str, acc: str = "acc") -> list[str]:
@@ -82,8 +86,7 @@ def _reduce(op: str, init: str, val, n: int, v: int, ind: str, acc: str = "acc")
         L += [f"{ind}for kb in range({big * ACC}, {nb}):", f"{ind}    for l in T.vectorized({v}):",
               f"{ind}        {acc}[l] = {comb(f'{acc}[l]', val(f'kb * {v} + l'))}"]
     L += [f"{ind}for l in T.vectorized({v}):"]
-    parts = [f"{acc}[{u * v} + l]" for u in range(ACC)]
-    L += [f"{ind}    {acc}[l] = {comb(comb(parts[0], parts[1]), comb(parts[2], parts[3]))}"]
+    L += [f"{ind}    {acc}[l] = {_tree(op, [f'{acc}[{u * v} + l]' for u in range(ACC)])}"]
     if n % v:
         L += [f"{ind}for i in range({n % v}):", f"{ind}    {acc}[0] = {comb(f'{acc}[0]', val(f'{nb * v} + i'))}"]
     return L
@@ -144,29 +147,21 @@ def layer_norm_kernel(rows: int, n: int, eps: float, *, center: bool = True, sca
     return parse_prim_func("\n".join(L) + "\n")
 
 
-def _static(e):
-    try:
-        return tuple(int(d) for d in expr_type(e).shape.values)
-    except Exception:
-        return None
-
-
 def _last_axis(axes, ndim: int) -> bool:
-    axes = [int(a) for a in (axes if isinstance(axes, (list, tuple)) or hasattr(axes, "__len__") else [axes])]
-    return len(axes) == 1 and axes[0] % ndim == ndim - 1
+    """Whether ``axes`` (a sequence) is exactly the last of ndim axes."""
+    return len(axes) == 1 and int(axes[0]) % ndim == ndim - 1
 
 
 def make_rowwise_legalizers(ctx) -> dict:
     """{"relax.nn.softmax": f, "relax.nn.layer_norm": f} for LegalizeOps' custom map."""
     import tvm
     from tvm import relax
-    from .relax_util import call_kernel
 
     def default_of(name):
         return tvm.ir.Op.get(name).get_attr("FLegalize")
 
     def rows_of(x):
-        shape = _static(x)
+        shape = static_shape_or_none(x)
         if shape is None or not shape or expr_type(x).dtype != "float32":
             return None, None
         return shape, int(np.prod(shape[:-1]))
@@ -174,7 +169,7 @@ def make_rowwise_legalizers(ctx) -> dict:
     def softmax(bb, call):
         x = call.args[0]
         shape, rows = rows_of(x)
-        if shape is None or not _last_axis(call.attrs.axis, len(shape)):
+        if shape is None or not _last_axis([call.attrs.axis], len(shape)):
             return default_of("relax.nn.softmax")(bb, call)
         sym = ctx.unique_symbol("softmax")
         x2 = bb.normalize(relax.op.reshape(x, [rows, shape[-1]]))
@@ -190,7 +185,7 @@ def make_rowwise_legalizers(ctx) -> dict:
         if shape is None or not _last_axis(list(a.axes), len(shape)):
             return default_of("relax.nn.layer_norm")(bb, call)
         n = shape[-1]
-        if (a.scale and _static(g) != (n,)) or (a.center and _static(b) != (n,)):
+        if (a.scale and static_shape_or_none(g) != (n,)) or (a.center and static_shape_or_none(b) != (n,)):
             return default_of("relax.nn.layer_norm")(bb, call)
         sym = ctx.unique_symbol("layer_norm")
         x2 = bb.normalize(relax.op.reshape(x, [rows, n]))
