@@ -19,7 +19,7 @@ spdy.models.torchvision_import makes the import work (the classifiers are pure P
     .venv/bin/python tools/bench/torchvision_models.py                    # every builder
     .venv/bin/python tools/bench/torchvision_models.py --models resnet18,swin_t,maxvit_t
 
-Results are written after every model (atomically) to
+Results are written after every model (atomically, spdy.runtime.artifact.write_json) to
 tools/bench/results/torchvision_models_<date>.json (--out); a rerun with --resume skips the
 builders already there.
 """
@@ -72,6 +72,8 @@ def run_one(name: str, args) -> dict:
     model, x = make_model(name)
     params = sum(p.numel() for p in model.parameters())
     row = {"model": name, "params_m": round(params / 1e6, 1), "input": list(x.shape)}
+    if args.max_params and params / 1e6 > args.max_params:
+        return row | {"status": "skipped", "error": f"{params / 1e6:.0f} M parameters > --max-params {args.max_params:g}"}
     with torch.no_grad():
         ref = model(x)
     ref = ref if isinstance(ref, torch.Tensor) else ref[0]
@@ -99,7 +101,8 @@ def run_one(name: str, args) -> dict:
 
 
 def run_child(name: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--one", name, "--threads", str(args.threads), "--tol", str(args.tol)]
+    cmd = [sys.executable, __file__, "--one", name, "--threads", str(args.threads), "--tol", str(args.tol),
+           "--max-params", str(args.max_params)]
     cmd += ["--tune"] if args.tune else []
     t0 = time.perf_counter()
     try:
@@ -116,12 +119,6 @@ def run_child(name: str, args) -> dict:
     return json.loads(lines[-1]) | {"wall_s": round(time.perf_counter() - t0, 1)}
 
 
-def write_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="", help="comma list of builders (default: every classifier)")
@@ -136,6 +133,7 @@ def main(argv=None) -> int:
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
+    from spdy.runtime.artifact import write_json
     if args.one:
         print(json.dumps(run_one(args.one, args)))
         return 0
@@ -151,21 +149,11 @@ def main(argv=None) -> int:
     for name in names:
         if name in done:
             continue
-        if args.max_params:
-            model, _ = make_model(name)
-            n = sum(p.numel() for p in model.parameters()) / 1e6
-            del model
-            if n > args.max_params:
-                rows.append({"model": name, "params_m": round(n, 1), "status": "skipped",
-                             "error": f"{n:.0f} M parameters > --max-params {args.max_params:g}"})
-                print(f"{name:24s} skipped ({n:.0f} M params)", flush=True)
-                write_atomic(out, {"meta": meta, "models": rows})
-                continue
         row = run_child(name, args)
         rows.append(row)
         detail = f"rel diff {row['rel_diff']:.1e}" if "rel_diff" in row else row.get("error", "")
         print(f"{name:24s} {row['status']:9s} {row.get('compile_s', '-')!s:>7} s  {detail[:150]}", flush=True)
-        write_atomic(out, {"meta": meta, "models": rows})
+        write_json(out, {"meta": meta, "models": rows})
     counts = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
