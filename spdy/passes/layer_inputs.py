@@ -33,9 +33,27 @@ def visit_layer_inputs(gm, batches, layers, fn: Callable[[str, torch.fx.Node, to
     """Run gm on every batch; call fn(qualname, layer node, input tensor) at each watched layer."""
     v = _Visitor(gm, {l.node: l.qualname for l in layers}, fn)
     with torch.no_grad():
-        for batch in batches:
+        first = None
+        for b, batch in enumerate(batches):
             args = batch if isinstance(batch, (tuple, list)) else (batch,)
-            v.run(*args)
+            shapes = _trailing_shapes(batch)
+            first = shapes if first is None else first
+            try:
+                v.run(*args)
+            except Exception as e:  # noqa: BLE001 - a batch of another length: say so in one line
+                if shapes == first:
+                    raise
+                from spdy.errors import CalibrationError
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise CalibrationError(
+                    f"calibration batch {b} (per-sample input shapes {shapes}, batch 0 has {first}) does not run "
+                    f"through the traced model: {msg}. The graph was traced for one sequence length: pad the "
+                    "calibration batches to the example's length") from e
+
+
+def _trailing_shapes(batch) -> list[tuple]:
+    from spdy.passes.algo.calib import _leaves
+    return [tuple(t.shape[1:]) for _, t in _leaves(batch) if isinstance(t, torch.Tensor)]
 
 
 def layer_rows(x: torch.Tensor, node) -> torch.Tensor:

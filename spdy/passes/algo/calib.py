@@ -5,6 +5,16 @@ model inputs, or ``(inputs, label)`` pairs. Inputs have the structure of the exa
 inputs: one tensor, a tuple/list of tensors, or a dict of tensors. Each tensor is either
 a batch (same rank as the example, any batch size) or a single sample (rank one less).
 
+Token inputs (integer or bool tensors of rank >= 2: input ids, attention masks) may be
+shorter than the example along their last axis, as a loader with dynamic padding gives them
+(each batch padded to its own longest sequence); an item's token inputs of one example length
+must agree on theirs. Why: a transformer's padding positions cost as much as real tokens, and
+with short sentences padded to a long example most of the calibration compute (activation
+ranges, Hessians, every loss the search evaluates) went to padding. Items of different lengths
+are never concatenated: each run of one length is re-batched on its own. The graph must accept
+the shorter length (an fx graph of a model written for any length does); the first pass that
+runs the set says so in one line when it does not.
+
 Why up front: the database build and the search take minutes; a wrong shape or a NaN
 found then wastes them and surfaces as an obscure error deep inside a hook. Here the
 message names the item, the expected and the actual shape.
@@ -93,19 +103,34 @@ def _kind(t: torch.Tensor) -> str:
     return "float" if t.is_floating_point() else "bool" if t.dtype == torch.bool else "int"
 
 
+def _is_token_input(ex: torch.Tensor) -> bool:
+    """Integer or bool input with a sequence axis (the last one) after the batch axis."""
+    return ex.dim() >= 2 and not ex.is_floating_point()
+
+
+def _shape_fits(shape: tuple, exp: tuple, token: bool) -> bool:
+    """The example's trailing shape, or (token inputs) one shorter along the last axis."""
+    if shape == exp:
+        return True
+    return token and len(shape) == len(exp) and shape[:-1] == exp[:-1] and 1 <= shape[-1] <= exp[-1]
+
+
 def _check_tensor(t, ex: torch.Tensor, where: str, idx: int) -> torch.Tensor:
-    """Batched tensor of the example's trailing shape and dtype, or CalibrationError."""
+    """Batched tensor of the example's trailing shape and dtype (token inputs: possibly
+    shorter along the last axis), or CalibrationError."""
     if not isinstance(t, torch.Tensor):
         raise CalibrationError(f"calibration item {idx}: {where} is {type(t).__name__}, "
                                f"expected a tensor")
     exp = tuple(ex.shape[1:])
-    if t.dim() == ex.dim() - 1 and tuple(t.shape) == exp:
+    token = _is_token_input(ex)
+    if t.dim() == ex.dim() - 1 and _shape_fits(tuple(t.shape), exp, token):
         t = t.unsqueeze(0)
-    if t.dim() != ex.dim() or tuple(t.shape[1:]) != exp:
+    if t.dim() != ex.dim() or not _shape_fits(tuple(t.shape[1:]), exp, token):
         raise CalibrationError(
             f"calibration item {idx}: {where} has shape {tuple(t.shape)}, expected "
             f"(batch, {', '.join(map(str, exp))}) or a single sample {exp} "
-            f"like the example input {tuple(ex.shape)}")
+            f"like the example input {tuple(ex.shape)}"
+            + (" (token inputs may be shorter along the last axis)" if token else ""))
     if _kind(t) != _kind(ex):
         raise CalibrationError(f"calibration item {idx}: {where} has dtype {t.dtype}, "
                                f"the example input has {ex.dtype}")
@@ -140,8 +165,7 @@ def collect_calibration(calib: Iterable, example_inputs, n_samples: int = 1024,
         raise CalibrationError(f"calibration set of type {type(calib).__name__} "
                                f"is not iterable") from None
 
-    cols: list[list[torch.Tensor]] = [[] for _ in ex_leaves]
-    labels: list[torch.Tensor] = []
+    runs: list[tuple[tuple, list[list[torch.Tensor]], list[torch.Tensor]]] = []  # (shapes, cols, labels)
     with_labels = None
     n = 0
     for idx, item in enumerate(iterator):
@@ -151,6 +175,7 @@ def collect_calibration(calib: Iterable, example_inputs, n_samples: int = 1024,
         bs = {t.shape[0] for t in leaves}
         if len(bs) != 1:
             raise CalibrationError(f"calibration item {idx}: inputs disagree on batch size {bs}")
+        _check_lengths(leaves, ex_leaves, idx)
         b = bs.pop()
         if with_labels is None:
             with_labels = lab is not None
@@ -167,6 +192,10 @@ def collect_calibration(calib: Iterable, example_inputs, n_samples: int = 1024,
             if lab.is_floating_point() and not torch.isfinite(lab).all():
                 raise CalibrationError(f"calibration item {idx}: label contains NaN or inf")
         take = min(b, n_samples - n)
+        shapes = tuple(tuple(t.shape[1:]) for t in leaves)
+        if not runs or runs[-1][0] != shapes:
+            runs.append((shapes, [[] for _ in ex_leaves], []))
+        _, cols, labels = runs[-1]
         for c, t in zip(cols, leaves):
             c.append(t[:take])
         if lab is not None:
@@ -177,14 +206,26 @@ def collect_calibration(calib: Iterable, example_inputs, n_samples: int = 1024,
     if n == 0:
         raise CalibrationError("the calibration set is empty")
 
-    flat = [torch.cat(c) for c in cols]
-    lab_all = torch.cat(labels) if with_labels else None
     inputs, out_labels = [], ([] if with_labels else None)
-    for s in range(0, n, batch_size):
-        inputs.append(_rebuild(example, [t[s:s + batch_size] for t in flat]))
-        if with_labels:
-            out_labels.append(lab_all[s:s + batch_size])
+    for _, cols, labels in runs:
+        flat = [torch.cat(c) for c in cols]
+        lab_all = torch.cat(labels) if with_labels else None
+        for s in range(0, flat[0].shape[0], batch_size):
+            inputs.append(_rebuild(example, [t[s:s + batch_size] for t in flat]))
+            if with_labels:
+                out_labels.append(lab_all[s:s + batch_size])
     return CalibSet(inputs, out_labels, n)
+
+
+def _check_lengths(leaves, ex_leaves, idx: int) -> None:
+    """An item's token inputs that share an example length (ids and mask) share their length."""
+    seen: dict[int, int] = {}
+    for t, ex in zip(leaves, ex_leaves):
+        if _is_token_input(ex):
+            if seen.setdefault(ex.shape[-1], t.shape[-1]) != t.shape[-1]:
+                raise CalibrationError(
+                    f"calibration item {idx}: token inputs disagree on their length "
+                    f"({seen[ex.shape[-1]]} and {t.shape[-1]}); pad them to one length per batch")
 
 
 def check_finite_weights(named_tensors) -> None:

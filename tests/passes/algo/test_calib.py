@@ -120,3 +120,37 @@ def test_check_finite_weights():
     assert "0.weight" in str(ei.value) and "1.running_var" in str(ei.value)
     with pytest.raises(CalibrationError):
         check_finite_weights({"w": torch.tensor([float("nan")])})
+
+
+IDS = torch.zeros(1, 16, dtype=torch.long)   # a token model's example: ids and mask, 16 long
+
+
+def token_batch(bs, length, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(1, 100, (bs, length), generator=g), torch.ones(bs, length, dtype=torch.long)
+
+
+def test_token_inputs_may_be_shorter_and_runs_of_one_length_are_rebatched_apart():
+    items = [token_batch(3, 5), token_batch(3, 5, 1), token_batch(4, 9), token_batch(2, 16)]
+    cs = collect_calibration(items, (IDS, IDS), n_samples=100, batch_size=4)
+    assert cs.n_samples == 12
+    assert [tuple(ids.shape) for ids, _ in cs.inputs] == [(4, 5), (2, 5), (4, 9), (2, 16)]
+    torch.testing.assert_close(torch.cat([cs.inputs[0][0], cs.inputs[1][0]]),
+                               torch.cat([items[0][0], items[1][0]]))
+    # a later run of an earlier length is a run of its own (item order is kept)
+    cs = collect_calibration([token_batch(2, 5), token_batch(2, 9), token_batch(2, 5)], (IDS, IDS), batch_size=8)
+    assert [ids.shape[1] for ids, _ in cs.inputs] == [5, 9, 5]
+    # a dict of token inputs and a single unbatched sample
+    cs = collect_calibration([{"ids": token_batch(1, 7)[0][0], "mask": token_batch(1, 7)[1][0]}],
+                             {"ids": IDS, "mask": IDS})
+    assert cs.inputs[0]["ids"].shape == (1, 7)
+
+
+def test_only_token_inputs_may_be_shorter_and_never_longer():
+    with pytest.raises(CalibrationError, match="shorter along the last axis"):
+        collect_calibration([token_batch(2, 17)], (IDS, IDS))       # longer than the example
+    with pytest.raises(CalibrationError, match=r"\(2, 3, 8, 7\)"):
+        collect_calibration([torch.randn(2, 3, 8, 7)], EX)           # float inputs: exact shape
+    with pytest.raises(CalibrationError, match="disagree on their length"):
+        ids, _ = token_batch(2, 5)
+        collect_calibration([(ids, torch.ones(2, 6, dtype=torch.long))], (IDS, IDS))
