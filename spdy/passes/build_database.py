@@ -10,23 +10,23 @@ Layer inputs are collected on the dense graph over the calibration set (an fx In
 accumulates H = X^T X / n at every prunable layer), then each layer is reconstructed level by
 level with progressive masks (spdy.passes.algo.reconstruct) and stored in the reconstruction
 database: one safetensors file per (layer, level), keyed by the dense weights, method, format
-and calibration set, so the build is incremental and resumes after an interrupt.
+and calibration set, so the build is incremental and resumes after an interrupt. Only layers
+with a missing level get a Hessian, and those are built side by side on worker processes
+(spdy.passes.algo.layer_levels); this process alone writes the database.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from spdy.formats import DENSE, get as get_format
 from spdy.ir.tensors import get_tensor
 from spdy.passes.algo.calib import check_finite_weights, collect_calibration
-from spdy.passes.algo.grid import level_bp
-from spdy.passes.algo.gptq import gptq_quantize
-from spdy.passes.algo.quantize import weight_scales
-from spdy.passes.algo.reconstruct import ALGO_VERSION, Hessian, prepare, reconstruct_levels
+from spdy.passes.algo.layer_levels import LayerJob, build_layer_levels, default_workers, format_levels, map_layers
+from spdy.passes.algo.reconstruct import ALGO_VERSION, Hessian
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.layer_inputs import layer_rows, visit_layer_inputs
 from spdy.passes.registry import register
@@ -54,27 +54,6 @@ def collect_hessians(gm, calib_inputs, layers) -> dict:
     return hessians
 
 
-def quantize_int8(w: torch.Tensor, prepared, keep=None, w_ref=None):
-    """(weight on its int8 grid, per-channel scales, layer error vs w_ref): GPTQ with MSE scales
-    weighted by diag(H); `keep` holds a sparse reconstruction's mask fixed."""
-    w2 = w.reshape(w.shape[0], -1)
-    scale = weight_scales(w2, "mse", H_diag=prepared.H.diagonal())
-    q = gptq_quantize(w, prepared, scale, keep=keep, W_ref=w_ref)
-    return q.w_deq.reshape(w.shape), scale, q.err
-
-
-def quantize_grouped(w: torch.Tensor, hessians: list, damp: float, threads: int):
-    """dense int8 for a grouped/depthwise conv: GPTQ per group with that group's Hessian.
-    Returns (weight on its grid, per-channel scales, layer error summed over the groups)."""
-    parts, scales, err = [], [], 0.0
-    for g, wg in enumerate(w.chunk(len(hessians), dim=0)):
-        wq, sg, e = quantize_int8(wg, prepare(hessians[g], damp, threads=threads))
-        parts.append(wq)
-        scales.append(sg)
-        err += e
-    return torch.cat(parts), torch.cat(scales), err
-
-
 QUANT_METHOD = "gptq-mse-joint-refine2-v2"   # part of an int8 entry's key: a changed quantizer never reuses old weights
 
 
@@ -95,6 +74,8 @@ class BuildDatabasePass(Pass):
     damp: float = 0.01
     refine_iters: int = 5
     threads: int = 1              # per-layer solves are small: 1 thread beats 2 on a busy machine
+    workers: int = 0              # layers built side by side in worker processes (0: the compile's
+                                  # threads for a build big enough to pay for starting them, else 1)
 
     def run(self, gm, ctx) -> PassResult:
         table = ctx.need("latency_table")
@@ -107,56 +88,44 @@ class BuildDatabasePass(Pass):
         check_finite_weights({l.qualname: get_tensor(gm, l.weight) for l in rows})
         calib_hash = hash_calibration(calib.inputs)
         db = ReconDatabase(ctx.caches.recon_dir or default_db_dir())
-        hessians = collect_hessians(gm, calib.inputs, rows)
-        built = skipped = 0
-        progress = ctx.progress
-        for i, layer in enumerate(rows):
+        todo_of, skipped = {}, 0
+        for layer in rows:
             w = get_tensor(gm, layer.weight).detach().float()
-            prepared = None  # factor H once per layer, only if some level is missing
             r = table.layers.index(layer.qualname)
             formats = sorted({o.format for j, o in enumerate(table.options)
                               if o.format != DENSE and np.isfinite(table.times[r, j])})
+            todo = []
             for fmt in formats:
-                fmt_opts = [o for o in table.options if o.format == fmt]
-                int8 = get_format(fmt).int8
+                fmt_opts = sorted((o for o in table.options if o.format == fmt), key=lambda o: o.sparsity)
                 db.bind(layer.qualname, w, method=self.method, fmt=fmt, calib=calib_hash,
                         options={"damp": self.damp, "refine_iters": self.refine_iters,
-                                 **({"quant": QUANT_METHOD} if int8 else {})}, algo_version=ALGO_VERSION)
+                                 **({"quant": QUANT_METHOD} if get_format(fmt).int8 else {})},
+                        algo_version=ALGO_VERSION)
                 missing = db.missing(layer.qualname, [o.bp for o in fmt_opts], fmt)
                 skipped += len(fmt_opts) - len(missing)
-                if not missing:
-                    continue
-                if layer.groups > 1:   # grouped convs: dense int8 only (no sparse kernel)
-                    wq, scale, err = quantize_grouped(w, hessians[layer.qualname], self.damp, self.threads)
-                    db.put(layer.qualname, 0, torch.ones_like(w, dtype=torch.bool), wq, fmt, err=err, scale=scale)
-                    built += 1
-                    continue
-                if prepared is None:
-                    prepared = prepare(hessians[layer.qualname], self.damp, threads=self.threads)
-                if not get_format(fmt).sparse:   # dense int8
-                    wq, scale, err = quantize_int8(w, prepared)
-                    db.put(layer.qualname, 0, torch.ones_like(w, dtype=torch.bool), wq, fmt, err=err, scale=scale)
-                    built += 1
-                    continue
-                sparsities = [0.0] + [o.sparsity for o in fmt_opts]
-                for res in reconstruct_levels(w, prepared, sparsities, fmt, self.method, damp=self.damp,
-                                              refine_iters=self.refine_iters, threads=self.threads):
-                    if res.level == 0:
-                        continue
-                    bp = level_bp(sparsities[res.level])
-                    if bp not in missing:
-                        continue
-                    if int8:
-                        wq, scale, err = quantize_int8(res.weight, prepared, keep=res.mask, w_ref=w)
-                        db.put(layer.qualname, bp, res.mask, wq, fmt, err=err, scale=scale)
-                    else:
-                        db.put(layer.qualname, bp, res.mask, res.weight, fmt, err=res.err)
-                    built += 1
+                if missing:
+                    todo.append(format_levels(fmt, [o.sparsity for o in fmt_opts], missing))
+            if todo:
+                todo_of[layer.qualname] = (w, tuple(todo))
+        # Hessians only for the layers with levels to build: a warm compile runs no calibration pass here
+        need = [l for l in rows if l.qualname in todo_of]
+        hessians = collect_hessians(gm, calib.inputs, need) if need else {}
+        jobs = [LayerJob(l.qualname, todo_of[l.qualname][0], hessians.pop(l.qualname), todo_of[l.qualname][1])
+                for l in need]
+        workers = self.workers or default_workers(jobs, ctx.num_threads or 1)
+        build = partial(build_layer_levels, method=self.method, damp=self.damp,
+                        refine_iters=self.refine_iters, threads=self.threads)
+        built = 0
+        progress = ctx.progress
+        for i, (job, levels) in enumerate(map_layers(build, jobs, workers, self.threads)):
+            db.put_many(job.name, [(lv.bp, lv.mask, lv.weight, lv.fmt, lv.err, lv.scale) for lv in levels])
+            built += len(levels)
             if progress:
-                progress("build-database", i + 1, len(rows))
+                progress("build-database", i + 1, len(jobs))
         ctx.artifacts["recon_db"] = db
         kept = db.prune()   # other models' entries stay until the directory outgrows its cap
         return PassResult(gm, False, {"layers": len(rows), "built": built, "reused": skipped,
+                                      "workers": min(workers, len(jobs)) if len(jobs) > 1 else 1,
                                       "db_mb": round(kept["size_bytes"] / 2**20, 1),
                                       "dropped_entries": kept["dropped"],
                                       "samples": calib.n_samples, "labels": calib.has_labels,

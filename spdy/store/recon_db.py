@@ -343,7 +343,28 @@ class ReconDatabase:
             fmt: str | None = None, err: float | None = None, scale: torch.Tensor | None = None) -> None:
         """Store one level durably (file first, then the index that points to it). `scale`:
         an int8 level's per-output-channel weight scales (its weight lies on that grid)."""
-        fmt = self._fmt(layer, fmt)
+        self.put_many(layer, [(level, mask, weight, fmt, err, scale)])
+
+    def put_many(self, layer: str, levels: Iterable[tuple]) -> None:
+        """Store levels of one layer, each (level, mask, weight, fmt, err, scale) as `put` takes
+        them: every file durably first, then the index once. Why: the index is one JSON file
+        merged and rewritten on every save, and a MiniLM build stores ~3000 levels; a kill
+        between the files and the index loses nothing (`missing` adopts complete files)."""
+        done = []
+        for level, mask, weight, fmt, err, scale in levels:
+            fmt = self._fmt(layer, fmt)
+            self._write_level(layer, level, mask, weight, fmt, err, scale)
+            done.append((fmt, level, err))
+        for fmt, level, err in done:
+            e = self._index["entries"][self._entry(layer, fmt)]
+            e["levels"][str(int(level))] = self._file(layer, fmt, level)
+            if err is not None:
+                e["errors"][str(int(level))] = float(err)
+        if done:
+            self._save_index()
+
+    def _write_level(self, layer, level, mask, weight, fmt, err, scale) -> None:
+        """One level's safetensors file, fsynced under a temporary name and renamed into place."""
         key = self._key(layer, fmt)
         fn = self._file(layer, fmt, level)
         tensors = {"mask": mask.detach().to(torch.bool).contiguous().cpu(),
@@ -363,11 +384,6 @@ class ReconDatabase:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-        e = self._index["entries"][self._entry(layer, fmt)]
-        e["levels"][str(int(level))] = fn
-        if err is not None:
-            e["errors"][str(int(level))] = float(err)
-        self._save_index()
 
     def get(self, layer: str, level: int, fmt: str | None = None
             ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -214,3 +214,29 @@ def test_prune_keeps_entries_another_compile_used_recently(tmp_path, monkeypatch
     assert db.prune(max_bytes=0)["dropped"] == 0
     monkeypatch.setattr(recon_db, "IN_USE_S", 0.0)
     assert db.prune(max_bytes=0)["dropped"] == 1 and db.missing("l0", [4000]) == []
+
+
+def test_put_many_writes_every_file_then_the_index_once(tmp_path, monkeypatch):
+    db = ReconDatabase(tmp_path)
+    w = W()
+    for fmt in ("bsr4x1", "bsr4x4-int8"):
+        db.bind("fc", w, method="obs", fmt=fmt, calib="c1", algo_version=2)
+    saves = []
+    real = db._save_index
+    monkeypatch.setattr(db, "_save_index", lambda: (saves.append(1), real()))
+    mask = w.abs() > 0.5
+    db.put_many("fc", [(4000, mask, w * mask, "bsr4x1", 1.0, None),
+                       (5000, mask, w * mask, "bsr4x1", 2.0, None),
+                       (4000, mask, w * mask, "bsr4x4-int8", 3.0, torch.ones(8))])
+    assert len(saves) == 1
+    db2 = ReconDatabase(tmp_path)
+    for fmt in ("bsr4x1", "bsr4x4-int8"):
+        db2.bind("fc", w, method="obs", fmt=fmt, calib="c1", algo_version=2)
+    assert db2.errors("fc", "bsr4x1") == {4000: 1.0, 5000: 2.0} and db2.errors("fc", "bsr4x4-int8") == {4000: 3.0}
+    assert torch.equal(db2.get_scale("fc", 4000, "bsr4x4-int8"), torch.ones(8))
+    # files written but the index not (killed in between): the next build adopts them
+    monkeypatch.setattr(db, "_save_index", lambda: None)
+    db.put_many("fc", [(6000, mask, w * mask, "bsr4x1", 4.0, None)])
+    db3 = ReconDatabase(tmp_path)
+    db3.bind("fc", w, method="obs", fmt="bsr4x1", calib="c1", algo_version=2)
+    assert db3.missing("fc", [4000, 5000, 6000, 7000], "bsr4x1") == [7000]

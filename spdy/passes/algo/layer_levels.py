@@ -1,0 +1,165 @@
+"""Every missing database level of one layer, and a map of that over layers on worker processes.
+
+A layer's levels depend only on its weight and its Hessian: no graph, no other layer. So the
+database build hands whole layers to worker processes, one torch thread each. Why processes:
+the per-level work is column sweeps (SparseGPT's OBS, GPTQ and its refinement) of many small
+torch ops, which neither a second torch thread nor a Python thread (the GIL) speeds up; on
+MiniLM-L6's 36 layers a cold build took 681 s on one core while the other sat idle. Workers are
+spawned (a forked child of a process that has run OpenMP can hang in its first parallel
+region) and hand their results back; the parent alone writes the database, in layer order.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterator, NamedTuple
+
+import torch
+
+from spdy import formats
+from spdy.formats import Format, get as get_format
+from spdy.passes.algo.gptq import gptq_quantize
+from spdy.passes.algo.grid import level_bp
+from spdy.passes.algo.quantize import weight_scales
+from spdy.passes.algo.reconstruct import Hessian, prepare, reconstruct_levels
+
+
+@dataclass(frozen=True)
+class FormatLevels:
+    fmt: str
+    sparsities: tuple[float, ...]    # every level of the format in the table, ascending (the chain)
+    missing: frozenset[int]          # the level_bp values to build (the others are in the database)
+    definition: Format | None = None  # the registry's entry: a worker registers a format added at run time
+
+
+def format_levels(fmt: str, sparsities, missing) -> FormatLevels:
+    return FormatLevels(fmt, tuple(sparsities), frozenset(missing), get_format(fmt))
+
+
+def _know_formats(job: "LayerJob") -> None:
+    """Register the job's formats this process lacks (a spawned worker knows the built-in ones)."""
+    for f in job.formats:
+        if f.definition is not None and f.fmt not in formats.REGISTRY:
+            formats.register(f.definition)
+
+
+@dataclass(frozen=True)
+class LayerJob:
+    name: str
+    weight: torch.Tensor                    # dense fp32 weight
+    hessian: Hessian | list[Hessian]        # one per group for a grouped conv
+    formats: tuple[FormatLevels, ...]
+
+
+class Level(NamedTuple):
+    fmt: str
+    bp: int
+    mask: torch.Tensor
+    weight: torch.Tensor
+    err: float
+    scale: torch.Tensor | None              # int8: per-output-channel weight scales
+
+
+def quantize_int8(w: torch.Tensor, prepared, keep=None, w_ref=None):
+    """(weight on its int8 grid, per-channel scales, layer error vs w_ref): GPTQ with MSE scales
+    weighted by diag(H); `keep` holds a sparse reconstruction's mask fixed."""
+    w2 = w.reshape(w.shape[0], -1)
+    scale = weight_scales(w2, "mse", H_diag=prepared.H.diagonal())
+    q = gptq_quantize(w, prepared, scale, keep=keep, W_ref=w_ref)
+    return q.w_deq.reshape(w.shape), scale, q.err
+
+
+def quantize_grouped(w: torch.Tensor, hessians: list, damp: float, threads: int):
+    """dense int8 for a grouped/depthwise conv: GPTQ per group with that group's Hessian.
+    Returns (weight on its grid, per-channel scales, layer error summed over the groups)."""
+    parts, scales, err = [], [], 0.0
+    for g, wg in enumerate(w.chunk(len(hessians), dim=0)):
+        wq, sg, e = quantize_int8(wg, prepare(hessians[g], damp, threads=threads))
+        parts.append(wq)
+        scales.append(sg)
+        err += e
+    return torch.cat(parts), torch.cat(scales), err
+
+
+def build_layer_levels(job: LayerJob, method: str, damp: float, refine_iters: int, threads: int) -> list[Level]:
+    """The job's missing levels: a sparse format's by progressive reconstruction over all its
+    levels (each level's mask grows from the one before), int8 ones then quantized by GPTQ
+    with the mask held fixed; dense int8 by GPTQ on the dense weights."""
+    _know_formats(job)
+    w = job.weight
+    ones = torch.ones_like(w, dtype=torch.bool)
+    out: list[Level] = []
+    prepared = None   # factor H once per layer
+    for f in job.formats:
+        int8 = get_format(f.fmt).int8
+        if isinstance(job.hessian, list):   # grouped convs: dense int8 only (no sparse kernel)
+            wq, scale, err = quantize_grouped(w, job.hessian, damp, threads)
+            out.append(Level(f.fmt, 0, ones, wq, err, scale))
+            continue
+        if prepared is None:
+            prepared = prepare(job.hessian, damp, threads=threads)
+        if not get_format(f.fmt).sparse:    # dense int8
+            wq, scale, err = quantize_int8(w, prepared)
+            out.append(Level(f.fmt, 0, ones, wq, err, scale))
+            continue
+        sparsities = [0.0, *f.sparsities]
+        for res in reconstruct_levels(w, prepared, sparsities, f.fmt, method, damp=damp,
+                                      refine_iters=refine_iters, threads=threads):
+            bp = level_bp(sparsities[res.level])
+            if res.level == 0 or bp not in f.missing:
+                continue
+            if int8:
+                wq, scale, err = quantize_int8(res.weight, prepared, keep=res.mask, w_ref=w)
+                out.append(Level(f.fmt, bp, res.mask, wq, err, scale))
+            else:
+                out.append(Level(f.fmt, bp, res.mask, res.weight, res.err, None))
+    return out
+
+
+# Below this much work (weights x levels to build) a build stays in this process: spawning a
+# worker costs seconds of imports, a unit test's tiny model builds in less. Measured on MiniLM-L6
+# (1 thread): about 0.7 s per million weight-levels, so the bar is ~15 s of serial work.
+MIN_PARALLEL_WORK = 20_000_000
+
+
+def work_of(jobs: list[LayerJob]) -> int:
+    """Weights times levels to build, over the jobs (dense int8 counts as one level)."""
+    return sum(j.weight.numel() * sum(max(1, len(f.missing)) for f in j.formats) for j in jobs)
+
+
+def default_workers(jobs: list[LayerJob], cores: int) -> int:
+    """`cores` workers for a build worth them (MIN_PARALLEL_WORK), else 1."""
+    return max(1, cores) if work_of(jobs) >= MIN_PARALLEL_WORK else 1
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(max(1, threads))
+
+
+def _call(fn, payload: bytes) -> bytes:
+    """fn on a job, both ways as plain pickled bytes: tensors travel by value, not as the
+    shared-memory handles torch's multiprocessing pickler makes (hundreds of levels per layer
+    would be hundreds of open file descriptors). Our own processes only: nothing a user loads."""
+    return pickle.dumps(fn(pickle.loads(payload)), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def map_layers(fn: Callable[[LayerJob], list[Level]], jobs: list[LayerJob], workers: int,
+               threads: int = 1) -> Iterator[tuple[LayerJob, list[Level]]]:
+    """(job, fn(job)) for every job, in job order; on `workers` spawned processes when there
+    are at least two jobs and workers > 1, else in this process."""
+    if workers <= 1 or len(jobs) < 2:
+        for job in jobs:
+            yield job, fn(job)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
+                             initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = [pool.submit(_call, fn, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)) for job in jobs]
+        try:
+            for job, fut in zip(jobs, futures):
+                yield job, pickle.loads(fut.result())
+        finally:
+            for fut in futures:
+                fut.cancel()
