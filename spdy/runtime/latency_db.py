@@ -222,6 +222,24 @@ class LatencyDB:
         except (sqlite3.DatabaseError, ValueError):
             return None
 
+    def sibling(self, key: LatencyKey, prefix: str, suffix: str = "") -> dict | None:
+        """The params of the newest entry whose signature is another one of the family `prefix`
+        ... `suffix` (a kernel of the same shape with another epilogue), with every other key
+        field equal to `key`'s, or None."""
+        fields = [f for f in KEY_FIELDS if f != "signature"]
+        where = " AND ".join(f"{f} = ?" for f in fields)
+        try:
+            rows = self.conn.execute(
+                f"SELECT signature, params FROM latency WHERE {where} AND signature != ? "
+                f"AND substr(signature, 1, ?) = ? ORDER BY created DESC",
+                (*(getattr(key, f) for f in fields), key.signature, len(prefix), prefix)).fetchall()
+            for sig, params in rows:
+                if sig.endswith(suffix):
+                    return json.loads(params)
+            return None
+        except (sqlite3.DatabaseError, ValueError):
+            return None
+
     def _open_after_failure(self) -> sqlite3.Connection:
         try:
             conn = self._connect()

@@ -132,8 +132,14 @@ class Tuner:
                                format=format, level_bp=level_bp, host=host)
 
     def tune(self, signature: str, candidates: Sequence[dict], build_fn, *, source_hash: str,
-             format: str = "dense", level_bp: int = 0, default: dict | None = None) -> tuple[dict, float | None]:
-        """(best params, median seconds) for the op: DB hit, else search and cache."""
+             format: str = "dense", level_bp: int = 0, default: dict | None = None,
+             family: tuple[str, str] | None = None) -> tuple[dict, float | None]:
+        """(best params, median seconds) for the op: DB hit, else search and cache.
+
+        Without a hit, a schedule already found for a neighbour sparsity level (reuse_within_bp)
+        or, given `family` = (prefix, suffix) of signatures that differ only in the epilogue, for
+        a kernel of that family at the same format and level, is timed alone (one build, not a
+        search of up to max_candidates): the loop nest is the same, the epilogue a small part."""
         if self.mode == "default":
             return (default if default is not None else candidates[0]), None
         db = self._db()
@@ -149,13 +155,16 @@ class Tuner:
         if default is not None and default not in cands:
             cands.insert(0, default)
         near = db.nearest(key, self.reuse_within_bp) if db is not None and level_bp > 0 and self.reuse_within_bp else None
+        seed = near[1] if near is not None else None
+        if seed is None and family is not None and db is not None:
+            seed = db.sibling(key, *family)
         res = None
-        if near is not None and near[1] in list(candidates):
+        if seed is not None and seed in list(candidates):
             try:
-                res = tune_kernel(signature, [near[1]], build_fn, repeat=self.repeat,
+                res = tune_kernel(signature, [seed], build_fn, repeat=self.repeat,
                                   min_repeat_ms=self.min_repeat_ms, device=self.device)
                 self.stats["reused"] = self.stats.get("reused", 0) + 1
-            except RuntimeError:   # the neighbour's schedule does not build here: search
+            except RuntimeError:   # the seed's schedule does not build here: search
                 res = None
         if res is None:
             res = tune_kernel(signature, cands, build_fn, repeat=self.repeat, min_repeat_ms=self.min_repeat_ms,

@@ -79,3 +79,28 @@ def test_neighbouring_sparsity_levels_reuse_the_tuned_schedule(tmp_path):
     assert len(builds) == 7                                                        # too far: searched
     tuner.tune("sig", cands, build, source_hash="h", format="bsr16x1", level_bp=7600)
     assert len(builds) == 10                                                       # another format: searched
+
+
+def test_a_kernel_of_the_same_shape_with_another_epilogue_seeds_the_search(tmp_path):
+    from spdy.runtime.kernels.gemm import GemmParams, GemmSpec
+    from spdy.runtime.kernels.select import build_gemm_for_timing
+    spec, tgt = GemmSpec(M=16, N=64, K=32), _target()
+    builds = []
+
+    def build(d):
+        builds.append(d)
+        return build_gemm_for_timing(spec, GemmParams.from_json(d), tgt)
+    cands = [GemmParams(mr=4, nr=32).to_json(), GemmParams(mr=2, nr=16).to_json(), GemmParams(mr=1, nr=16).to_json()]
+    tuner = Tuner(tgt, num_threads=2, db=LatencyDB(tmp_path / "l.sqlite"), repeat=2, min_repeat_ms=1)
+    fam = ("k:M16:N64:K32:isa:", ":t2")
+    best, _ = tuner.tune("k:M16:N64:K32:isa:static:none:t2", cands, build, source_hash="h", family=fam)
+    assert len(builds) == 3
+    seeded, _ = tuner.tune("k:M16:N64:K32:isa:dynamic:gelu:t2", cands, build, source_hash="h", family=fam)
+    assert seeded == best and len(builds) == 4 and tuner.stats["reused"] == 1     # one build: timed only
+    tuner.tune("k:M16:N64:K32:isa:dynamic:gelu:t1", cands, build, source_hash="h", family=(fam[0], ":t1"))
+    assert len(builds) == 7                                                        # other threads: searched
+    tuner.tune("k:M16:N64:K48:isa:static:none:t2", cands, build, source_hash="h", family=("k:M16:N64:K48:isa:", ":t2"))
+    assert len(builds) == 10                                                       # another shape: searched
+    tuner.tune("k:M16:N64:K32:isa:static:relu:t2", cands, build, source_hash="h", format="bsr4x4-int8",
+               level_bp=5000, family=fam)
+    assert len(builds) == 13                                                       # another format: searched

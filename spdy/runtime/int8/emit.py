@@ -74,6 +74,12 @@ class Int8LinearLayer:
     def signature(self) -> str:
         return self.spec.signature() + f":t{self.num_threads}"
 
+    @property
+    def family(self) -> tuple[str, str]:
+        """(prefix, suffix) of the signatures of this kernel with any epilogue: format, M, N, K,
+        ISA and threads (the tuner seeds a search with a family member's schedule)."""
+        return ":".join(self.spec.signature().split(":")[:5]) + ":", f":t{self.num_threads}"
+
     def _params(self, d: dict):
         from .sparse_linear import SparseParams
         return DenseParams(**d) if self.fmt == "dense" else SparseParams(**d)
@@ -172,7 +178,8 @@ def tune_layer(ctx, layer: Int8LinearLayer):
         return default, None
     best, secs = tuner.tune(layer.signature, [p.to_json() for p in layer.candidates()],
                             build_for_timing(layer, ctx.target), default=default.to_json(),
-                            source_hash=SOURCE_HASH, format=layer.format_name, level_bp=layer.level_bp)
+                            source_hash=SOURCE_HASH, format=layer.format_name, level_bp=layer.level_bp,
+                            family=layer.family)
     return layer._params(best), secs
 
 
