@@ -110,7 +110,7 @@ def _time_sparse(spec, fmt, sparsity, weight, target, threads, tuner, repeat, mi
                              min_repeat_ms=min_repeat_ms, retime=retime)
 
 
-def _time_int8(spec, fmt, weight, bias, target, threads, tuner, repeat, min_repeat_ms, retime=False) -> float:
+def _time_int8(spec, fmt, weight, bias, target, threads, tuner, repeat, min_repeat_ms) -> float:
     """Seconds of everything an int8 option emits for the layer (input quantization + kernel).
 
     The values of the weight do not change the kernel's speed, its zero blocks do: the masked
@@ -129,7 +129,7 @@ def _time_int8(spec, fmt, weight, bias, target, threads, tuner, repeat, min_repe
               fmt=kernel_fmt, ctx=ctx, repeat=repeat, min_repeat_ms=min_repeat_ms)
     if spec.kind == "linear":
         from spdy.runtime.int8.timing import time_int8_linear
-        return time_int8_linear(spec.in_shape, w_q, w_scale, retime=retime, **kw)
+        return time_int8_linear(spec.in_shape, w_q, w_scale, **kw)
     from spdy.runtime.int8.conv_timing import time_int8_conv2d
     return time_int8_conv2d(spec.in_shape, w_q, w_scale, stride=spec.stride, padding=spec.padding,
                             dilation=spec.dilation, groups=spec.groups, **kw)
@@ -179,8 +179,7 @@ def measure_options(spec: LayerSpec, options: list[tuple[str, float, np.ndarray]
         if fmt == "dense":
             samples = _time_dense(spec, weight, bias, target, threads, tuner, repeat, min_repeat_ms)
         elif formats.get(fmt).int8 and (not formats.get(fmt).sparse or spec.groups == 1):
-            samples = np.array([_time_int8(spec, fmt, weight, bias, target, threads, tuner, repeat, min_repeat_ms,
-                                           retime)])
+            samples = np.array([_time_int8(spec, fmt, weight, bias, target, threads, tuner, repeat, min_repeat_ms)])
         elif spec.kind == "conv2d" and spec.groups != 1:
             raise ValueError(f"{spec.name}: grouped/depthwise convs have no {fmt} kernel; keep them dense")
         else:

@@ -1,10 +1,9 @@
 """Latency of an int8 Linear layer as the artifact runs it, for SPDY's latency table.
 
-The quantization of x happens inside the layer's kernel, so the kernel is the whole layer (the
-reshapes around it are views): its tuned time is the layer's. A layer without one is built as
-a one-function Relax module through the same emitter (same tuned parameters, constants and
-epilogue) and timed with the VM's time evaluator, like the dense option in
-spdy/runtime/layer_latency.py.
+Built as a one-function Relax module through the same emitter (same tuned parameters,
+constants and epilogue) and timed with the VM's time evaluator, like the dense option in
+spdy/runtime/layer_latency.py. The quantization of x happens inside the layer's kernel, so
+this is the whole layer; the reshapes around it are views.
 """
 from __future__ import annotations
 
@@ -48,27 +47,10 @@ def build_int8_linear_module(x_shape, w_q, w_scale, *, has_bias: bool, has_resid
 
 
 def time_int8_linear(x_shape, w_q, w_scale, *, has_bias: bool, has_residual: bool, activation: str,
-                     act: ActQuant, fmt: str, ctx, repeat: int = 5, min_repeat_ms: float = 10,
-                     retime: bool = False) -> float:
-    """Median seconds of everything the emitter emits for the layer (with ctx's tuned params).
-
-    That is one kernel (x is quantized inside it, the reshapes around it are views), so when the
-    tuner has timed it (every candidate is timed on this layer's own weight, and the winner's
-    time is kept) that time is the layer's, as for the fp32 sparse options: no module is built.
-    On MiniLM-L6 the builds cost 1.5 s per option, 90 s of a cold latency table. Without a
-    tuner's time (untuned defaults), or when `retime` asks for a second opinion on a suspect
-    time, the layer is built as a Relax module and timed."""
+                     act: ActQuant, fmt: str, ctx, repeat: int = 5, min_repeat_ms: float = 10) -> float:
+    """Median seconds of everything the emitter emits for the layer (with ctx's tuned params)."""
     from spdy.runtime.threads import ensure_threads
-    from .emit import _threads, int8_linear_layer, tune_layer
     ensure_threads(default=int(getattr(ctx, "num_threads", 0) or 0) or None)
-    if not retime:
-        layer = int8_linear_layer(tuple(int(d) for d in x_shape), np.asarray(w_q), w_scale,
-                                  np.zeros(np.asarray(w_q).shape[0], np.float32) if has_bias else None,
-                                  has_residual=has_residual, activation=activation, act=act, fmt=fmt,
-                                  target=ctx.target, num_threads=_threads(ctx), name="layer")
-        _, secs = tune_layer(ctx, layer)
-        if secs is not None:
-            return float(secs)
     ex, arrays = build_int8_linear_module(x_shape, w_q, w_scale, has_bias=has_bias, has_residual=has_residual,
                                           activation=activation, act=act, fmt=fmt, ctx=ctx)
     # timed on the tuner's measuring device (spdy.runtime.device), this CPU without one
