@@ -4,9 +4,14 @@ A layer's levels depend only on its weight and its Hessian: no graph, no other l
 database build hands whole layers to worker processes, one torch thread each. Why processes:
 the per-level work is column sweeps (SparseGPT's OBS, GPTQ and its refinement) of many small
 torch ops, which neither a second torch thread nor a Python thread (the GIL) speeds up; on
-MiniLM-L6's 36 layers a cold build took 681 s on one core while the other sat idle. Workers are
-spawned (a forked child of a process that has run OpenMP can hang in its first parallel
-region) and hand their results back; the parent alone writes the database, in layer order.
+MiniLM-L6's 36 layers a cold build took 681 s on one core while the other sat idle.
+
+Workers are forked, not spawned: a spawned child re-runs the user's main script, so a script
+that calls spdy.compile without an `if __name__ == "__main__":` guard would compile again in
+every worker. A forked child must not enter an OpenMP parallel region the parent's pool owned
+(GNU libgomp can hang there), so each worker runs torch on one thread from its start, as
+PyTorch's DataLoader workers do. Results come back to the parent, which alone writes the
+database, in layer order. Without fork (Windows) the layers are built here, one by one.
 """
 from __future__ import annotations
 
@@ -18,8 +23,7 @@ from typing import Callable, Iterator, NamedTuple
 
 import torch
 
-from spdy import formats
-from spdy.formats import Format, get as get_format
+from spdy.formats import get as get_format
 from spdy.passes.algo.gptq import gptq_quantize
 from spdy.passes.algo.grid import level_bp
 from spdy.passes.algo.quantize import weight_scales
@@ -31,18 +35,10 @@ class FormatLevels:
     fmt: str
     sparsities: tuple[float, ...]    # every level of the format in the table, ascending (the chain)
     missing: frozenset[int]          # the level_bp values to build (the others are in the database)
-    definition: Format | None = None  # the registry's entry: a worker registers a format added at run time
 
 
 def format_levels(fmt: str, sparsities, missing) -> FormatLevels:
-    return FormatLevels(fmt, tuple(sparsities), frozenset(missing), get_format(fmt))
-
-
-def _know_formats(job: "LayerJob") -> None:
-    """Register the job's formats this process lacks (a spawned worker knows the built-in ones)."""
-    for f in job.formats:
-        if f.definition is not None and f.fmt not in formats.REGISTRY:
-            formats.register(f.definition)
+    return FormatLevels(fmt, tuple(sparsities), frozenset(missing))
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,6 @@ def build_layer_levels(job: LayerJob, method: str, damp: float, refine_iters: in
     """The job's missing levels: a sparse format's by progressive reconstruction over all its
     levels (each level's mask grows from the one before), int8 ones then quantized by GPTQ
     with the mask held fixed; dense int8 by GPTQ on the dense weights."""
-    _know_formats(job)
     w = job.weight
     ones = torch.ones_like(w, dtype=torch.bool)
     out: list[Level] = []
@@ -118,8 +113,8 @@ def build_layer_levels(job: LayerJob, method: str, damp: float, refine_iters: in
     return out
 
 
-# Below this much work (weights x levels to build) a build stays in this process: spawning a
-# worker costs seconds of imports, a unit test's tiny model builds in less. Measured on MiniLM-L6
+# Below this much work (weights x levels to build) a build stays in this process: workers and the
+# copies of weights and Hessians they need cost more than a unit test's tiny model takes to build. Measured on MiniLM-L6
 # (1 thread): about 0.7 s per million weight-levels, so the bar is ~15 s of serial work.
 MIN_PARALLEL_WORK = 20_000_000
 
@@ -147,13 +142,13 @@ def _call(fn, payload: bytes) -> bytes:
 
 def map_layers(fn: Callable[[LayerJob], list[Level]], jobs: list[LayerJob], workers: int,
                threads: int = 1) -> Iterator[tuple[LayerJob, list[Level]]]:
-    """(job, fn(job)) for every job, in job order; on `workers` spawned processes when there
-    are at least two jobs and workers > 1, else in this process."""
-    if workers <= 1 or len(jobs) < 2:
+    """(job, fn(job)) for every job, in job order; on `workers` forked processes when there
+    are at least two jobs, workers > 1 and the platform forks, else in this process."""
+    if workers <= 1 or len(jobs) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         for job in jobs:
             yield job, fn(job)
         return
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
                              initializer=_init_worker, initargs=(threads,)) as pool:
         futures = [pool.submit(_call, fn, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)) for job in jobs]

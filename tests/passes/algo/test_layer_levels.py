@@ -60,3 +60,23 @@ def test_small_builds_stay_in_this_process():
     assert work_of(jobs) < MIN_PARALLEL_WORK and default_workers(jobs, 2) == 1
     big = [LayerJob("c", torch.zeros(1024, 1024), None, jobs[0].formats)] * 3
     assert default_workers(big, 2) == 2 and default_workers(big, 1) == 1
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path):
+    """Workers must not re-run the user's script (a spawned child would: a second compile)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[3]
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(root)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_layer_levels import BUILD, job\n"
+        "from spdy.passes.algo.layer_levels import map_layers\n"
+        "print('RUN', flush=True)\n"
+        "out = list(map_layers(BUILD, [job('a'), job('b', seed=3)], workers=2))\n"
+        "print('DONE', len(out), flush=True)\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["RUN", "DONE", "2"]
