@@ -110,3 +110,22 @@ def test_database_int8_entries_and_search_with_fake_quant(tmp_path):
         total = sum(float(batch_loss(forward_first(gm, b), t, calib, i)[0])
                     for i, (b, t) in enumerate(zip(calib.inputs, ctx.artifacts["calib_targets"])))
     assert total / calib.n_samples == pytest.approx(ctx.artifacts["calib_loss"], rel=1e-4, abs=1e-9)
+
+
+def test_database_built_on_workers_is_the_one_built_here(tmp_path):
+    """workers=2 forks two processes (the build is far below the size that starts them by
+    default): every stored level's weight and error are those of the in-process build."""
+    built = {}
+    for workers in (1, 2):
+        _, x, ctx, gm = _ctx(tmp_path / f"w{workers}")
+        layers = ctx.artifacts["layers"]
+        ctx.artifacts["latency_table"] = table = _table(gm, layers, ("bsr16x1", "dense-int8", "bsr16x4-int8"))
+        gm, log = Pipeline([BuildDatabasePass(n_samples=64, workers=workers)]).run(gm, ctx)
+        assert log[-1]["stats"]["workers"] == workers
+        db = ctx.artifacts["recon_db"]
+        built[workers] = {(l.qualname, o.format, o.bp): (db.get(l.qualname, o.bp, o.format)[1],
+                                                          db.errors(l.qualname, o.format)[o.bp])
+                          for l in layers for o in table.options if o.format != "dense"}
+    assert built[1].keys() == built[2].keys() and built[1]
+    for k, (w, e) in built[1].items():
+        assert torch.equal(w, built[2][k][0]) and e == pytest.approx(built[2][k][1], rel=1e-9), k

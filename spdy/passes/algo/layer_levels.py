@@ -114,8 +114,9 @@ def build_layer_levels(job: LayerJob, method: str, damp: float, refine_iters: in
 
 
 # Below this much work (weights x levels to build) a build stays in this process: workers and the
-# copies of weights and Hessians they need cost more than a unit test's tiny model takes to build. Measured on MiniLM-L6
-# (1 thread): about 0.7 s per million weight-levels, so the bar is ~15 s of serial work.
+# copies of weights and Hessians they need cost more than a unit test's tiny model takes to
+# build. Measured on MiniLM-L6 (1 thread): 0.7-1 s per million weight-levels, so the bar is
+# ~15 s of serial work.
 MIN_PARALLEL_WORK = 20_000_000
 
 
@@ -149,12 +150,18 @@ def map_layers(fn: Callable[[LayerJob], list[Level]], jobs: list[LayerJob], work
             yield job, fn(job)
         return
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
-                             initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = [pool.submit(_call, fn, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)) for job in jobs]
+    n = min(workers, len(jobs))
+    window = 2 * n   # jobs in flight: a copy of each one's Hessian waits in the pool (ResNet-50: up to 170 MB)
+
+    def submit(job):
+        return pool.submit(_call, fn, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+    with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = [submit(job) for job in jobs[:window]]
         try:
-            for job, fut in zip(jobs, futures):
-                yield job, pickle.loads(fut.result())
+            for i, job in enumerate(jobs):
+                if i + window < len(jobs):
+                    futures.append(submit(jobs[i + window]))
+                yield job, pickle.loads(futures[i].result())
         finally:
             for fut in futures:
                 fut.cancel()

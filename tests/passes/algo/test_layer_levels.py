@@ -44,11 +44,12 @@ def test_workers_give_the_same_levels_in_job_order_and_know_a_format_added_at_ru
     formats.register(toy)
     try:
         jobs = [job("a", seed=1, fmts=(("bsr2x1", SP), ("dense-int8", (0.0,)))), job("b", out=16, seed=2)]
+        jobs += [job(f"c{i}", seed=10 + i) for i in range(4)]   # more jobs than the 4 in flight
         here = list(map_layers(BUILD, jobs, workers=1))
         there = list(map_layers(BUILD, jobs, workers=2))
     finally:
         formats.unregister(toy.name)
-    assert [j.name for j, _ in there] == ["a", "b"]
+    assert [j.name for j, _ in there] == ["a", "b", "c0", "c1", "c2", "c3"]
     for (_, a), (_, b) in zip(here, there):
         assert [(x.fmt, x.bp) for x in a] == [(y.fmt, y.bp) for y in b]
         for x, y in zip(a, b):
