@@ -207,17 +207,21 @@ class LatencyDB:
             return None
         return LatencyEntry(params, row[1], row[2], row[3], row[4], row[5])
 
+    @staticmethod
+    def _same_except(key: LatencyKey, field: str) -> tuple[str, tuple]:
+        """(SQL condition, its values): every key field equal to `key`'s but `field`."""
+        fields = [f for f in KEY_FIELDS if f != field]
+        return " AND ".join(f"{f} = ?" for f in fields), tuple(getattr(key, f) for f in fields)
+
     def nearest(self, key: LatencyKey, within_bp: int) -> tuple[int, dict] | None:
         """(level_bp, params) of the entry like `key` but at the nearest other sparsity level
         within `within_bp` basis points (levels > 0 only), or None."""
-        fields = [f for f in KEY_FIELDS if f != "level_bp"]
-        where = " AND ".join(f"{f} = ?" for f in fields)
+        where, values = self._same_except(key, "level_bp")
         try:
             row = self.conn.execute(
                 f"SELECT level_bp, params FROM latency WHERE {where} AND level_bp > 0 AND level_bp != ? "
                 f"AND ABS(level_bp - ?) <= ? ORDER BY ABS(level_bp - ?) LIMIT 1",
-                (*(getattr(key, f) for f in fields), key.level_bp, key.level_bp, int(within_bp),
-                 key.level_bp)).fetchone()
+                (*values, key.level_bp, key.level_bp, int(within_bp), key.level_bp)).fetchone()
             return (int(row[0]), json.loads(row[1])) if row else None
         except (sqlite3.DatabaseError, ValueError):
             return None
@@ -226,17 +230,13 @@ class LatencyDB:
         """The params of the newest entry whose signature is another one of the family `prefix`
         ... `suffix` (a kernel of the same shape with another epilogue), with every other key
         field equal to `key`'s, or None."""
-        fields = [f for f in KEY_FIELDS if f != "signature"]
-        where = " AND ".join(f"{f} = ?" for f in fields)
+        where, values = self._same_except(key, "signature")
         try:
-            rows = self.conn.execute(
-                f"SELECT signature, params FROM latency WHERE {where} AND signature != ? "
-                f"AND substr(signature, 1, ?) = ? ORDER BY created DESC",
-                (*(getattr(key, f) for f in fields), key.signature, len(prefix), prefix)).fetchall()
-            for sig, params in rows:
-                if sig.endswith(suffix):
-                    return json.loads(params)
-            return None
+            row = self.conn.execute(
+                f"SELECT params FROM latency WHERE {where} AND signature != ? AND substr(signature, 1, ?) = ? "
+                f"AND substr(signature, length(signature) - ? + 1) = ? ORDER BY created DESC LIMIT 1",
+                (*values, key.signature, len(prefix), prefix, len(suffix), suffix)).fetchone()
+            return json.loads(row[0]) if row else None
         except (sqlite3.DatabaseError, ValueError):
             return None
 
