@@ -59,7 +59,8 @@ def test_default_mode_needs_no_build():
         Tuner(_target(), mode="fast")
 
 
-def test_neighbouring_sparsity_levels_reuse_the_tuned_schedule(tmp_path):
+def _counted_gemm_builds():
+    """(three GEMM candidates, a build_fn that records every build, the list of builds)."""
     from spdy.runtime.kernels.gemm import GemmParams, GemmSpec
     from spdy.runtime.kernels.select import build_gemm_for_timing
     spec, tgt = GemmSpec(M=16, N=64, K=32), _target()
@@ -69,6 +70,12 @@ def test_neighbouring_sparsity_levels_reuse_the_tuned_schedule(tmp_path):
         builds.append(d)
         return build_gemm_for_timing(spec, GemmParams.from_json(d), tgt)
     cands = [GemmParams(mr=4, nr=32).to_json(), GemmParams(mr=2, nr=16).to_json(), GemmParams(mr=1, nr=16).to_json()]
+    return cands, build, builds
+
+
+def test_neighbouring_sparsity_levels_reuse_the_tuned_schedule(tmp_path):
+    cands, build, builds = _counted_gemm_builds()
+    tgt = _target()
     tuner = Tuner(tgt, num_threads=2, db=LatencyDB(tmp_path / "l.sqlite"), repeat=2, min_repeat_ms=1,
                   reuse_within_bp=1000)
     best, _ = tuner.tune("sig", cands, build, source_hash="h", format="bsr4x4-int8", level_bp=7000)
@@ -82,15 +89,8 @@ def test_neighbouring_sparsity_levels_reuse_the_tuned_schedule(tmp_path):
 
 
 def test_a_kernel_of_the_same_shape_with_another_epilogue_seeds_the_search(tmp_path):
-    from spdy.runtime.kernels.gemm import GemmParams, GemmSpec
-    from spdy.runtime.kernels.select import build_gemm_for_timing
-    spec, tgt = GemmSpec(M=16, N=64, K=32), _target()
-    builds = []
-
-    def build(d):
-        builds.append(d)
-        return build_gemm_for_timing(spec, GemmParams.from_json(d), tgt)
-    cands = [GemmParams(mr=4, nr=32).to_json(), GemmParams(mr=2, nr=16).to_json(), GemmParams(mr=1, nr=16).to_json()]
+    cands, build, builds = _counted_gemm_builds()
+    tgt = _target()
     tuner = Tuner(tgt, num_threads=2, db=LatencyDB(tmp_path / "l.sqlite"), repeat=2, min_repeat_ms=1)
     fam = ("k:M16:N64:K32:isa:", ":t2")
     best, _ = tuner.tune("k:M16:N64:K32:isa:static:none:t2", cands, build, source_hash="h", family=fam)
