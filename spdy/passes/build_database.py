@@ -25,7 +25,8 @@ import numpy as np
 from spdy.formats import DENSE, get as get_format
 from spdy.ir.tensors import get_tensor
 from spdy.passes.algo.calib import check_finite_weights, collect_calibration
-from spdy.passes.algo.layer_levels import LayerJob, build_layer_levels, default_workers, format_levels, map_layers
+from spdy.passes.algo.layer_levels import (LayerJob, build_layer_levels, default_workers, format_levels,
+                                             map_layers, processes_for)
 from spdy.passes.algo.reconstruct import ALGO_VERSION, Hessian
 from spdy.passes.base import Pass, PassResult
 from spdy.passes.layer_inputs import layer_rows, visit_layer_inputs
@@ -125,7 +126,7 @@ class BuildDatabasePass(Pass):
         ctx.artifacts["recon_db"] = db
         kept = db.prune()   # other models' entries stay until the directory outgrows its cap
         return PassResult(gm, False, {"layers": len(rows), "built": built, "reused": skipped,
-                                      "workers": min(workers, len(jobs)) if len(jobs) > 1 else 1,
+                                      "workers": processes_for(len(jobs), workers),
                                       "db_mb": round(kept["size_bytes"] / 2**20, 1),
                                       "dropped_entries": kept["dropped"],
                                       "samples": calib.n_samples, "labels": calib.has_labels,

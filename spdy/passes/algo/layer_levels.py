@@ -141,16 +141,24 @@ def _call(fn, payload: bytes) -> bytes:
     return pickle.dumps(fn(pickle.loads(payload)), protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def processes_for(n_jobs: int, workers: int) -> int:
+    """Worker processes map_layers runs: at most one per job; 1 (this process) for fewer than
+    two jobs, workers <= 1, or a platform that does not fork."""
+    if workers <= 1 or n_jobs < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return min(workers, n_jobs)
+
+
 def map_layers(fn: Callable[[LayerJob], list[Level]], jobs: list[LayerJob], workers: int,
                threads: int = 1) -> Iterator[tuple[LayerJob, list[Level]]]:
-    """(job, fn(job)) for every job, in job order; on `workers` forked processes when there
-    are at least two jobs, workers > 1 and the platform forks, else in this process."""
-    if workers <= 1 or len(jobs) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    """(job, fn(job)) for every job, in job order; on `processes_for(len(jobs), workers)`
+    forked processes, or in this process when that is 1."""
+    n = processes_for(len(jobs), workers)
+    if n == 1:
         for job in jobs:
             yield job, fn(job)
         return
     ctx = multiprocessing.get_context("fork")
-    n = min(workers, len(jobs))
     window = 2 * n   # jobs in flight: a copy of each one's Hessian waits in the pool (ResNet-50: up to 170 MB)
 
     def submit(job):
