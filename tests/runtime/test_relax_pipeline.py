@@ -59,6 +59,46 @@ def test_attention_block_matches_torch_and_uses_our_matmul():
     assert ctx.stats.get("matmul.dense") == 2
 
 
+class SeqFirstProjection(nn.Module):
+    """x[S, B, D] @ W^T with W a parameter, the way nn.MultiheadAttention projects: TVM's
+    importer spells it matmul(x, permute_dims(W)) with a batch of S on the left."""
+
+    def __init__(self, d=24, n=40):
+        super().__init__()
+        self.w, self.v = nn.Parameter(torch.randn(n, d)), nn.Parameter(torch.randn(n, n))
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.w) @ self.v
+
+
+def test_matmul_with_unbatched_weight_folds_batch_into_m():
+    """The weight is packed once, never broadcast to the batch (FoldConstant would materialize
+    a batch-sized copy of it: 1.4 GB per ViT-B/16 attention block)."""
+    import tvm
+    from tvm.ir.instrument import pass_instrument
+    torch.manual_seed(0)
+    m = SeqFirstProjection().eval()
+    x = torch.randn(50, 1, 24)
+    biggest = []
+
+    @pass_instrument
+    class LargestConstant:
+        def run_after_pass(self, mod, info):
+            if info.name == "FoldConstant":
+                sizes = []
+                tvm.relax.analysis.post_order_visit(
+                    mod["main"], lambda e: sizes.append(int(np.prod(e.value.shape)))
+                    if isinstance(getattr(e, "value", None), tvm.runtime.Tensor) else None)
+                biggest.append(max(sizes, default=0))
+
+    with tvm.transform.PassContext(instruments=[LargestConstant()]):
+        got, ctx = _build(m, (x,))
+    with torch.no_grad():
+        np.testing.assert_allclose(got, m(x).numpy(), rtol=1e-4, atol=1e-3)
+    assert ctx.stats.get("matmul.dense") == 2
+    assert biggest and max(biggest) <= 40 * 40 + 64 * 40   # the weights (packed), not 50 copies
+
+
 def test_pooling_and_reductions_match_torch():
     torch.manual_seed(0)
     x = torch.randn(1, 6, 13, 11)

@@ -1,9 +1,12 @@
 """Legalize ``R.matmul`` (batched activation x activation, e.g. attention) to our GEMM.
 
 Installed into LegalizeOps' custom map so matmuls never become TVM's unscheduled reduction.
-Batch dims are broadcast to a common shape and flattened; a constant right operand is packed
-like a Linear weight. Anything else (1-D operands, non-float32, symbolic shapes) falls back to
-TVM's legalization and the generic schedule.
+A right operand without batch dims of its own (x[..., M, K] @ W[K, N], as in every Linear that
+TVM's importer spells permute_dims + matmul) folds the left batch into M: broadcasting W to the
+batch would be materialized by FoldConstant as a batch-sized copy of the weight (1.4 GB per
+attention block of ViT-B/16). A constant W, or the transpose of one, is packed like a Linear
+weight. Other batch dims are broadcast to a common shape and flattened. Anything else (1-D
+operands, non-float32, symbolic shapes) falls back to TVM's legalization and the generic schedule.
 """
 from __future__ import annotations
 
@@ -30,14 +33,20 @@ def make_matmul_legalizer(ctx, choose):
         batch_shape = tuple(np.broadcast_shapes(sa[:-2], sb[:-2]))
         Bt = int(np.prod(batch_shape)) if batch_shape else 1
         out_shape = batch_shape + (M, N)
-        if isinstance(b, tvm.ir.expr.Constant) and len(sb) == 2:
-            # x @ W with a constant W: fold batch into M and pack W like a Linear weight
-            spec = GemmSpec(M=Bt * M, N=N, K=K, a="act", b="packed")
+        if all(d == 1 for d in sb[:-2]):
+            # x @ W, W without a batch of its own: fold the batch into M
+            w = constant_value(bb, b)
+            spec = GemmSpec(M=Bt * M, N=N, K=K, a="act", b="packed" if w is not None else "act")
             p = choose(spec)
             av = bb.normalize(relax.op.reshape(a, [1, Bt * M, K])) if sa != (1, Bt * M, K) else a
-            bp = const(pack_b(b.value.numpy()[None], 1, p.nr))
-            sym = ctx.unique_symbol("matmul_const")
-            y = call_kernel(bb, make_gemm(spec, p, sym), sym, [av, bp], (1, Bt * M, N))
+            if w is not None:
+                bv, sym = const(pack_b(w.reshape(1, K, N), 1, p.nr)), ctx.unique_symbol("matmul_const")
+            else:
+                bv = bb.normalize(relax.op.reshape(b, [1, K, N])) if sb != (1, K, N) else b
+                sym = ctx.unique_symbol("matmul_shared")
+            y = call_kernel(bb, make_gemm(spec, p, sym), sym, [av, bv], (1, Bt * M, N))
+            if ctx is not None:
+                ctx.count("matmul.dense")
             return relax.op.reshape(y, list(out_shape))
         spec = GemmSpec(M=M, N=N, K=K, batch=Bt, a="act", b="act")
         p = choose(spec)
@@ -56,3 +65,24 @@ def make_matmul_legalizer(ctx, choose):
         return relax.op.reshape(y, list(out_shape))
 
     return legalize
+
+
+def constant_value(bb, expr) -> np.ndarray | None:
+    """The value of `expr` if it is a constant or a permute_dims of one (TVM's importer spells
+    Linear as matmul(x, permute_dims(W))), else None."""
+    import tvm
+    from tvm import relax
+    if isinstance(expr, relax.Var):
+        try:
+            expr = bb.lookup_binding(expr)
+        except Exception:  # noqa: BLE001 - a function parameter has no binding
+            return None
+    if isinstance(expr, tvm.ir.expr.Constant) and isinstance(expr.value, tvm.runtime.Tensor):
+        return expr.value.numpy()
+    if isinstance(expr, relax.Call) and getattr(expr.op, "name", "") == "relax.permute_dims":
+        inner = constant_value(bb, expr.args[0])
+        if inner is None:
+            return None
+        axes = expr.attrs.axes
+        return np.transpose(inner, None if axes is None else [int(i) for i in axes])
+    return None
