@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from spdy.errors import UnsupportedOpError
 from spdy.ir import meta
+from spdy.ir.attention_modules import expand_multihead_attention
 from spdy.ir.ops import CONV2D, LINEAR, ConvArgs, LinearArgs, conv_args, replace_args
 from spdy.ir.tensors import get_tensor, set_tensor
 
@@ -76,6 +77,10 @@ def canonicalize(gm: torch.fx.GraphModule) -> dict:
     """Rewrite layers into spdy ops and fold/replace batch norms. Returns stats."""
     b = _Builder(gm)
     stats = {"conv2d": 0, "linear": 0, "bn_folded": 0, "bn_affine": 0}
+    attention = expand_multihead_attention(gm)   # its projections become spdy_linear layers
+    stats["linear"] += 2 * attention
+    if attention:
+        stats["attention_opened"] = attention
     for node in list(gm.graph.nodes):
         if node.op == "call_module":
             mod = gm.get_submodule(node.target)

@@ -1,6 +1,7 @@
 """Weight masks on a canonical graph.
 
-A mask is a buffer next to the layer's weight (`<qualname>.spdy_mask`), applied by a `mul`
+A mask is a buffer next to the layer's weight (`<module>.spdy_mask` for `<module>.weight`,
+`<path>_spdy_mask` for a weight under another name, e.g. MultiheadAttention's in_proj_weight), applied by a `mul`
 node between the weight's get_attr and the layer op. All-ones masks compute exactly what the
 unmasked graph computes (w * 1 == w in IEEE arithmetic), so masks can be inserted early and
 set later by the search; `bake_masks` writes w * mask back into the weight and removes the
@@ -23,7 +24,10 @@ MASK_SUFFIX = ".spdy_mask"
 
 
 def mask_path(layer: LayerInfo) -> str:
-    return layer.qualname + MASK_SUFFIX
+    w = layer.weight
+    if w == "weight" or w.endswith(".weight"):
+        return w[:-len("weight")] + MASK_SUFFIX.lstrip(".")
+    return w + "_" + MASK_SUFFIX.lstrip(".")
 
 
 def insert_masks(gm: torch.fx.GraphModule, layers: list[LayerInfo]) -> int:
