@@ -21,7 +21,7 @@ spdy.models.torchvision_import makes the import work (the classifiers are pure P
 
 Results are written after every model (atomically, spdy.runtime.artifact.write_json) to
 tools/bench/results/torchvision_models_<date>.json (--out); a rerun with --resume skips the
-builders already there.
+builders already there (except those named by --redo).
 """
 from __future__ import annotations
 
@@ -129,6 +129,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tune", action="store_true", help="tune the kernels (slow; numerics do not need it)")
     ap.add_argument("--timeout", type=float, default=1200.0, help="seconds per builder")
     ap.add_argument("--resume", action="store_true", help="keep the rows already in --out")
+    ap.add_argument("--redo", default="", help="comma list of builders to run again even if --resume has them")
     ap.add_argument("--out", default=None)
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -142,6 +143,8 @@ def main(argv=None) -> int:
         ROOT / "tools" / "bench" / "results" / f"torchvision_models_{datetime.date.today().isoformat()}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = json.loads(out.read_text())["models"] if args.resume and out.exists() else []
+    redo = {m.strip() for m in args.redo.split(",") if m.strip()}
+    rows = [r for r in rows if r["model"] not in redo]
     done = {r["model"] for r in rows}
     meta = {"command": " ".join(["tools/bench/torchvision_models.py"] + (argv if argv is not None else sys.argv[1:])),
             "torchvision": _tv_version(), "threads": args.threads, "tol": args.tol,
