@@ -79,17 +79,21 @@ def _failing_location(exc: BaseException) -> str:
 
 
 def _export(model: torch.nn.Module, inputs: ExampleInputs) -> torch.fx.GraphModule:
-    """torch.export with dimension 0 of every input dynamic (one symbol: the batch), so that
-    calibration batches of any size run through the graph; a model that fixes its batch size
-    is exported for the example's shape instead."""
-    dynamic = batch_dynamic_shapes(model, inputs)
-    if dynamic is not None:
+    """torch.export with dimension 0 of every input dynamic (one symbol: the batch), and the
+    last axis of token inputs too (one symbol: the sequence, up to the example's length), so
+    that calibration batches of any size, padded per batch, run through the graph. A model
+    that fixes its sequence length is exported with the batch alone free, a model that fixes
+    its batch size for the example's shape."""
+    for seq in ((True, False) if _token_length(inputs) > 2 else (False,)):
+        dynamic = batch_dynamic_shapes(model, inputs, seq=seq)
+        if dynamic is None:
+            continue
         try:
             gm = _export_dynamic(model, inputs, dynamic)
             with torch.no_grad():
                 gm(*inputs.args, **inputs.kwargs)   # a batch of one through a graph traced at two
             return gm
-        except Exception:  # noqa: BLE001 - the model specializes the batch: export it static below
+        except Exception:  # noqa: BLE001 - the model specializes the dimension: free fewer below
             pass
     ep = torch.export.export(model, inputs.args, kwargs=inputs.kwargs or None, strict=False)
     return tuple_outputs(strip_export_noops(ep.module()))
@@ -107,10 +111,24 @@ def _export_dynamic(model, inputs: ExampleInputs, dynamic: dict) -> torch.fx.Gra
     return tuple_outputs(strip_export_noops(ep.module()))
 
 
-def batch_dynamic_shapes(model: torch.nn.Module, inputs: ExampleInputs) -> dict | None:
-    """torch.export's dynamic_shapes marking dimension 0 of every input as one `batch` Dim,
-    keyed by forward()'s parameter names; None when the inputs disagree on dimension 0 (then
-    there is no batch to free) or forward's signature cannot bind them."""
+def is_token_input(t: torch.Tensor) -> bool:
+    """Integer or bool input with a sequence axis (its last) after the batch axis: calibration
+    batches may be shorter along it (spdy.passes.algo.calib), and export frees it."""
+    return t.dim() >= 2 and not t.is_floating_point()
+
+
+def _token_length(inputs: ExampleInputs) -> int:
+    """The example's sequence length, shared by its token inputs (0: none, or they differ)."""
+    lengths = {t.shape[-1] for t in inputs.flat if is_token_input(t)}
+    return lengths.pop() if len(lengths) == 1 else 0
+
+
+def batch_dynamic_shapes(model: torch.nn.Module, inputs: ExampleInputs, *, seq: bool = False) -> dict | None:
+    """torch.export's dynamic_shapes marking dimension 0 of every input as one `batch` Dim
+    (with `seq`: the last axis of every token input as one `seq` Dim, 2..the example's length,
+    when they share that length), keyed by forward()'s parameter names; None when the inputs
+    disagree on dimension 0 (then there is no batch to free) or forward's signature cannot bind
+    them."""
     sizes = {t.shape[0] if t.dim() else None for t in inputs.flat}
     if len(sizes) != 1 or None in sizes:
         return None
@@ -120,15 +138,23 @@ def batch_dynamic_shapes(model: torch.nn.Module, inputs: ExampleInputs) -> dict 
     except (TypeError, ValueError):
         return None
     batch = torch.export.Dim("batch")
+    length = _token_length(inputs) if seq else 0
+    seq_dim = torch.export.Dim("seq", min=2, max=length) if length > 2 else None
+
+    def dims(t):
+        if seq_dim is not None and isinstance(t, torch.Tensor) and is_token_input(t):
+            return {0: batch, t.dim() - 1: seq_dim}
+        return {0: batch}
+
     spec = {}
     for name, value in bound.arguments.items():
         kind = sig.parameters[name].kind
         if kind is inspect.Parameter.VAR_POSITIONAL:
-            spec[name] = tuple({0: batch} for _ in value)
+            spec[name] = tuple(dims(v) for v in value)
         elif kind is inspect.Parameter.VAR_KEYWORD:
-            spec[name] = {k: {0: batch} for k in value}
+            spec[name] = {k: dims(v) for k, v in value.items()}
         else:
-            spec[name] = {0: batch}
+            spec[name] = dims(value)
     return spec
 
 

@@ -55,3 +55,12 @@ def test_dynamic_shapes_name_forward_parameters():
     spec = batch_dynamic_shapes(LoopOverTime(), normalize_inputs((torch.randn(2, 3, 4), torch.ones(2, 3))))
     assert set(spec) == {"x", "mask"} and spec["x"][0] is spec["mask"][0]
     assert batch_dynamic_shapes(LoopOverTime(), normalize_inputs((torch.randn(2, 3, 4), torch.ones(3, 3)))) is None
+
+
+def test_token_inputs_free_their_sequence_axis_up_to_the_example_length():
+    ids, mask = torch.randint(0, 9, (2, 6)), torch.ones(2, 6, dtype=torch.long)
+    spec = batch_dynamic_shapes(LoopOverTime(), normalize_inputs((ids, mask)), seq=True)
+    assert spec["x"][1] is spec["mask"][1] and spec["x"][1].max == 6
+    assert set(batch_dynamic_shapes(LoopOverTime(), normalize_inputs((ids, mask)))["x"]) == {0}
+    floats = batch_dynamic_shapes(LoopOverTime(), normalize_inputs((torch.randn(2, 3, 4), mask)), seq=True)
+    assert set(floats["x"]) == {0} and set(floats["mask"]) == {0, 1}

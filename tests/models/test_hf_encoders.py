@@ -64,16 +64,17 @@ def test_minilm_from_the_wheel_in_transformers_bert():
     _check_dense(model, (ids, mask), atol=1e-4)
 
 
-def test_spdy_2x_on_tiny_bert_calibrates_at_other_batch_sizes(tmp_path):
-    # the example is one sentence, calibration comes in batches of 8: the traced graph keeps
-    # the batch free. The latency table is a fixed formula and the device reads 2.05x: this
+def test_spdy_2x_on_tiny_bert_calibrates_at_other_batch_sizes_and_lengths(tmp_path):
+    # the example is one sentence of 12 tokens, calibration comes in batches of 8, one of them
+    # padded only to its longest sentence (7 tokens): the traced graph keeps batch and sequence
+    # free. The latency table is a fixed formula and the device reads 2.05x: this
     # checks that the search, the stitched model and the artifact work on a real HF graph,
     # not what the clock says (tools/bench/ measures that)
     from tests.compile.fakes import FakeDevice, base_s, fixed_latency_table
     torch.manual_seed(0)
     model = MODELS["bert"]().eval()
     example = _text_inputs(batch=1)
-    calib = [_text_inputs(batch=8, seed=i) for i in range(2)]
+    calib = [_text_inputs(batch=8, seed=0), _text_inputs(batch=8, seq=7, seed=1)]
     with fixed_latency_table():
         cm = spdy.compile(model, example, speedup=2.0, calib=calib, n_samples=16, grid_levels=5, max_evals=4,
                           tune=False, formats=("bsr16x1",), workdir=tmp_path, compare_onnxruntime=False,

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping
 import torch
 
 from spdy.errors import CalibrationError
+from spdy.ir.trace import is_token_input
 
 __all__ = ["CalibSet", "collect_calibration", "check_finite_weights"]
 
@@ -103,11 +104,6 @@ def _kind(t: torch.Tensor) -> str:
     return "float" if t.is_floating_point() else "bool" if t.dtype == torch.bool else "int"
 
 
-def _is_token_input(ex: torch.Tensor) -> bool:
-    """Integer or bool input with a sequence axis (the last one) after the batch axis."""
-    return ex.dim() >= 2 and not ex.is_floating_point()
-
-
 def _shape_fits(shape: tuple, exp: tuple, token: bool) -> bool:
     """The example's trailing shape, or (token inputs) one shorter along the last axis."""
     if shape == exp:
@@ -122,7 +118,7 @@ def _check_tensor(t, ex: torch.Tensor, where: str, idx: int) -> torch.Tensor:
         raise CalibrationError(f"calibration item {idx}: {where} is {type(t).__name__}, "
                                f"expected a tensor")
     exp = tuple(ex.shape[1:])
-    token = _is_token_input(ex)
+    token = is_token_input(ex)
     if t.dim() == ex.dim() - 1 and _shape_fits(tuple(t.shape), exp, token):
         t = t.unsqueeze(0)
     if t.dim() != ex.dim() or not _shape_fits(tuple(t.shape[1:]), exp, token):
@@ -221,7 +217,7 @@ def _check_lengths(leaves, ex_leaves, idx: int) -> None:
     """An item's token inputs that share an example length (ids and mask) share their length."""
     seen: dict[int, int] = {}
     for t, ex in zip(leaves, ex_leaves):
-        if _is_token_input(ex):
+        if is_token_input(ex):
             if seen.setdefault(ex.shape[-1], t.shape[-1]) != t.shape[-1]:
                 raise CalibrationError(
                     f"calibration item {idx}: token inputs disagree on their length "
