@@ -20,6 +20,7 @@ import torch.fx
 from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
 from spdy.errors import InputShapeError, TraceError
+from spdy.ir.transformer_modules import symbolic_trace
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def trace_model(model: torch.nn.Module, inputs: ExampleInputs, *, method: str = 
     fx_error = None
     if method in ("auto", "fx"):
         try:
-            gm = torch.fx.symbolic_trace(model)
+            gm = symbolic_trace(model)   # through nn.TransformerEncoder too
             run_shape_prop(gm, inputs)
             return TraceResult(gm, "fx")
         except InputShapeError:
