@@ -31,7 +31,6 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -143,25 +142,16 @@ def run_one(name: str, args) -> dict:
 
 
 def run_child(name: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--one", name] + [
-        a for k, v in (("--speedup", args.speedup), ("--calib", args.calib), ("--eval", args.eval),
-                       ("--seq", args.seq), ("--grid-levels", args.grid_levels), ("--max-evals", args.max_evals),
-                       ("--threads", args.threads)) for a in (k, str(v))]
-    cmd += [] if args.tune else ["--no-tune"]
-    t0 = time.perf_counter()
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"model": name, "status": "timeout", "error": f"over --timeout {args.timeout} s"}
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-    if p.returncode or not lines:
-        tail = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"model": name, "status": "error", "error": f"child exit {p.returncode}: {tail[:500]}",
-                "wall_s": round(time.perf_counter() - t0, 1)}
-    return json.loads(lines[-1]) | {"wall_s": round(time.perf_counter() - t0, 1)}
+    from child_rows import run_child_row
+    cmd = ["--one", name] + [a for k, v in (("--speedup", args.speedup), ("--calib", args.calib), ("--eval", args.eval),
+                                            ("--seq", args.seq), ("--grid-levels", args.grid_levels),
+                                            ("--max-evals", args.max_evals), ("--threads", args.threads))
+                             for a in (k, str(v))]
+    return run_child_row(__file__, cmd + ([] if args.tune else ["--no-tune"]), name, args.timeout, failed="error")
 
 
 def main(argv=None) -> int:
+    from child_rows import add_walk_arguments
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--speedup", type=float, default=2.0)
@@ -172,10 +162,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-evals", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tune", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per model")
-    ap.add_argument("--resume", action="store_true", help="keep the rows already in --out")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    add_walk_arguments(ap, 3600.0, "model")
     args = ap.parse_args(argv)
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
     if args.one:

@@ -29,7 +29,6 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -101,25 +100,13 @@ def run_one(name: str, args) -> dict:
 
 
 def run_child(name: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--one", name, "--threads", str(args.threads), "--tol", str(args.tol),
-           "--max-params", str(args.max_params)]
-    cmd += ["--tune"] if args.tune else []
-    t0 = time.perf_counter()
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"model": name, "status": "timeout", "error": f"over --timeout {args.timeout} s"}
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-    if p.returncode or not lines:
-        tail = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
-        if p.returncode == -9:
-            tail = "killed by SIGKILL (most likely the kernel's out-of-memory killer)"
-        return {"model": name, "status": "failed", "error": f"child exit {p.returncode}: {tail[:500]}",
-                "wall_s": round(time.perf_counter() - t0, 1)}
-    return json.loads(lines[-1]) | {"wall_s": round(time.perf_counter() - t0, 1)}
+    from child_rows import run_child_row
+    cmd = ["--one", name, "--threads", str(args.threads), "--tol", str(args.tol), "--max-params", str(args.max_params)]
+    return run_child_row(__file__, cmd + (["--tune"] if args.tune else []), name, args.timeout)
 
 
 def main(argv=None) -> int:
+    from child_rows import add_walk_arguments
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="", help="comma list of builders (default: every classifier)")
     ap.add_argument("--max-params", type=float, default=150.0,
@@ -127,11 +114,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tol", type=float, default=1e-3, help="max |diff| allowed, relative to max |output|")
     ap.add_argument("--tune", action="store_true", help="tune the kernels (slow; numerics do not need it)")
-    ap.add_argument("--timeout", type=float, default=1200.0, help="seconds per builder")
-    ap.add_argument("--resume", action="store_true", help="keep the rows already in --out")
+    add_walk_arguments(ap, 1200.0, "builder")
     ap.add_argument("--redo", default="", help="comma list of builders to run again even if --resume has them")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
     from spdy.runtime.artifact import write_json
