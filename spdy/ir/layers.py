@@ -77,6 +77,15 @@ class LayerInfo:
         return d
 
 
+def beside_weight(weight_path: str, name: str) -> str:
+    """The path of a buffer spdy keeps next to a layer's weight (its mask, int8 scales):
+    `m.weight` -> `m.<name>`, `m.in_proj_weight` -> `m.in_proj_<name>`, `m.w` -> `m.w_<name>`.
+    The weight's owner holds it, so it exists whatever the layer's name is."""
+    owner, _, attr = weight_path.rpartition(".")
+    stem = attr[:-len("weight")] if attr.endswith("weight") else attr + "_"
+    return f"{owner}.{stem}{name}" if owner else f"{stem}{name}"
+
+
 def _shape(node) -> tuple:
     tm = node.meta.get(meta.TENSOR) if isinstance(node, torch.fx.Node) else None
     return tuple(tm.shape) if tm is not None else ()

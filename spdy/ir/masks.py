@@ -1,7 +1,6 @@
 """Weight masks on a canonical graph.
 
-A mask is a buffer next to the layer's weight (`<module>.spdy_mask` for `<module>.weight`,
-`<path>_spdy_mask` for a weight under another name, e.g. MultiheadAttention's in_proj_weight), applied by a `mul`
+A mask is a buffer next to the layer's weight (`<module>.spdy_mask`; spdy.ir.layers.beside_weight), applied by a `mul`
 node between the weight's get_attr and the layer op. All-ones masks compute exactly what the
 unmasked graph computes (w * 1 == w in IEEE arithmetic), so masks can be inserted early and
 set later by the search; `bake_masks` writes w * mask back into the weight and removes the
@@ -16,18 +15,15 @@ import torch.fx
 
 from spdy.errors import SpdyError
 from spdy.ir import meta
-from spdy.ir.layers import LayerInfo
+from spdy.ir.layers import LayerInfo, beside_weight
 from spdy.ir.ops import layer_args, replace_args
 from spdy.ir.tensors import get_tensor, set_tensor
 
-MASK_SUFFIX = ".spdy_mask"
+MASK_BUFFER = "spdy_mask"
 
 
 def mask_path(layer: LayerInfo) -> str:
-    w = layer.weight
-    if w == "weight" or w.endswith(".weight"):
-        return w[:-len("weight")] + MASK_SUFFIX.lstrip(".")
-    return w + "_" + MASK_SUFFIX.lstrip(".")
+    return beside_weight(layer.weight, MASK_BUFFER)
 
 
 def insert_masks(gm: torch.fx.GraphModule, layers: list[LayerInfo]) -> int:

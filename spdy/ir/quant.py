@@ -2,8 +2,8 @@
 
 Like a mask (spdy/ir/masks.py), a stub is inserted early and set later: one node between a
 layer's input and the layer op, `spdy::layer_quant(x, act, w_scale, name)`, reading two
-buffers next to the weight: `<qualname>.spdy_act_q` = [mode, scale, zero_point] (mode 0 off,
-1 static, 2 dynamic; spdy/qscheme.py) and `<qualname>.spdy_w_scale` = the per-output-channel
+buffers next to the weight: `<module>.spdy_act_q` = [mode, scale, zero_point] (mode 0 off,
+1 static, 2 dynamic; spdy/qscheme.py) and `<module>.spdy_w_scale` = the per-output-channel
 weight scales. Off, the stub returns its input unchanged (bit-exact with the dense graph), so
 the search can switch a layer to int8 by writing two buffers, with no re-tracing.
 Why the weight scales ride on the stub: the int8 weights are stored on their grid as floats
@@ -18,13 +18,13 @@ import torch
 import torch.fx
 
 from spdy.ir import meta
-from spdy.ir.layers import LayerInfo
+from spdy.ir.layers import LayerInfo, beside_weight
 from spdy.ir.ops import layer_args, replace_args
 from spdy.ir.tensors import get_tensor, set_tensor
 from spdy.passes.algo.quantize import fake_quant_act_dynamic, fake_quant_act_static
 from spdy.qscheme import ActQuant
 
-ACT_SUFFIX, SCALE_SUFFIX = ".spdy_act_q", ".spdy_w_scale"
+ACT_BUFFER, SCALE_BUFFER = "spdy_act_q", "spdy_w_scale"   # next to the weight (layers.beside_weight)
 OFF, STATIC, DYNAMIC = 0, 1, 2
 _MODES = {"static": STATIC, "dynamic": DYNAMIC}
 
@@ -57,11 +57,11 @@ LAYER_QUANT = torch.ops.spdy.layer_quant.default
 
 
 def act_path(layer: LayerInfo) -> str:
-    return layer.qualname + ACT_SUFFIX
+    return beside_weight(layer.weight, ACT_BUFFER)
 
 
 def scale_path(layer: LayerInfo) -> str:
-    return layer.qualname + SCALE_SUFFIX
+    return beside_weight(layer.weight, SCALE_BUFFER)
 
 
 def insert_quant_stubs(gm: torch.fx.GraphModule, layers: list[LayerInfo]) -> int:

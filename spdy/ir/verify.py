@@ -25,9 +25,9 @@ import torch.fx
 
 from spdy.errors import PipelineError
 from spdy.ir import meta
-from spdy.ir.layers import layer_from_node
+from spdy.ir.layers import beside_weight, layer_from_node
 from spdy.ir.ops import LINEAR, is_layer, layer_args
-from spdy.ir.quant import ACT_SUFFIX, DYNAMIC, LAYER_QUANT, OFF, SCALE_SUFFIX, STATIC, act_quant_of
+from spdy.ir.quant import ACT_BUFFER, DYNAMIC, LAYER_QUANT, OFF, SCALE_BUFFER, STATIC, act_quant_of
 from spdy.ir.tensors import get_tensor
 from spdy.qscheme import QMAX_W
 
@@ -120,14 +120,15 @@ def _stub_problems(gm, stub) -> list[str]:
     where = f"int8 stub of {name} ({stub.name})"
     out = []
     act, scale = _tensor(gm, a_node), _tensor(gm, s_node)
-    if act is None or a_node.target != name + ACT_SUFFIX:
-        out.append(f"{where}: act is not the constant {name + ACT_SUFFIX!r}")
-    if scale is None or s_node.target != name + SCALE_SUFFIX:
-        out.append(f"{where}: weight scales are not the constant {name + SCALE_SUFFIX!r}")
     users = list(stub.users)
     if len(users) != 1 or not is_layer(users[0]) or layer_args(users[0]).name != name \
             or layer_args(users[0]).x is not stub:
         return out + [f"{where}: must feed exactly the input of layer {name}, feeds {[u.name for u in users]}"]
+    info = layer_from_node(users[0])
+    for node, value, buffer, what in ((a_node, act, ACT_BUFFER, "act"), (s_node, scale, SCALE_BUFFER, "weight scales")):
+        expected = beside_weight(info.weight, buffer) if info is not None else buffer
+        if value is None or node.target != expected:
+            out.append(f"{where}: {what} is not the constant {expected!r}")
     if out:
         return out
     layer = users[0]

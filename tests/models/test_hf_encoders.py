@@ -88,3 +88,20 @@ def test_spdy_2x_on_tiny_bert_calibrates_at_other_batch_sizes_and_lengths(tmp_pa
     for o, r, d in zip(cm(*example), ref, dense):
         np.testing.assert_allclose(o.numpy(), r.numpy(), atol=1e-4, rtol=0)   # the artifact runs the pruned weights
     assert not np.allclose(ref[0].numpy(), dense[0].numpy(), atol=1e-3)       # which are not the dense ones
+
+
+def test_a_batch_bucketed_bert_artifact_saves_loads_and_pads_between_sizes(tmp_path):
+    torch.manual_seed(0)
+    model = MODELS["bert"]().eval()
+    cm = spdy.compile(model, _text_inputs(batch=4), tune=False, measure=False, batch_sizes=[1, 4],
+                      compare_onnxruntime=False)
+    m = spdy.load(cm.save(tmp_path / "bert"))
+    for n in (1, 3, 4):                       # 3 runs on the size-4 function, padded and cut back
+        ids, mask = _text_inputs(batch=n, seed=n)
+        with torch.no_grad():
+            ref = model(ids, mask).to_tuple()
+        out = m(ids.numpy(), mask.numpy())
+        assert len(out) == len(ref)
+        for o, r in zip(out, ref):
+            assert o.shape == tuple(r.shape)
+            np.testing.assert_allclose(o, r.numpy(), atol=1e-5, rtol=0)

@@ -109,7 +109,8 @@ def run_one(name: str, args) -> dict:
     torch.set_num_threads(args.threads)
     model, example, calib, held_out = make_case(name, args)
     row = {"model": name, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
-           "input": [list(t.shape) for t in example], "requested_speedup": args.speedup}
+           "input": [list(t.shape) for t in example], "requested_speedup": args.speedup,
+           "settings": {k: getattr(args, k) for k in ("calib", "grid_levels", "max_evals", "tune")}}
     workdir = Path(tempfile.mkdtemp(prefix=f"spdy-arch-{name}-"))
     t0 = time.perf_counter()
     try:
