@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spdy.formats import get as get_format
 from spdy.ir.masks import bake_masks
 from spdy.ir.quant import strip_quant
 from spdy.passes.base import Pass, PassResult
@@ -39,5 +40,6 @@ class LowerToTvmPass(Pass):
         ctx.artifacts["relax"] = lowered
         ctx.artifacts["emit_context"] = emit
         return PassResult(gm, baked > 0, {"kernels": dict(emit.stats), "masks_baked": baked,
-                                          "int8_layers": int8, "sparse_layers": len(emit.sparse),
+                                          "int8_layers": int8,
+                                          "sparse_layers": sum(get_format(v["format"]).sparse for v in emit.sparse.values()),
                                           **({"rewrites": lowered.rewrites} if lowered.rewrites else {})})

@@ -50,6 +50,8 @@ def test_int8_profile_artifact_matches_the_fake_quant_model(block, tmp_path):
     cm = spdy.compile(model, (x,), profile=prof, calib=calib, tune=False, measure=False)
     assert cm.profile["c1"] == {"format": "bsr4x4-int8", "dtype": "int8", "sparsity": 0.5}
     assert cm.profile["fc2"]["dtype"] == "fp32"
+    lowered = next(p for p in cm.passlog if p["pass"] == "lower-to-tvm")["stats"]
+    assert (lowered["int8_layers"], lowered["sparse_layers"]) == (4, 3)   # dense-int8 is not sparse
     ref = cm.pruned_model(x).detach().numpy()
     out = cm(x).numpy()
     # the artifact and the fake-quant torch model agree up to float summation order; a value

@@ -9,7 +9,8 @@ tokens with an attention mask; calibration: random token ids). Each model is one
 and sparse where the target runs them), tuned kernels and the closed loop, in a child process
 with a time limit.
 
-Per model: met / infeasible / error, the measured speedup of the artifact against spdy's dense
+Per model: met / met within noise (spdy's closed loop accepts a measured speedup up to 3%
+below the target) / missed / infeasible / error, the measured speedup of the artifact against spdy's dense
 artifact (the compile's own verify-speedup, timed in alternating blocks) and the prediction,
 the rounds it took, how many layers the search could choose for and what it chose (format and
 dtype counts), the compile time per phase, and the mean cosine of the artifact's output to the
@@ -100,6 +101,15 @@ def chosen(profile: dict) -> dict:
     return out
 
 
+def status_of(measured: float | None, target: float) -> str:
+    """met; met within noise (spdy's own rule: within budget_correction.NOISE below the
+    target counts as meeting it, the band the closed loop accepts); or missed."""
+    from spdy.passes.algo.budget_correction import NOISE
+    if measured is not None and measured >= target:
+        return "met"
+    return "met within noise" if measured is not None and measured >= target * (1 - NOISE) else "missed"
+
+
 def run_one(name: str, args) -> dict:
     import torch
 
@@ -131,13 +141,13 @@ def run_one(name: str, args) -> dict:
     layers = rep.get("layers", [])
     rounds = rep.get("rounds", [])
     return row | {
-        "status": "met" if (rep.get("measured_speedup") or 0) >= args.speedup else "missed",
+        "status": status_of(rep.get("measured_speedup"), args.speedup),
         "measured_speedup": rep.get("measured_speedup"), "predicted_speedup": rep.get("predicted_speedup"),
         "rounds": [{"measured_speedup": r.get("measured_speedup"), "predicted_speedup": r.get("predicted_speedup"),
                     "artifact_ms": r["artifact"]["median_ms"], "dense_ms": r["dense_artifact"]["median_ms"]}
                    for r in rounds],
         "layers": len(layers), "searched_layers": len(rep.get("profile", {})),
-        "chosen": chosen(rep.get("profile", {})), "trace": rep.get("trace_method"),
+        "chosen": chosen(rep.get("profile", {})), "profile": rep.get("profile"), "trace": rep.get("trace_method"),
         "mean_cosine_to_dense": round(mean_cosine(cm, model, held_out), 5),
         "compile_s": round(time.perf_counter() - t0, 1), "phases_s": phase_times(cm.passlog)}
 
@@ -177,7 +187,7 @@ def main(argv=None) -> int:
     meta = {"command": " ".join(["tools/bench/spdy_architectures.py"] + (argv if argv is not None else sys.argv[1:])),
             **{k: getattr(args, k) for k in ("speedup", "calib", "eval", "seq", "grid_levels", "max_evals",
                                             "threads", "tune")}}
-    print(f"{'model':20s} {'status':10s} {'measured':>9s} {'predicted':>9s} {'cosine':>8s} {'compile s':>9s}  chosen")
+    print(f"{'model':20s} {'status':16s} {'measured':>9s} {'predicted':>9s} {'cosine':>8s} {'compile s':>9s}  chosen")
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         if name in done:
             continue
@@ -185,7 +195,7 @@ def main(argv=None) -> int:
         rows.append(row)
         write_json(out, {"meta": meta, "models": rows})
         ms, ps = row.get("measured_speedup"), row.get("predicted_speedup")
-        print(f"{name:20s} {row['status']:10s} {ms or 0:9.2f} {ps or 0:9.2f} {row.get('mean_cosine_to_dense', 0):8.4f} "
+        print(f"{name:20s} {row['status']:16s} {ms or 0:9.2f} {ps or 0:9.2f} {row.get('mean_cosine_to_dense', 0):8.4f} "
               f"{row.get('compile_s', 0):9.0f}  {row.get('chosen') or row.get('error', '')}", flush=True)
     print(f"wrote {out}")
     return 0
