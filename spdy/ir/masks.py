@@ -1,9 +1,9 @@
 """Weight masks on a canonical graph.
 
 A mask is a buffer next to the layer's weight (`<module>.spdy_mask`; layers.beside_weight),
-applied by a `mul` node between the weight's get_attr and the layer op. All-ones masks compute exactly what the
-unmasked graph computes (w * 1 == w in IEEE arithmetic), so masks can be inserted early and
-set later by the search; `bake_masks` writes w * mask back into the weight and removes the
+applied by a `mul` node between the weight's get_attr and the layer op. All-ones masks
+compute exactly what the unmasked graph computes (w * 1 == w in IEEE arithmetic), so masks
+can be inserted early and set later by the search; `bake_masks` writes w * mask back into the weight and removes the
 mul nodes before lowering, so the kernels see plain (zero-filled) constants.
 """
 from __future__ import annotations
