@@ -22,23 +22,19 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 
-from spdy.ir.ops import LINEAR, LinearArgs
-
-
-def _arg(node, i, name, default):
-    return node.args[i] if len(node.args) > i else node.kwargs.get(name, default)
+from spdy.ir.ops import LINEAR, LinearArgs, call_arg
 
 
 def _plain_self_attention(node: torch.fx.Node, mod: torch.nn.MultiheadAttention) -> bool:
-    q, k, v = (_arg(node, i, n, None) for i, n in enumerate(("query", "key", "value")))
+    q, k, v = (call_arg(node, i, n, None) for i, n in enumerate(("query", "key", "value")))
     if not (q is k is v) or not isinstance(q, torch.fx.Node):
         return False
     shape = getattr(q.meta.get("tensor_meta"), "shape", None)
     if shape is None or len(shape) != 3:   # unbatched [S, E] calls stay module calls
         return False
-    if any(_arg(node, i, n, None) is not None for i, n in ((3, "key_padding_mask"), (5, "attn_mask"))):
+    if any(call_arg(node, i, n, None) is not None for i, n in ((3, "key_padding_mask"), (5, "attn_mask"))):
         return False
-    if _arg(node, 7, "is_causal", False):
+    if call_arg(node, 7, "is_causal", False):
         return False
     if (not mod._qkv_same_embed_dim or mod.bias_k is not None or mod.add_zero_attn
             or (mod.training and mod.dropout > 0)):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from spdy.errors import UnsupportedOpError
 from spdy.ir import meta
 from spdy.ir.attention_modules import expand_multihead_attention
-from spdy.ir.ops import CONV2D, LINEAR, ConvArgs, LinearArgs, conv_args, replace_args
+from spdy.ir.ops import CONV2D, LINEAR, ConvArgs, LinearArgs, call_arg, conv_args, replace_args
 from spdy.ir.tensors import get_tensor, set_tensor
 
 aten = torch.ops.aten
@@ -67,12 +67,6 @@ def _qualname(weight_path: str) -> str:
     return weight_path[:-len(".weight")] if weight_path.endswith(".weight") else weight_path
 
 
-def _arg(node, i, name, default):
-    if len(node.args) > i:
-        return node.args[i]
-    return node.kwargs.get(name, default)
-
-
 def canonicalize(gm: torch.fx.GraphModule) -> dict:
     """Rewrite layers into spdy ops and fold/replace batch norms. Returns stats."""
     b = _Builder(gm)
@@ -101,11 +95,11 @@ def canonicalize(gm: torch.fx.GraphModule) -> dict:
                 _func_linear(b, node)
                 stats["linear"] += 1
             elif node.target in _BN_FUNCS:
-                training = _arg(node, 5, "training", False)
-                paths = [b.weight_path(_arg(node, i, n, None)) for i, n in
+                training = call_arg(node, 5, "training", False)
+                paths = [b.weight_path(call_arg(node, i, n, None)) for i, n in
                          ((1, "weight"), (2, "bias"), (3, "running_mean"), (4, "running_var"))]
                 if not training and paths[2] and paths[3]:
-                    eps = _arg(node, 7, "eps", 1e-5)
+                    eps = call_arg(node, 7, "eps", 1e-5)
                     _batch_norm(b, node, *paths, eps, stats)
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
@@ -142,20 +136,20 @@ def _module_linear(b, node, mod: torch.nn.Linear):
 
 def _func_conv(b, node):
     w = node.args[1]
-    bias = _arg(node, 2, "bias", None)
-    stride = _pair(_arg(node, 3, "stride", 1))
-    dilation = _pair(_arg(node, 5, "dilation", 1))
-    groups = int(_arg(node, 6, "groups", 1))
+    bias = call_arg(node, 2, "bias", None)
+    stride = _pair(call_arg(node, 3, "stride", 1))
+    dilation = _pair(call_arg(node, 5, "dilation", 1))
+    groups = int(call_arg(node, 6, "groups", 1))
     wshape = get_tensor(b.gm, w.target).shape
     q = _qualname(w.target)
-    pad = _conv_padding(_arg(node, 4, "padding", 0), wshape, dilation, stride, q)
+    pad = _conv_padding(call_arg(node, 4, "padding", 0), wshape, dilation, stride, q)
     _replace(b, node, CONV2D, ConvArgs(node.args[0], w, bias, None, stride, pad, dilation, groups, "none", q), q)
 
 
 def _func_linear(b, node):
     w = node.args[1]
     q = _qualname(w.target)
-    _replace(b, node, LINEAR, LinearArgs(node.args[0], w, _arg(node, 2, "bias", None), None, "none", q), q)
+    _replace(b, node, LINEAR, LinearArgs(node.args[0], w, call_arg(node, 2, "bias", None), None, "none", q), q)
 
 
 def _batch_norm(b, node, wpath, bpath, mpath, vpath, eps, stats):

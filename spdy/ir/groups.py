@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 from spdy.errors import TraceError
+from spdy.ir.ops import call_arg
 
 # Which weight dimension a member kind prunes: "out" filters, "in" input slices, and the
 # per-channel vectors of BN/LayerNorm/depthwise conv all live on dim 0 except "in".
@@ -149,12 +150,6 @@ def _shape(node) -> tuple | None:
 
 def _norm_dim(d: int, ndim: int) -> int:
     return d + ndim if d < 0 else d
-
-
-def _arg(node, i: int, name: str, default=None):
-    if len(node.args) > i:
-        return node.args[i]
-    return node.kwargs.get(name, default)
 
 
 def trace_for_groups(model: nn.Module, example_inputs) -> torch.fx.GraphModule:
@@ -314,8 +309,8 @@ class _Walker:
         if fn in (torch.cat, torch.concat):
             return self._cat(node)
         if fn is torch.flatten:
-            return self._flatten(node, node.args[0], _arg(node, 1, "start_dim", 0),
-                                 _arg(node, 2, "end_dim", -1))
+            return self._flatten(node, node.args[0], call_arg(node, 1, "start_dim", 0),
+                                 call_arg(node, 2, "end_dim", -1))
         if fn in _REDUCE:
             return self._reduce(node)
         if fn is operator.getitem and not isinstance(node.args[0], torch.fx.Node):
@@ -332,8 +327,8 @@ class _Walker:
         if name in _BINARY_METHODS:
             return self._binary(node)
         if name == "flatten":
-            return self._flatten(node, node.args[0], _arg(node, 1, "start_dim", 0),
-                                 _arg(node, 2, "end_dim", -1))
+            return self._flatten(node, node.args[0], call_arg(node, 1, "start_dim", 0),
+                                 call_arg(node, 2, "end_dim", -1))
         if name in ("view", "reshape"):
             return self._reshape(node)
         if name in _REDUCE_METHODS:
@@ -366,9 +361,9 @@ class _Walker:
         return self._unknown(node, f"{node.name}: elementwise op with mismatched channels")
 
     def _cat(self, node) -> _Chan | None:
-        xs = list(_arg(node, 0, "tensors"))
+        xs = list(call_arg(node, 0, "tensors"))
         shape = _shape(node)
-        dim = _norm_dim(_arg(node, 1, "dim", 0), len(shape))
+        dim = _norm_dim(call_arg(node, 1, "dim", 0), len(shape))
         cs = [self.chan.get(x) if isinstance(x, torch.fx.Node) else None for x in xs]
         if any(c is None for c in cs) or len({c.dim for c in cs}) != 1:
             return self._unknown(node, f"{node.name}: cat of tensors with different channel dims")
@@ -415,14 +410,14 @@ class _Walker:
         sx, shape = _shape(x), _shape(node)
         if c is None or sx is None or shape is None:
             return self._unknown(node, f"{node.name}: reduction of unknown tensor")
-        dims = _arg(node, 1, "dim", None)
+        dims = call_arg(node, 1, "dim", None)
         if dims is None:
             return self._unknown(node, f"{node.name}: full reduction")
         dims = [dims] if isinstance(dims, int) else list(dims)
         dims = sorted(_norm_dim(d, len(sx)) for d in dims)
         if c.dim in dims:
             return self._unknown(node, f"{node.name}: reduces over channels")
-        keep = bool(_arg(node, 2, "keepdim", False))
+        keep = bool(call_arg(node, 2, "keepdim", False))
         d = c.dim if keep else c.dim - sum(1 for k in dims if k < c.dim)
         return _Chan(c.ids, d, len(shape))
 

@@ -137,6 +137,13 @@ class LinearArgs(NamedTuple):
 _ARGS = {CONV2D: ConvArgs, LINEAR: LinearArgs}
 
 
+def call_arg(node, i: int, name: str, default=None):
+    """Argument `i` of an fx call, given positionally or by keyword `name`."""
+    if len(node.args) > i:
+        return node.args[i]
+    return node.kwargs.get(name, default)
+
+
 def is_layer(node) -> bool:
     """A call of one of spdy's layer ops (an fx node, also of an exported program)."""
     return getattr(node, "op", None) == "call_function" and node.target in _ARGS
