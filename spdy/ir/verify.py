@@ -123,7 +123,7 @@ def _stub_problems(gm, stub) -> list[str]:
     users = list(stub.users)
     if len(users) != 1 or not is_layer(users[0]) or layer_args(users[0]).name != name \
             or layer_args(users[0]).x is not stub:
-        return out + [f"{where}: must feed exactly the input of layer {name}, feeds {[u.name for u in users]}"]
+        return [f"{where}: must feed exactly the input of layer {name}, feeds {[u.name for u in users]}"]
     info = layer_from_node(users[0])
     for node, value, buffer, what in ((a_node, act, ACT_BUFFER, "act"), (s_node, scale, SCALE_BUFFER, "weight scales")):
         expected = beside_weight(info.weight, buffer) if info is not None else buffer
