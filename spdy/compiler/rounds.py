@@ -28,6 +28,8 @@ def run_rounds(ctx, attempt: Callable[[object], MeasuredRound], adopt: Callable[
     adopt(chosen)
     if not met:
         best = chosen.measured["measured_speedup"]
+        at = chosen.measured.get("judged_at_batch")
+        what = f"{what} (at its slowest size, batch {at})" if at is not None else what
         raise InfeasibleSpeedupError(speedup, best, f"the best {what} measured {best:.2f}x after "
                                                     f"{len(ctx.artifacts['rounds'])} round(s) of budget correction")
     return chosen

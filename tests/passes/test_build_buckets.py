@@ -68,14 +68,16 @@ def test_the_example_batch_must_be_one_of_the_sizes_and_channels_mode_refuses(ml
 
 
 class SizedDevice(SteadyDevice):
-    """A steady device whose sparse artifacts measure a speedup that depends on the batch."""
+    """A steady device whose sparse artifacts measure a speedup that depends on the batch; a
+    list gives a size's successive measurements (the last one repeats)."""
 
     def __init__(self, by_batch: dict):
         super().__init__(1.0)
-        self.by_batch = by_batch
+        self.by_batch = {b: list(v) if isinstance(v, (list, tuple)) else [v] for b, v in by_batch.items()}
 
     def time_interleaved(self, artifacts, arrays, **kw):
-        self.speedup = self.by_batch[arrays[0].shape[0]]
+        seq = self.by_batch[arrays[0].shape[0]]
+        self.speedup = seq.pop(0) if len(seq) > 1 else seq[0]
         return super().time_interleaved(artifacts, arrays, **kw)
 
 
@@ -95,7 +97,25 @@ def test_a_searched_profile_is_measured_and_promised_at_every_size(mlp):
     x3 = torch.randn(3, 32)
     np.testing.assert_allclose(cm(x3).numpy(), cm.pruned_model(x3).detach().numpy(), atol=1e-4)
 
-    with fixed_latency_table(), pytest.raises(InfeasibleSpeedupError, match=r"does not hold at every size.*batch 4: 1\.0"):
+    assert len(cm.report["rounds"]) == 1 and cm.report["rounds"][0]["batch_buckets"] == cm.report["batch_buckets"]
+
+
+def test_a_size_that_falls_short_tightens_the_next_round_and_a_size_that_never_meets_fails(mlp):
+    x = torch.randn(16, 32, generator=torch.Generator().manual_seed(5))
+    with fixed_latency_table():
+        cm = spdy.compile(mlp, (x,), batch_sizes=[4, 16], measure=SizedDevice({16: 1.35, 4: [1.1, 1.33]}), **SEARCH)
+    rounds = cm.report["rounds"]
+    assert len(rounds) == 2
+    first = {r["batch"]: r for r in rounds[0]["batch_buckets"]}
+    assert first[4]["measured_speedup"] == pytest.approx(1.1, rel=0.01) and not first[4]["meets"]
+    assert rounds[0]["measured_speedup"] == pytest.approx(1.35, rel=0.01)   # the example's size, as measured
+    scales = [p["stats"]["budget_scale"] for p in cm.passlog if p["pass"] == "solve-sparsity"]
+    assert scales[0] == 1.0 and scales[1] < 1.1 / 1.3      # the budget shrank by what batch 4 missed
+    assert {r["batch"]: r["meets"] for r in cm.report["batch_buckets"]} == {4: True, 16: True}
+    x3 = torch.randn(3, 32)
+    np.testing.assert_allclose(cm(x3).numpy(), cm.pruned_model(x3).detach().numpy(), atol=1e-4)
+
+    with fixed_latency_table(), pytest.raises(InfeasibleSpeedupError, match=r"slowest size, batch 4\) measured 1\.00x"):
         spdy.compile(mlp, (x,), batch_sizes=[4, 16], measure=SizedDevice({16: 1.35, 4: 1.0}), **SEARCH)
 
 

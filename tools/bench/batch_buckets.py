@@ -2,7 +2,7 @@
 
 spdy.compile(..., batch_sizes=[1, 8, 32]) searches the profile at the example's batch size and
 builds the same weights at every other size, measuring each against the dense artifact of that
-size (spdy/passes/build_buckets.py); a size that misses fails the compile. This bench compiles
+size (spdy/passes/build_buckets.py); each correction round is judged by its slowest size. This bench compiles
 the residual MNIST CNN (trained here for --train-steps steps, as tools/bench/closed_loop_noise.py
 does) with real MNIST calibration, searched at --search-batch, and prints per size: the dense
 and sparse artifact's median ms, the paired speedup with its p10..p90, and whether it meets the
