@@ -21,9 +21,14 @@ _ADD_FUNCS = {operator.add, torch.add, aten.add.Tensor, operator.iadd}
 _ACT_FUNCS = {
     torch.relu: "relu", F.relu: "relu", aten.relu.default: "relu", aten.relu_.default: "relu",
     F.relu6: "relu6", F.gelu: "gelu", aten.gelu.default: "gelu",
+    F.silu: "silu", aten.silu.default: "silu", aten.silu_.default: "silu",
+    F.hardswish: "hardswish", aten.hardswish.default: "hardswish", aten.hardswish_.default: "hardswish",
+    torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", aten.sigmoid.default: "sigmoid",
+    F.hardsigmoid: "hardsigmoid", aten.hardsigmoid.default: "hardsigmoid",
 }
-_ACT_MODULES = {torch.nn.ReLU: "relu", torch.nn.ReLU6: "relu6", torch.nn.GELU: "gelu"}
-_ACT_METHODS = {"relu": "relu", "relu_": "relu"}
+_ACT_MODULES = {torch.nn.ReLU: "relu", torch.nn.ReLU6: "relu6", torch.nn.GELU: "gelu", torch.nn.SiLU: "silu",
+                torch.nn.Hardswish: "hardswish", torch.nn.Sigmoid: "sigmoid", torch.nn.Hardsigmoid: "hardsigmoid"}
+_ACT_METHODS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid"}
 
 
 def _activation_of(gm, node) -> str | None:

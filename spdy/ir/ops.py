@@ -19,7 +19,11 @@ from typing import Any, NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-ACTIVATIONS = ("none", "relu", "relu6", "gelu")
+from spdy.activations import ACTIVATIONS
+
+# torch semantics of every activation but "none" (named functions: fx graphs call them too)
+ACTIVATION_FNS = {"relu": torch.relu, "relu6": F.relu6, "gelu": F.gelu, "silu": F.silu, "hardswish": F.hardswish,
+                  "sigmoid": torch.sigmoid, "hardsigmoid": F.hardsigmoid}
 
 
 def _epilogue(y: torch.Tensor, residual: Optional[torch.Tensor], activation: str) -> torch.Tensor:
@@ -27,12 +31,8 @@ def _epilogue(y: torch.Tensor, residual: Optional[torch.Tensor], activation: str
         y = y + residual
     if activation == "none":
         return y
-    if activation == "relu":
-        return torch.relu(y)
-    if activation == "relu6":
-        return torch.clamp(y, 0.0, 6.0)
-    if activation == "gelu":
-        return F.gelu(y)
+    if activation in ACTIVATION_FNS:
+        return ACTIVATION_FNS[activation](y)
     raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
 
 

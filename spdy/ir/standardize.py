@@ -18,22 +18,17 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 
-from spdy.ir.ops import CONV2D, LINEAR, conv_args, layer_args, linear_args, replace_args
+from spdy.ir.ops import ACTIVATION_FNS, CONV2D, LINEAR, conv_args, layer_args, linear_args, replace_args
 from spdy.ir.quant import LAYER_QUANT, act_quant_of, strip_quant
 from spdy.ir.tensors import get_tensor, set_tensor
 from spdy.passes.algo.quantize import fake_quant_act_dynamic
 from spdy.qscheme import QMAX_A, QMIN_A
 
-_ACT = {"relu": torch.relu, "gelu": F.gelu}
-
-
 def _epilogue(graph, y, residual, act):
     if residual is not None:
         y = graph.call_function(operator.add, (y, residual))
-    if act == "relu6":
-        return graph.call_function(torch.clamp, (y, 0.0, 6.0))
     if act != "none":
-        y = graph.call_function(_ACT[act], (y,))
+        y = graph.call_function(ACTIVATION_FNS[act], (y,))
     return y
 
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from spdy.ir.ops import ACTIVATION_FNS
+
 from ._dense_util import build_and_run
 
-ACT = {"none": lambda y: y, "relu": torch.relu, "relu6": lambda y: torch.clamp(y, 0, 6),
-       "gelu": torch.nn.functional.gelu}
+ACT = {"none": lambda y: y, **ACTIVATION_FNS}
 
 CASES = [
     # (N, C, H, W, Cout, kh, kw, stride, pad(t,l,b,r), dilation, groups, bias, residual, act)
@@ -23,6 +24,10 @@ CASES = [
     (1, 4, 10, 10, 8, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 4, False, False, "none"),  # depthwise multiplier 2
     (1, 6, 9, 9, 9, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 3, True, False, "relu"),     # 1x1 strided grouped
     (1, 3, 8, 8, 40, 2, 3, (1, 2), (0, 1, 1, 0), (1, 1), 1, True, False, "none"),    # rectangular kernel
+    (1, 8, 9, 9, 8, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 8, True, False, "silu"),     # depthwise + SiLU (EfficientNet)
+    (1, 6, 7, 9, 10, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1, True, True, "hardswish"),  # 1x1 + hardswish (MobileNetV3)
+    (1, 12, 1, 1, 6, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1, True, False, "sigmoid"),   # squeeze-excitation fc2
+    (1, 12, 1, 1, 20, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1, True, False, "hardsigmoid"),
 ]
 
 

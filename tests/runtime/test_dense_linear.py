@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from spdy.ir.ops import ACTIVATION_FNS
+
 from ._dense_util import build_and_run
 
-ACT = {"none": lambda y: y, "relu": torch.relu, "relu6": lambda y: torch.clamp(y, 0, 6),
-       "gelu": torch.nn.functional.gelu}
+ACT = {"none": lambda y: y, **ACTIVATION_FNS}
 
 
 @pytest.mark.parametrize("shape,N,has_b,has_r,act", [
@@ -16,6 +17,10 @@ ACT = {"none": lambda y: y, "relu": torch.relu, "relu6": lambda y: torch.clamp(y
     ((2, 5, 24), 70, True, True, "gelu"),        # 3-D input, residual
     ((13, 33), 33, False, False, "relu"),        # M tail
     ((7, 16), 48, True, True, "relu6"),
+    ((3, 20), 40, True, False, "silu"),
+    ((2, 20), 35, True, True, "hardswish"),
+    ((5, 16), 24, False, False, "sigmoid"),
+    ((1, 16), 21, True, False, "hardsigmoid"),
 ])
 def test_linear_matches_torch(shape, N, has_b, has_r, act):
     from spdy.runtime.kernels import emit_linear

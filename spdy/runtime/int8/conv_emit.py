@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spdy.activations import ACTIVATIONS
 from spdy.qscheme import QMAX_W, QMIN_W, ActQuant
 
 from ..provenance import source_hash
@@ -27,7 +28,6 @@ from .conv_pack import QConvGeom, pack_source, qparams_source
 from .sparse_conv import (Int8BSR, out_channels_padded_sparse, sparse_candidates, sparse_consts,
                           sparse_conv_source, sparse_default, to_int8_bsr)
 
-ACTIVATIONS = ("none", "relu", "relu6", "gelu")
 SOURCE_HASH = source_hash(*(f"runtime/int8/{f}" for f in ("conv.py", "conv_pack.py", "conv_blocks.py",
                                                            "sparse_conv.py", "conv_emit.py")),
                           "runtime/kernels/tvmscript.py")

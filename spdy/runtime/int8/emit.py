@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spdy.activations import ACTIVATIONS
 from spdy.qscheme import ActQuant
 
 from ..provenance import source_hash
@@ -28,7 +29,6 @@ SOURCE_HASH = source_hash(*(f"runtime/int8/{f}" for f in ("features.py", "snippe
                           "runtime/kernels/tvmscript.py", "runtime/sparse/balance.py")
 
 LINEAR_FORMATS = ("dense", "bsr16x4", "bsr4x4", "bsr1x4")
-ACTIVATIONS = ("none", "relu", "relu6", "gelu")
 
 
 def base_format(fmt: str) -> str:

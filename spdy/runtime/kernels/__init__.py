@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from spdy.activations import ACTIVATIONS  # noqa: F401  (re-exported where callers look for it)
 from .check import UnscheduledOpError, check_scheduled
 from .pipeline import relax_pipeline
 
-ACTIVATIONS = ("none", "relu", "relu6", "gelu")
 
 __all__ = ["emit_conv2d", "emit_linear", "relax_pipeline", "UnscheduledOpError", "check_scheduled"]
 

@@ -76,7 +76,8 @@ def f32(x: float) -> str:
 
 
 def activation_expr(act: str, v: str) -> str:
-    """TVMScript for act(v); ``v`` must be a cheap expression (it may appear twice)."""
+    """TVMScript for act(v), act one of spdy.activations.ACTIVATIONS; ``v`` must be a cheap
+    expression (it is repeated; LLVM computes it once)."""
     if act == "none":
         return v
     if act == "relu":
@@ -85,7 +86,38 @@ def activation_expr(act: str, v: str) -> str:
         return f"T.min(T.max({v}, T.float32(0)), T.float32(6))"
     if act == "gelu":  # erf GELU, as torch.nn.GELU() default
         return gelu_expr(v)
+    if act == "sigmoid":
+        return sigmoid_expr(v)
+    if act == "silu":
+        return f"({v} * {sigmoid_expr(v)})"
+    if act == "hardsigmoid":
+        return f"(T.min(T.max({v} + T.float32(3), T.float32(0)), T.float32(6)) * T.float32(0.16666666666666666))"
+    if act == "hardswish":
+        return f"({v} * T.min(T.max({v} + T.float32(3), T.float32(0)), T.float32(6)) * T.float32(0.16666666666666666))"
     raise ValueError(f"unknown activation {act!r}")
+
+
+def sigmoid_expr(v: str) -> str:
+    """TVMScript for sigmoid(v) = (1 + tanh(v / 2)) / 2 (tanh_expr: no exp, no select, so it
+    is the same text for a scalar or a vector ``v``, as the int8 kernels' epilogues need).
+    The error is absolute, within 2e-7 (as onnxruntime's MLAS logistic): far below -16 it
+    returns ~1e-7, not ~0, so SiLU there is off by |v| * 1e-7."""
+    return f"(T.float32(0.5) + T.float32(0.5) * {tanh_expr(f'(({v}) * T.float32(0.5))')})"
+
+
+# tanh(x) as x P(x^2) / Q(x^2) on [-7.905, 7.905] (tanh is +-1 in float32 beyond), the
+# coefficients Eigen uses for float: max abs error 3.4e-7 evaluated in float32 (tested).
+_TANH_NUM = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+             1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
+_TANH_DEN = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
+_TANH_CLAMP = 7.90531110763549805
+
+
+def tanh_expr(x: str) -> str:
+    """TVMScript for a vectorizable tanh(x); ``x`` should be cheap (it is repeated)."""
+    xc = f"T.max(T.min({x}, T.float32({_TANH_CLAMP!r})), T.float32({-_TANH_CLAMP!r}))"
+    x2 = f"({xc} * {xc})"
+    return f"({xc} * {_horner(_TANH_NUM, x2)} / {_horner(_TANH_DEN, x2)})"
 
 
 # erf(x) as a rational function of x on [-4, 4] (erf is +-1 in float32 beyond): numerator odd

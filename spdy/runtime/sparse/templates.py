@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ACTIVATIONS = ("none", "relu", "relu6", "gelu")
+from spdy.activations import ACTIVATIONS  # noqa: F401  (re-exported where callers look for it)
 
 
 @dataclass(frozen=True)
@@ -67,16 +67,8 @@ def default_params(br: int, q: int, num_threads: int, kind: str = "linear") -> P
 
 
 def _epilogue(expr: str, act: str) -> str:
-    if act == "none":
-        return expr
-    if act == "relu":
-        return f"T.max({expr}, T.float32(0))"
-    if act == "relu6":
-        return f"T.min(T.max({expr}, T.float32(0)), T.float32(6))"
-    if act == "gelu":  # erf GELU, as torch.nn.GELU() by default (vectorizable erf: see gelu_expr)
-        from spdy.runtime.kernels.tvmscript import gelu_expr
-        return gelu_expr(f"({expr})")
-    raise ValueError(f"unknown activation {act!r}; known: {ACTIVATIONS}")
+    from spdy.runtime.kernels.tvmscript import activation_expr
+    return activation_expr(act, f"({expr})") if act != "none" else expr
 
 
 def _core(br: int, qt: int, parts: int, store: str) -> str:

@@ -45,8 +45,17 @@ def _gelu(v: np.ndarray) -> np.ndarray:
     return (0.5 * v * (1.0 + erf(v.astype(np.float64) / math.sqrt(2.0)))).astype(np.float32)
 
 
+def _torch_act(name):
+    def f(v: np.ndarray) -> np.ndarray:
+        import torch
+        from spdy.ir.ops import ACTIVATION_FNS
+        return ACTIVATION_FNS[name](torch.from_numpy(np.ascontiguousarray(v, np.float32))).numpy()
+    return f
+
+
 ACTS = {"none": lambda v: v, "relu": lambda v: np.maximum(v, np.float32(0)),
-        "relu6": lambda v: np.minimum(np.maximum(v, np.float32(0)), np.float32(6)), "gelu": _gelu}
+        "relu6": lambda v: np.minimum(np.maximum(v, np.float32(0)), np.float32(6)), "gelu": _gelu,
+        **{a: _torch_act(a) for a in ("silu", "hardswish", "sigmoid", "hardsigmoid")}}
 
 
 def int8_conv_ref(x, w_q, w_scale, bias, residual, act: ActQuant, *, stride=(1, 1), padding=(0, 0, 0, 0),

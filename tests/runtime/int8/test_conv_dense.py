@@ -18,6 +18,10 @@ CASES = {
     "dilation2": ((1, 12, 14, 10), (8, 12, 3, 3), (1, 1), (2, 2, 2, 2), (2, 2), True, True, "none"),
     "1x1s2": ((1, 16, 8, 8), (33, 16, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), False, False, "relu"),
     "long_rows": ((1, 4, 3, 37), (5, 4, 1, 3), (1, 1), (0, 1, 0, 1), (1, 1), True, True, "relu6"),
+    "3x3_silu": ((1, 8, 9, 9), (16, 8, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), True, False, "silu"),
+    "1x1_res_hardswish": ((1, 16, 7, 7), (24, 16, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), True, True, "hardswish"),
+    "1x1_1px_sigmoid": ((1, 32, 1, 1), (16, 32, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), True, False, "sigmoid"),
+    "1x1_1px_hardsigmoid": ((1, 32, 1, 1), (40, 32, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), True, False, "hardsigmoid"),
 }
 PIX = [ConvParams("pix", 4, 2), ConvParams("pix", 3, 3, "channels")]
 CHN = [ConvParams("chn", 5, 1), ConvParams("chn", 3, 2, "channels")]

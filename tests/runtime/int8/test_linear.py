@@ -36,6 +36,10 @@ def test_accumulator_exact(m, k, n, mr, nv, order, act):
     (6, 33, 17, DYNAMIC, True, False, "relu6"),
     (3, 16, 64, STATIC, False, False, "relu"),
     (1, 52, 30, DYNAMIC, True, True, "none"),      # batch-1 vector
+    (5, 24, 36, STATIC, True, False, "silu"),
+    (2, 20, 33, DYNAMIC, True, True, "hardswish"),
+    (4, 16, 20, STATIC, False, False, "sigmoid"),
+    (1, 32, 48, STATIC, True, False, "hardsigmoid"),
 ])
 def test_epilogue(m, k, n, act, bias, residual, activation):
     from spdy.runtime.int8.linear import DenseParams

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from spdy.activations import ACTIVATIONS
 from spdy.runtime.sparse import ConvGeom, Params, conv_kernel, linear_kernel, magnitude_mask, to_bsr
 
 from ._sparse_util import act_ref, conv_ref, run_kernel
@@ -46,7 +47,7 @@ def test_linear_extreme_sparsity(fmt, sparsity):
     _linear_case((9, 40), 36, fmt, sparsity, Params(16, 2), bias=True)
 
 
-@pytest.mark.parametrize("act", ["none", "relu", "relu6", "gelu"])
+@pytest.mark.parametrize("act", ACTIVATIONS)
 def test_linear_epilogues(act):
     _linear_case((7, 24), 20, "bsr4x1", 0.5, Params(16, 2), act=act, bias=True, residual=True)
 
