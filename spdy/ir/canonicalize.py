@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from spdy.errors import UnsupportedOpError
 from spdy.ir import meta
 from spdy.ir.attention_modules import expand_multihead_attention
+from spdy.ir.identities import drop_eval_identities
 from spdy.ir.ops import CONV2D, LINEAR, ConvArgs, LinearArgs, call_arg, conv_args, replace_args
 from spdy.ir.tensors import get_tensor, set_tensor
 
@@ -71,6 +72,9 @@ def canonicalize(gm: torch.fx.GraphModule) -> dict:
     """Rewrite layers into spdy ops and fold/replace batch norms. Returns stats."""
     b = _Builder(gm)
     stats = {"conv2d": 0, "linear": 0, "bn_folded": 0, "bn_affine": 0}
+    identities = drop_eval_identities(gm)   # before fusion can see the residual adds behind them
+    if identities:
+        stats["identities_removed"] = identities
     attention = expand_multihead_attention(gm)   # its projections become spdy_linear layers
     stats["linear"] += 2 * attention
     if attention:
