@@ -31,9 +31,19 @@ def run_child_row(script: str, args: list[str], name: str, timeout: float, faile
 
 
 def add_walk_arguments(ap, timeout: float, what: str = "model") -> None:
-    """--timeout, --resume, --out and the child's hidden --one, for a bench walking models."""
+    """--timeout, --resume, --redo, --out and the child's hidden --one, for a bench walking models."""
     import argparse
     ap.add_argument("--timeout", type=float, default=timeout, help=f"seconds per {what}")
     ap.add_argument("--resume", action="store_true", help="keep the rows already in --out")
+    ap.add_argument("--redo", default="", help=f"comma list of {what}s to run again even if --resume has them")
     ap.add_argument("--out", default=None)
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+
+
+def resumed_rows(out, args) -> list[dict]:
+    """The rows --resume keeps from `out` (a Path): all of them but those --redo names."""
+    import json
+    if not (args.resume and out.exists()):
+        return []
+    redo = {m.strip() for m in args.redo.split(",") if m.strip()}
+    return [r for r in json.loads(out.read_text())["models"] if r["model"] not in redo]

@@ -162,7 +162,7 @@ def run_child(name: str, args) -> dict:
 
 
 def main(argv=None) -> int:
-    from child_rows import add_walk_arguments
+    from child_rows import add_walk_arguments, resumed_rows
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--speedup", type=float, default=2.0)
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
     from spdy.runtime.artifact import write_json
     out = Path(args.out) if args.out else (BENCH / "results" /
                                            f"spdy_architectures_{args.speedup:g}x_{datetime.date.today().isoformat()}.json")
-    rows = json.loads(out.read_text())["models"] if args.resume and out.exists() else []
+    rows = resumed_rows(out, args)
     done = {r["model"] for r in rows}
     meta = {"command": " ".join(["tools/bench/spdy_architectures.py"] + (argv if argv is not None else sys.argv[1:])),
             **{k: getattr(args, k) for k in ("speedup", "calib", "eval", "seq", "grid_levels", "max_evals",

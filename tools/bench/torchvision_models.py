@@ -106,7 +106,7 @@ def run_child(name: str, args) -> dict:
 
 
 def main(argv=None) -> int:
-    from child_rows import add_walk_arguments
+    from child_rows import add_walk_arguments, resumed_rows
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="", help="comma list of builders (default: every classifier)")
     ap.add_argument("--max-params", type=float, default=150.0,
@@ -115,7 +115,6 @@ def main(argv=None) -> int:
     ap.add_argument("--tol", type=float, default=1e-3, help="max |diff| allowed, relative to max |output|")
     ap.add_argument("--tune", action="store_true", help="tune the kernels (slow; numerics do not need it)")
     add_walk_arguments(ap, 1200.0, "builder")
-    ap.add_argument("--redo", default="", help="comma list of builders to run again even if --resume has them")
     args = ap.parse_args(argv)
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
     from spdy.runtime.artifact import write_json
@@ -126,9 +125,7 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else (
         ROOT / "tools" / "bench" / "results" / f"torchvision_models_{datetime.date.today().isoformat()}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = json.loads(out.read_text())["models"] if args.resume and out.exists() else []
-    redo = {m.strip() for m in args.redo.split(",") if m.strip()}
-    rows = [r for r in rows if r["model"] not in redo]
+    rows = resumed_rows(out, args)
     done = {r["model"] for r in rows}
     meta = {"command": " ".join(["tools/bench/torchvision_models.py"] + (argv if argv is not None else sys.argv[1:])),
             "torchvision": _tv_version(), "threads": args.threads, "tol": args.tol,
