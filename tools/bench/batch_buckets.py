@@ -72,7 +72,12 @@ def main(argv=None) -> int:
     try:
         cm = spdy.compile(model, (x,), speedup=args.speedup, num_threads=args.threads, calib=calib, batch_sizes=sizes, formats=formats, tune=args.tune, grid_levels=args.grid_levels,
                           compare_onnxruntime=False)
-        result.update(status="met", buckets=cm.report["batch_buckets"], profile=cm.profile)
+        result.update(status="met", buckets=cm.report["batch_buckets"], profile=cm.profile,
+                      rounds=[{"round": r["round"], "measured_at_search_batch": r["measured_speedup"],
+                               "predicted": r.get("predicted_speedup"),
+                               "sizes": {b["batch"]: b.get("measured_speedup") for b in r.get("batch_buckets", [])}}
+                              for r in cm.report["rounds"]],
+                      mean_sparsity=sum(v["sparsity"] for v in cm.profile.values()) / max(1, len(cm.profile)))
     except InfeasibleSpeedupError as exc:
         cm = None
         result.update(status="infeasible", error=str(exc))
@@ -95,6 +100,9 @@ def main(argv=None) -> int:
             p = r.get("p10_p90") or [float("nan")] * 2
             print(f"{r['batch']:>5} {r['dense_ms']:>9.3f} {r['artifact_ms']:>8.3f} {r['measured_speedup']:>7.2f}x "
                   f"{p[0]:>6.2f}..{p[1]:<5.2f} {str(r.get('meets', True)):>6}")
+        for r in result["rounds"]:
+            print(f"round {r['round']}: predicted {r['predicted'] or 0:.2f}x, per size "
+                  + ", ".join(f"{b}: {v:.2f}x" for b, v in r["sizes"].items() if v))
         print("accuracy:", json.dumps(result["accuracy"]))
     out = Path(args.out) if args.out else ROOT / "tools/bench/results" / \
         f"batch_buckets_mnist_resnet_{args.speedup:g}x_{result['date']}.json"
