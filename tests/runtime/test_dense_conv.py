@@ -28,6 +28,12 @@ CASES = [
     (1, 6, 7, 9, 10, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1, True, True, "hardswish"),  # 1x1 + hardswish (MobileNetV3)
     (1, 12, 1, 1, 6, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1, True, False, "sigmoid"),   # squeeze-excitation fc2
     (1, 12, 1, 1, 20, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1, True, False, "hardsigmoid"),
+    # strided depthwise: direct on column phases (im2col.pad_split_source)
+    (1, 5, 23, 21, 5, 5, 5, (2, 2), (2, 2, 2, 2), (1, 1), 5, True, False, "silu"),     # 5x5/2, odd size
+    (2, 4, 12, 17, 4, 3, 3, (2, 2), (0, 0, 1, 1), (1, 1), 4, False, True, "none"),     # asymmetric pad, batch 2
+    (1, 3, 16, 40, 6, 3, 3, (1, 3), (1, 1, 1, 1), (1, 1), 3, True, False, "relu"),     # multiplier 2, stride 3 wide
+    (1, 4, 15, 15, 4, 3, 3, (2, 2), (2, 2, 2, 2), (2, 2), 4, True, False, "none"),     # dilated
+    (1, 6, 40, 40, 6, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 6, True, False, "relu6"),    # full 16-lane tiles
 ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .gemm import GemmSpec, make_gemm, pack_a
-from .im2col import im2col_offsets, make_im2col, make_pad
+from .im2col import im2col_offsets, make_im2col, make_pad, make_pad_split, split_width
 from .relax_util import call_kernel, const, reshape, static_shape
 from .select import choose_gemm_params
 
@@ -37,9 +37,11 @@ def conv_gemm_spec(x_shape, weight_shape, *, stride, padding, dilation, groups, 
     Ho, Wo = conv_out_hw(H, W, KH, KW, stride, padding, dilation)
     pt, pl, pb, pr = padding
     direct = KH == KW == 1 and tuple(stride) == (1, 1) and not any(padding)
-    # stride-1 convs with a spatial kernel read the padded input directly (no im2col)
-    conv = ((Cg, KH, KW, dilation[0], dilation[1], Ho, Wo, H + pt + pb, W + pl + pr)
-            if tuple(stride) == (1, 1) and not direct else ())
+    # stride-1 convs with a spatial kernel read the padded input directly (no im2col); so do
+    # strided depthwise convs (one input channel per group): as im2col + GEMM they are M=1
+    # GEMMs behind a copy 9-25x the input, and took 22% of EfficientNet-B0 in two layers
+    conv = ((Cg, KH, KW, dilation[0], dilation[1], Ho, Wo, H + pt + pb, W + pl + pr, stride[0], stride[1])
+            if (tuple(stride) == (1, 1) or Cg == 1) and not direct else ())
     spec = GemmSpec(M=Cout // groups, N=Ho * Wo, K=Cg * KH * KW, batch=B, groups=groups,
                     a="const", b="act" if direct else ("direct" if conv else "panel"), conv=conv, bias="m" if has_bias else "none",
                     residual=has_residual, activation=activation)
@@ -57,14 +59,19 @@ def emit_dense_conv2d(bb, x, weight: np.ndarray, bias, residual, *, stride, padd
     B, C, H, W = x_shape
     Cout, Cg, KH, KW = weight.shape
     params = choose_gemm_params(ctx, spec)
-    if need_col:
-        xp, Hp, Wp = x, H, W
+    pt, pl, pb, pr = padding
+    Hp, Wp = H + pt + pb, W + pl + pr
+    split = spec.b == "direct" and stride[1] > 1   # padded and split into column phases at once
+    if need_col and not split:
+        xp = x
         if any(padding):
-            pt, pl, pb, pr = padding
-            Hp, Wp = H + pt + pb, W + pl + pr
             sym = ctx.unique_symbol(f"{name}_pad")
             xp = call_kernel(bb, make_pad(B, C, H, W, tuple(padding), sym), sym, [x], (B, C, Hp, Wp))
-    if spec.b == "direct":
+    if split:
+        sym = ctx.unique_symbol(f"{name}_pad")
+        col = call_kernel(bb, make_pad_split(B, C, H, W, tuple(padding), stride[1], sym), sym, [x],
+                          (B, C, Hp, stride[1], split_width(Wp, stride[1])))
+    elif spec.b == "direct":
         col = xp
     elif need_col:
         sym = ctx.unique_symbol(f"{name}_im2col")

@@ -14,7 +14,9 @@ Operands come in two kinds:
               B panel is contiguous, so it streams from L1/L2 instead of K strided rows
      "direct" the padded conv input (Bt, G*Cg, Hp, Wp) of a stride-1 conv: the NR lanes are
               NR consecutive output pixels of one row, i.e. a contiguous run of an input row
-              per tap, so no im2col copy at all
+              per tap, so no im2col copy at all; with a column stride sw > 1 (depthwise convs)
+              the input comes split into column phases, (Bt, G*Cg, Hp, sw, ceil(Wp/sw))
+              (im2col.pad_split_source), and each tap still reads a contiguous run
 Tails (M % MR, N % NR) get their own tile bodies with smaller static sizes, so no masking,
 no padding of activations, and the full tiles stay branch free.
 """
@@ -40,8 +42,8 @@ class GemmSpec:
     bias: str = "none"      # "none" | "m" (per output row, conv channels) | "n" (per column, Linear)
     residual: bool = False
     activation: str = "none"
-    # b == "direct": stride-1 convolution read straight from the padded input, no im2col.
-    # (Cg, KH, KW, dh, dw, Ho, Wo, Hp, Wp); N = Ho*Wo, K = Cg*KH*KW, tiles never cross a row.
+    # b == "direct": convolution read straight from the padded input, no im2col.
+    # (Cg, KH, KW, dh, dw, Ho, Wo, Hp, Wp, sh, sw); N = Ho*Wo, K = Cg*KH*KW, tiles never cross a row.
     conv: tuple = ()
 
     def signature(self) -> str:
@@ -99,8 +101,9 @@ def buffer_shapes(spec: GemmSpec, p: GemmParams) -> dict[str, tuple[int, ...]]:
     s, G = spec, spec.groups
     MB, NB = -(-s.M // p.mr), -(-s.N // p.nr)
     if s.b == "direct":
-        Cg, KH, KW, dh, dw, Ho, Wo, Hp, Wp = s.conv
-        return _finish_shapes(s, {"A": (G, MB, s.K, p.mr), "B": (s.batch, G * Cg, Hp, Wp)})
+        Cg, KH, KW, dh, dw, Ho, Wo, Hp, Wp, sh, sw = s.conv
+        b = (s.batch, G * Cg, Hp, Wp) if sw == 1 else (s.batch, G * Cg, Hp, sw, -(-Wp // sw))
+        return _finish_shapes(s, {"A": (G, MB, s.K, p.mr), "B": b})
     shapes = {
         "A": (s.batch, s.M, s.K) if s.a == "act" else (G, MB, s.K, p.mr),
         "B": {"act": (s.batch, G * s.K, s.N), "packed": (G, NB, s.K, p.nr),
@@ -129,7 +132,7 @@ def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
     MBf, MRt = divmod(s.M, MR)
     direct = s.b == "direct"
     if direct:
-        Cg, KH, KW, dh, dw, Ho, Wo, Hp, Wp = s.conv
+        Cg, KH, KW, dh, dw, Ho, Wo, Hp, Wp, sh, sw = s.conv
         NBf, NRt = divmod(Wo, NR)       # tiles per output row
         NBw = NBf + (NRt > 0)
         NB = Ho * NBw
@@ -160,8 +163,11 @@ def gemm_source(spec: GemmSpec, params: GemmParams, symbol: str) -> str:
     def b_load(k: str, v: str) -> str:
         if direct:  # k is "ci, kh, kw" here
             ci, kh, kw = k.split(",")
-            return (f"B[{b_}, {g_} * {Cg} + {ci}, {E['oh']} + {kh} * {dh}, "
-                    f"{E['owb']} * {NR} + {kw} * {dw} + {v}]")
+            row = f"{E['oh']} + {kh} * {dh}" if sh == 1 else f"{E['oh']} * {sh} + {kh} * {dh}"
+            if sw == 1:
+                return f"B[{b_}, {g_} * {Cg} + {ci}, {row}, {E['owb']} * {NR} + {kw} * {dw} + {v}]"
+            return (f"B[{b_}, {g_} * {Cg} + {ci}, {row}, {kw} * {dw} % {sw}, "
+                    f"{E['owb']} * {NR} + {kw} * {dw} // {sw} + {v}]")
         if s.b == "panel":
             return f"B[{b_}, {nb_}, {g_} * {s.K} + {k}, {v}]"
         return f"B[{b_}, {g_} * {s.K} + {k}, {n0_} + {v}]" if s.b == "act" else f"B[{g_}, {nb_}, {k}, {v}]"

@@ -38,6 +38,40 @@ def make_pad(batch, C, H, W, padding, symbol="main"):
     return parse_prim_func(pad_source(batch, C, H, W, padding, symbol))
 
 
+def split_width(Wp: int, sw: int) -> int:
+    """Columns per phase of a padded row split by column parity mod `sw`."""
+    return -(-Wp // sw)
+
+
+def pad_split_source(batch, C, H, W, padding, sw, symbol) -> str:
+    """Zero padding with each row split into its `sw` column phases: Xs[b, c, h, ph, q] is
+    padded column q*sw + ph. A conv of column stride sw then reads, for every tap, a
+    contiguous run of one phase (output column ow, tap column x = ow*sw + k: phase k % sw,
+    index ow + k // sw), so a strided depthwise conv runs as the direct GEMM with no im2col.
+    """
+    pt, pl, pb, pr = padding
+    Hp, Wp = H + pt + pb, W + pl + pr
+    Wq = split_width(Wp, sw)
+    b, c = (f"(t // {C})" if batch > 1 else "0"), f"(t % {C})"
+    return f"""
+@T.prim_func
+def main(X: T.Buffer(({batch}, {C}, {H}, {W}), "float32"), Xs: T.Buffer(({batch}, {C}, {Hp}, {sw}, {Wq}), "float32")):
+    T.func_attr({{"global_symbol": "{symbol}", "tir.noalias": True, "op_pattern": 8, "spdy.kernel": "pad"}})
+    for t in T.parallel({batch * C}):
+        for h in range({Hp}):
+            for ph in range({sw}):
+                for q in range({Wq}):
+                    Xs[{b}, {c}, h, ph, q] = T.if_then_else(
+                        h >= {pt} and h < {pt + H} and q * {sw} + ph >= {pl} and q * {sw} + ph < {pl + W},
+                        X[{b}, {c}, T.min(T.max(h - {pt}, 0), {H - 1}), T.min(T.max(q * {sw} + ph - {pl}, 0), {W - 1})],
+                        T.float32(0))
+"""
+
+
+def make_pad_split(batch, C, H, W, padding, sw, symbol="main"):
+    return parse_prim_func(pad_split_source(batch, C, H, W, padding, sw, symbol))
+
+
 def im2col_offsets(Ho, Wo, Wp, stride, nr):
     """Offset of each output pixel's top-left tap in a padded channel plane, padded to whole
     panels with 0 (a valid address; those slots are never read by the GEMM)."""
