@@ -28,6 +28,7 @@ Numerics are checked on the same input: spdy dense, onnxruntime and OpenVINO aga
     python tools/bench/e2e.py                                   # resnet18,bert_ffn; tuned; 80%/90%
     python tools/bench/e2e.py --models resnet18,bert_ffn,bert_block --rounds 9
     python tools/bench/e2e.py --quick --no-tune                 # smoke run: 3 rounds, 90% only
+    PYTHONPATH=<torchvision --no-deps install> python tools/bench/e2e.py --models efficientnet_b0,mobilenet_v3_large
 
 Writes a table to stdout and JSON to tools/bench/results/e2e.json (--out).
 """
@@ -48,11 +49,17 @@ for _p in (ROOT, ROOT / "tools" / "bench"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-# model name -> (factory attribute in spdy.models, input shape, which layers a sparse profile prunes)
+# model name -> (factory: an attribute of spdy.models or "tv:<torchvision builder>", input shape, which layers a sparse profile prunes)
 MODELS = {
     "resnet18": ("resnet18", (1, 3, 224, 224), "convs_but_first"),
     "bert_ffn": ("bert_ffn_block", (1, 128, 768), "all_linear"),
     "bert_block": ("bert_encoder_block", (1, 128, 768), "all_linear"),
+    # torchvision architectures (random weights; torchvision installed as the README says):
+    # the sparse rows prune the pointwise convs, depthwise convs stay dense
+    "efficientnet_b0": ("tv:efficientnet_b0", (1, 3, 224, 224), "pointwise_convs"),
+    "mobilenet_v2": ("tv:mobilenet_v2", (1, 3, 224, 224), "pointwise_convs"),
+    "mobilenet_v3_large": ("tv:mobilenet_v3_large", (1, 3, 224, 224), "pointwise_convs"),
+    "resnet50": ("tv:resnet50", (1, 3, 224, 224), "convs_but_first"),
 }
 # e2e's names for the dense peers (kept for the JSON's continuity) -> tools/bench/peers_int8.py's
 ONNX_PEERS = {"onnxruntime": "ort_fp32", "openvino": "openvino_fp32", "ort_int8_dynamic": "ort_int8_dynamic",
@@ -102,7 +109,19 @@ def sparse_layers(report_layers: list[dict], rule: str) -> list[str]:
         return convs[1:]
     if rule == "all_linear":
         return [l["qualname"] for l in report_layers if l["kind"] == "linear"]
+    if rule == "pointwise_convs":
+        return [l["qualname"] for l in report_layers
+                if l["kind"] == "conv2d" and l["groups"] == 1 and tuple(l["weight_shape"][2:]) == (1, 1)]
     raise ValueError(rule)
+
+
+def build_model(factory: str):
+    """spdy.models.<factory>(), or torchvision's builder for "tv:<name>"."""
+    import spdy.models
+    if factory.startswith("tv:"):
+        from spdy.models.torchvision_import import import_torchvision
+        return getattr(import_torchvision().models, factory[3:])()
+    return getattr(spdy.models, factory)()
 
 
 def compile_spdy(model, x, *, tune: bool, threads: int, profile: dict | None = None, calib=None):
@@ -221,10 +240,9 @@ def errs(a, b) -> dict:
 def run_model(name: str, args, tmp: Path) -> dict:
     import numpy as np
     import torch
-    import spdy.models
     factory, shape, rule = MODELS[name]
     torch.manual_seed(0)
-    model = getattr(spdy.models, factory)().eval()
+    model = build_model(factory).eval()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         ref = model(x).numpy()
