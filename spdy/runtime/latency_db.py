@@ -135,7 +135,10 @@ class LatencyDB:
             raise ValueError(f"schema {meta.get('schema')!r} != {SCHEMA_VERSION}")
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL is a property of the file: set it once. Switching needs the file to itself, and
+        # SQLite answers "busy" at once (no busy timeout) while another process has it open.
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("BEGIN IMMEDIATE")
         try:
             for stmt in _SCHEMA.strip().split(";"):
@@ -149,32 +152,44 @@ class LatencyDB:
             raise
 
     def _open(self) -> sqlite3.Connection:
-        conn = None
-        try:
-            conn = self._connect()
-            self._validate(conn)
-            self._init_schema(conn)
-            return conn
-        except (sqlite3.DatabaseError, ValueError) as e:
-            if conn is not None:
-                conn.close()
-            if is_busy(e):
-                warnings.warn(f"latency database {self.path} stayed locked by another process for "
-                              f"{BUSY_TIMEOUT_S:g} s; this run's timings are kept in memory only",
-                              RuntimeWarning, stacklevel=3)
-                conn = sqlite3.connect(":memory:", isolation_level=None)
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            conn = None
+            try:
+                conn = self._connect()
+                self._validate(conn)
                 self._init_schema(conn)
                 return conn
-            bad = self.path.with_name(f"{self.path.name}.bad-{int(time.time() * 1000)}")
-            warnings.warn(f"latency database {self.path} is unusable ({e}); moved to {bad.name} "
-                          "and rebuilding it", RuntimeWarning, stacklevel=3)
-            for suffix in ("", "-wal", "-shm"):
-                p = Path(str(self.path) + suffix)
-                if p.exists():
-                    os.replace(p, Path(str(bad) + suffix))
-            conn = self._connect()
+            except (sqlite3.DatabaseError, ValueError) as e:
+                if conn is not None:
+                    conn.close()
+                # two compiles creating the file at once: one of them sees "busy" without
+                # waiting (the switch to WAL); try again until the busy timeout is spent
+                if is_busy(e) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                return self._recover(e)
+
+    def _recover(self, e: Exception) -> sqlite3.Connection:
+        """A connection after opening failed with `e`: in memory when the file stayed busy,
+        else a fresh file with the unusable one moved aside."""
+        if is_busy(e):
+            warnings.warn(f"latency database {self.path} stayed locked by another process for "
+                          f"{BUSY_TIMEOUT_S:g} s; this run's timings are kept in memory only",
+                          RuntimeWarning, stacklevel=4)
+            conn = sqlite3.connect(":memory:", isolation_level=None)
             self._init_schema(conn)
             return conn
+        bad = self.path.with_name(f"{self.path.name}.bad-{int(time.time() * 1000)}")
+        warnings.warn(f"latency database {self.path} is unusable ({e}); moved to {bad.name} "
+                      "and rebuilding it", RuntimeWarning, stacklevel=4)
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(self.path) + suffix)
+            if p.exists():
+                os.replace(p, Path(str(bad) + suffix))
+        conn = self._connect()
+        self._init_schema(conn)
+        return conn
 
     def close(self) -> None:
         self.conn.close()
