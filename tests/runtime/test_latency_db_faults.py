@@ -15,7 +15,8 @@ from tests.faults import finish, kill9, read_lines, spawn
 N = 60  # entries per writer
 
 WRITE = """
-    import dataclasses, sys
+    import dataclasses, sys, warnings
+    warnings.simplefilter("error", RuntimeWarning)   # a fallback to memory or a failed write names itself
     from spdy.runtime.latency_db import LatencyDB, LatencyKey
     path, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     base = LatencyKey.make("gemm:M=1", {"kind": "llvm", "mcpu": "znver4"}, 2, "src")
