@@ -17,10 +17,10 @@ from spdy.ir.ops import call_arg
 
 _DROPOUT_MODULES = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d,
                     torch.nn.AlphaDropout, torch.nn.FeatureAlphaDropout)
-# function -> position of its `training` argument (F.dropout's default is True: only an
-# explicit False is the identity)
-_DROPOUT_FUNCS = {F.dropout: 2, F.dropout1d: 2, F.dropout2d: 2, F.dropout3d: 2, F.alpha_dropout: 2,
-                  torch.ops.aten.dropout.default: 2}
+# function -> keyword of its `training` argument, the third positional one (F.dropout's
+# default is True: only an explicit False is the identity)
+_DROPOUT_FUNCS = {F.dropout: "training", F.dropout1d: "training", F.dropout2d: "training",
+                  F.dropout3d: "training", F.alpha_dropout: "training", torch.ops.aten.dropout.default: "train"}
 
 
 def _is_stochastic_depth(target) -> bool:
@@ -38,8 +38,7 @@ def _identity_input(gm, node):
     if node.op != "call_function":
         return None
     if node.target in _DROPOUT_FUNCS:
-        training = call_arg(node, _DROPOUT_FUNCS[node.target], "train" if node.target is
-                            torch.ops.aten.dropout.default else "training", True)
+        training = call_arg(node, 2, _DROPOUT_FUNCS[node.target], True)
         return call_arg(node, 0, "input", None) if training is False else None
     if _is_stochastic_depth(node.target) and call_arg(node, 3, "training", True) is False:
         return call_arg(node, 0, "input", None)

@@ -24,6 +24,7 @@ from spdy.ir.tensors import get_tensor, set_tensor
 from spdy.passes.algo.quantize import fake_quant_act_dynamic
 from spdy.qscheme import QMAX_A, QMIN_A
 
+
 def _epilogue(graph, y, residual, act):
     if residual is not None:
         y = graph.call_function(operator.add, (y, residual))

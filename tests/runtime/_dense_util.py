@@ -10,6 +10,25 @@ def target():
                               "num-cores": 2})
 
 
+def run_elementwise(expr_of, x: np.ndarray) -> np.ndarray:
+    """Y = expr_of("X[i]") over a 1-D float32 array (length a multiple of 16), in one 16-lane
+    vectorized loop, as the kernels' epilogues and row loops run such expressions."""
+    import tvm
+    from spdy.runtime.kernels.tvmscript import parse_prim_func
+    n = x.size
+    src = f'''@T.prim_func
+def main(X: T.Buffer(({n},), "float32"), Y: T.Buffer(({n},), "float32")):
+    T.func_attr({{"global_symbol": "main", "tir.noalias": True}})
+    for kb in range({n // 16}):
+        for l in T.vectorized(16):
+            Y[kb * 16 + l] = {expr_of("X[kb * 16 + l]")}
+'''
+    lib = tvm.compile(parse_prim_func(src), target=target())
+    out = tvm.runtime.tensor(np.zeros(n, "float32"))
+    lib(tvm.runtime.tensor(np.ascontiguousarray(x, dtype="float32")), out)
+    return out.numpy()
+
+
 def build_and_run(inputs: list[np.ndarray], body, ctx=None):
     """body(bb, vars, ctx) -> relax expr; returns (numpy output, ctx)."""
     import tvm

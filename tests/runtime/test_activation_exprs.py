@@ -10,24 +10,7 @@ import torch
 from spdy.activations import ACTIVATIONS
 from spdy.ir.ops import ACTIVATION_FNS
 
-from ._dense_util import target
-
-
-def _run_expr(expr_of, x: np.ndarray) -> np.ndarray:
-    import tvm
-    from spdy.runtime.kernels.tvmscript import parse_prim_func
-    n = x.size
-    src = f'''@T.prim_func
-def main(X: T.Buffer(({n},), "float32"), Y: T.Buffer(({n},), "float32")):
-    T.func_attr({{"global_symbol": "main", "tir.noalias": True}})
-    for kb in range({n // 16}):
-        for l in T.vectorized(16):
-            Y[kb * 16 + l] = {expr_of("X[kb * 16 + l]")}
-'''
-    lib = tvm.compile(parse_prim_func(src), target=target())
-    out = tvm.runtime.tensor(np.zeros(n, "float32"))
-    lib(tvm.runtime.tensor(x), out)
-    return out.numpy()
+from ._dense_util import run_elementwise
 
 
 def _inputs() -> np.ndarray:
@@ -38,7 +21,7 @@ def _inputs() -> np.ndarray:
 def test_tanh_polynomial_is_within_4e7_of_tanh():
     from spdy.runtime.kernels.tvmscript import tanh_expr
     x = _inputs()
-    y = _run_expr(tanh_expr, x)
+    y = run_elementwise(tanh_expr, x)
     assert np.abs(y - np.tanh(x.astype(np.float64))).max() < 4e-7
 
 
@@ -46,7 +29,7 @@ def test_tanh_polynomial_is_within_4e7_of_tanh():
 def test_every_activation_matches_torch(act):
     from spdy.runtime.kernels.tvmscript import activation_expr
     x = _inputs()
-    y = _run_expr(lambda v: activation_expr(act, v), x)
+    y = run_elementwise(lambda v: activation_expr(act, v), x)
     ref = ACTIVATION_FNS[act](torch.from_numpy(x).double()).numpy()
     # the polynomials' error is absolute, as MLAS's logistic: sigmoid within 2e-7 everywhere
     # (so ~1e-7 instead of ~0 far below -16), and x * that for SiLU and GELU

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from spdy.activations import ACTIVATIONS  # noqa: F401  (re-exported where callers look for it)
+from spdy.activations import ACTIVATIONS
+
 from .check import UnscheduledOpError, check_scheduled
 from .pipeline import relax_pipeline
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, asdict
 
 import numpy as np
 
+from .im2col import split_width
 from .tvmscript import activation_expr, parse_prim_func
 
 
@@ -102,7 +103,7 @@ def buffer_shapes(spec: GemmSpec, p: GemmParams) -> dict[str, tuple[int, ...]]:
     MB, NB = -(-s.M // p.mr), -(-s.N // p.nr)
     if s.b == "direct":
         Cg, KH, KW, dh, dw, Ho, Wo, Hp, Wp, sh, sw = s.conv
-        b = (s.batch, G * Cg, Hp, Wp) if sw == 1 else (s.batch, G * Cg, Hp, sw, -(-Wp // sw))
+        b = (s.batch, G * Cg, Hp, Wp) if sw == 1 else (s.batch, G * Cg, Hp, sw, split_width(Wp, sw))
         return _finish_shapes(s, {"A": (G, MB, s.K, p.mr), "B": b})
     shapes = {
         "A": (s.batch, s.M, s.K) if s.a == "act" else (G, MB, s.K, p.mr),

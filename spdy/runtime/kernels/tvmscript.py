@@ -93,7 +93,7 @@ def activation_expr(act: str, v: str) -> str:
     if act == "hardsigmoid":
         return f"(T.min(T.max({v} + T.float32(3), T.float32(0)), T.float32(6)) * T.float32(0.16666666666666666))"
     if act == "hardswish":
-        return f"({v} * T.min(T.max({v} + T.float32(3), T.float32(0)), T.float32(6)) * T.float32(0.16666666666666666))"
+        return f"({v} * {activation_expr('hardsigmoid', v)})"
     raise ValueError(f"unknown activation {act!r}")
 
 

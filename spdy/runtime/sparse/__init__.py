@@ -8,10 +8,12 @@ kernels.py   (PrimFunc, constant arrays) for one layer
 emit.py      the Relax emitters the lowering calls for layers marked sparse
 timing.py    compile-and-time helpers for benches (the lowering tunes through spdy.runtime.tune)
 """
+from spdy.activations import ACTIVATIONS
+
 from .bsr import BSR, FORMATS, block_norms, block_shape, magnitude_mask, prune_to_bsr, to_bsr
 from .emit import emit_sparse_conv2d, emit_sparse_linear
 from .kernels import SparseKernel, conv_kernel, linear_kernel
-from .templates import ACTIVATIONS, ConvGeom, Params, candidates, default_params
+from .templates import ConvGeom, Params, candidates, default_params
 
 __all__ = ["BSR", "FORMATS", "block_norms", "block_shape", "magnitude_mask", "prune_to_bsr", "to_bsr",
            "emit_sparse_conv2d", "emit_sparse_linear", "SparseKernel", "conv_kernel", "linear_kernel",

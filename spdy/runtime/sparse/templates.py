@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spdy.activations import ACTIVATIONS  # noqa: F401  (re-exported where callers look for it)
-
 
 @dataclass(frozen=True)
 class Params:
