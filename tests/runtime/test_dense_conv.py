@@ -93,14 +93,16 @@ class _PickTuner:
 
 @pytest.mark.parametrize("i,hw", [(2, (19, 21)), (6, (19, 21)), (0, (7, 9)), (3, (7, 9))])
 @pytest.mark.parametrize("stride", [(1, 1), (2, 2)], ids=["direct", "im2col"])
-def test_conv_candidates_match_torch(i, hw, stride):
-    """Big images vectorize over pixels; small ones (7x9) over output channels (vec="m")."""
+@pytest.mark.parametrize("per_group", [7, 20], ids=["pixel_lanes", "channel_lanes"])
+def test_conv_candidates_match_torch(i, hw, stride, per_group):
+    """Narrow convs (7 outputs per group) vectorize over pixels, or over output channels on
+    small images (7x9); wider ones (20 per group) over output channels (vec="m") with M tails."""
     from spdy.runtime.emit_context import EmitContext
     from spdy.runtime.kernels import emit_conv2d
     from ._dense_util import target
     rng = np.random.default_rng(i)
     x = rng.standard_normal((1, 6) + hw).astype("float32")
-    w = rng.standard_normal((14, 3, 3, 3)).astype("float32")  # 7 outputs per group: M tails
+    w = rng.standard_normal((2 * per_group, 3, 3, 3)).astype("float32")
     ref = torch.relu(torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), stride=stride,
                                                 padding=1, groups=2)).numpy()
     ctx = EmitContext(target=target(), tuner=_PickTuner(i))

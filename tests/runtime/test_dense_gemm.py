@@ -53,6 +53,7 @@ def _run(spec, params):
     GemmSpec(M=9, N=23, K=7, groups=3, batch=2, a="const", b="act", bias="m"),
     GemmSpec(M=5, N=40, K=17, batch=3, a="act", b="act"),
     GemmSpec(M=6, N=37, K=9, groups=2, batch=2, a="const", b="panel", bias="m", activation="relu"),
+    GemmSpec(M=40, N=23, K=13, groups=2, a="const", b="act", bias="m", residual=True, activation="relu"),
 ])
 def test_all_candidates_agree(spec):
     cands = candidate_params(spec)[:3] + [GemmParams(mr=3, nr=16, ku=4), GemmParams(mr=2, nr=8, order="mn", ku=3),
@@ -66,3 +67,16 @@ def test_signature_is_stable_and_distinct():
     a = GemmSpec(M=4, N=8, K=16)
     assert a.signature() == GemmSpec(M=4, N=8, K=16).signature()
     assert a.signature() != GemmSpec(M=4, N=8, K=16, activation="relu").signature()
+
+
+def test_defaults_take_channel_lanes_for_wide_conv_weights():
+    """>= 16 output channels per group: channels as vector lanes, weights-block-major order;
+    depthwise (1 per group) keeps pixel lanes."""
+    conv = (64, 3, 3, 1, 1, 56, 56, 58, 58, 1, 1)
+    wide = candidate_params(GemmSpec(M=64, N=56 * 56, K=576, a="const", b="direct", conv=conv))[0]
+    assert (wide.vec, wide.order, wide.mr, wide.nr) == ("m", "mn", 32, 7)
+    dw = candidate_params(GemmSpec(M=1, N=56 * 56, K=9, groups=64, a="const", b="direct",
+                                   conv=(1,) + conv[1:]))[0]
+    assert dw.vec == "n"
+    few = candidate_params(GemmSpec(M=16, N=49, K=512, a="const", b="act"))[0]
+    assert (few.vec, few.mr, few.nr) == ("m", 16, 7)

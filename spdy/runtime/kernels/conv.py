@@ -37,11 +37,14 @@ def conv_gemm_spec(x_shape, weight_shape, *, stride, padding, dilation, groups, 
     Ho, Wo = conv_out_hw(H, W, KH, KW, stride, padding, dilation)
     pt, pl, pb, pr = padding
     direct = KH == KW == 1 and tuple(stride) == (1, 1) and not any(padding)
-    # stride-1 convs with a spatial kernel read the padded input directly (no im2col); so do
-    # strided depthwise convs (one input channel per group): as im2col + GEMM they are M=1
-    # GEMMs behind a copy 9-25x the input, and took 22% of EfficientNet-B0 in two layers
+    # convs with a spatial kernel read the padded input directly (no im2col), strided ones
+    # from the input split into column phases: im2col wrote a copy KH*KW/(sh*sw) times the
+    # input (the 7x7/2 stem: 0.5 ms of copy beside a 0.65 ms GEMM on ResNet-18; strided
+    # depthwise convs became M=1 GEMMs behind it, 22% of EfficientNet-B0 in two layers).
+    # Strided 1x1 convs keep a (1x) subsampling copy: their direct form reads every other
+    # input column and ran 10-40% slower.
     conv = ((Cg, KH, KW, dilation[0], dilation[1], Ho, Wo, H + pt + pb, W + pl + pr, stride[0], stride[1])
-            if (tuple(stride) == (1, 1) or Cg == 1) and not direct else ())
+            if (tuple(stride) == (1, 1) or Cg == 1 or KH * KW > 1) and not direct else ())
     spec = GemmSpec(M=Cout // groups, N=Ho * Wo, K=Cg * KH * KW, batch=B, groups=groups,
                     a="const", b="act" if direct else ("direct" if conv else "panel"), conv=conv, bias="m" if has_bias else "none",
                     residual=has_residual, activation=activation)
