@@ -30,12 +30,13 @@ def relax_pipeline(target, ctx=None, *, serial_limit: int = SERIAL_WORK_LIMIT):
     from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
     from .matmul import make_matmul_legalizer
+    from .pool import make_pool_legalizers
     from .rowwise import make_rowwise_legalizers
     from .select import choose_gemm_params
 
     ctx = ctx if ctx is not None else _Symbols(target)
     legalize = {"relax.matmul": make_matmul_legalizer(ctx, lambda spec: choose_gemm_params(ctx, spec)),
-                **make_rowwise_legalizers(ctx)}
+                **make_rowwise_legalizers(ctx), **make_pool_legalizers(ctx)}
 
     @tvm.transform.module_pass(opt_level=0, name="spdy.RelaxPipeline")
     def _pipeline(mod, _pctx):
