@@ -61,7 +61,7 @@ def test_window_pool_matches_torch(case, op, cip, lanes):
 
 @pytest.mark.parametrize("rows,n", [(96, 56 * 56), (7, 49), (3, 1), (2, 100)])
 def test_row_mean_matches_numpy(rows, n):
-    from spdy.runtime.kernels.pool import row_mean_kernel
+    from spdy.runtime.kernels.rowwise import row_mean_kernel
     x = np.random.default_rng(n).standard_normal((rows, n)).astype("float32") + 3.0
     got = _run(row_mean_kernel(rows, n), x, (rows,))
     np.testing.assert_allclose(got, x.astype("float64").mean(axis=1), rtol=1e-5, atol=1e-6)

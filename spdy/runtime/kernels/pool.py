@@ -8,31 +8,16 @@ squeeze-excitation average pools 0.55 ms (8%). Here:
 - a window pool is one task per (image, channel, output row): the window's rows are folded
   into a padded row buffer, then blocks of outputs fold their taps from it with vector loads
   and de-interleaving shuffles (window_pool_kernel); no padded copy of the input, no select;
-- a global average pool (output 1x1) is the mean of each (image, channel) row of H*W values,
-  reduced with the row kernels' independent vector accumulators (rowwise._reduce); other
-  adaptive average pools get a small scalar kernel (TVM's own failed spdy's build check).
+- a global average pool (output 1x1) is the mean of each (image, channel) row of H*W values
+  (rowwise.row_mean_kernel); other adaptive average pools get a small scalar kernel (TVM's
+  own failed spdy's build check).
 Other layouts, dtypes, symbolic shapes and ceil-mode average pools fall back to TVM.
 """
 from __future__ import annotations
 
 from .relax_util import call_kernel, expr_type, static_shape_or_none
-from .rowwise import ACC, _fold, _header, _reduce, float_lanes
+from .rowwise import NEG_INF, _header, _vloop, float_lanes, row_mean_kernel
 from .tvmscript import f32, parse_prim_func
-
-_NEG_INF = "T.float32(-3.4028234663852886e38)"
-
-
-def _vloop(n: int, lanes: int, stmt, ind: str) -> list[str]:
-    """Lines running stmt(index) for index in [0, n): whole vectors of `lanes`, then a scalar
-    tail (one vector of n lanes, e.g. 130, was legalized by LLVM into per-lane inserts)."""
-    out = []
-    if n // lanes:
-        out += [f"{ind}for vb in range({n // lanes}):", f"{ind}    for l in T.vectorized({lanes}):",
-                f"{ind}        {stmt(f'(vb * {lanes} + l)')}"]
-    if n % lanes:
-        out += [f"{ind}for l in range({n % lanes}):", f"{ind}    {stmt(f'({n // lanes * lanes} + l)')}"]
-    return out
-
 
 def window_pool_kernel(n: int, c: int, h: int, w: int, oh: int, ow: int, kernel, stride, padding,
                        dilation, *, op: str, count_include_pad: bool = True, lanes: int = 16,
@@ -55,7 +40,7 @@ def window_pool_kernel(n: int, c: int, h: int, w: int, oh: int, ow: int, kernel,
     dh, dw = dilation
     L = lanes
     is_max = op == "max"
-    ident = _NEG_INF if is_max else "T.float32(0)"
+    ident = NEG_INF if is_max else "T.float32(0)"
     comb = (lambda a, b: f"T.max({a}, {b})") if is_max else (lambda a, b: f"{a} + {b}")
     nblk = -(-ow // L)
     wb = max(pl + w, nblk * L * sw + (kw_n - 1) * dw)   # every block's loads stay inside
@@ -98,16 +83,6 @@ def window_pool_kernel(n: int, c: int, h: int, w: int, oh: int, ow: int, kernel,
             return f'out[{q}] / T.Cast("float32", T.max(({rows}) * ({cols}), 1))'
     S += _vloop(ow, L, lambda q: f"Y[{b_}, {c_}, {r_}, {q}] = {res(q)}", "        ")
     return parse_prim_func("\n".join(S) + "\n")
-
-
-def row_mean_kernel(rows: int, n: int, *, lanes: int = 16, symbol: str = "main"):
-    """PrimFunc (X[rows, n], Y[rows]) float32: the mean of each row."""
-    v, ind = lanes, "        "
-    L = _header(symbol, "row_mean", [f'X: T.Buffer(({rows}, {n}), "float32")', f'Y: T.Buffer(({rows},), "float32")'])
-    L += [f"    for r in T.parallel({rows}):", f'        acc = T.alloc_buffer(({ACC * v},), "float32")']
-    L += _reduce("+", "T.float32(0)", lambda i: f"X[r, {i}]", n, v, ind)
-    L += [f"{ind}Y[r] = ({_fold('+', 'acc', v)}) * {f32(1.0 / n)}"]
-    return parse_prim_func("\n".join(L) + "\n")
 
 
 def adaptive_avg_pool_kernel(n: int, c: int, h: int, w: int, oh: int, ow: int, *, symbol: str = "main"):

@@ -1,4 +1,4 @@
-"""Softmax and layer norm over the last axis: one parallel loop over rows, vector lanes along it.
+"""Softmax, layer norm and mean over the last axis: one parallel loop over rows, vector lanes along it.
 
 TVM 0.27 legalizes ``R.nn.softmax`` and ``R.nn.layer_norm`` to loop nests whose row reductions
 the generic schedule (kernels/generic.py) can only run serially, and ``T.exp`` becomes one libm
@@ -40,6 +40,7 @@ def exp_expr(x: str) -> str:
 
 
 FLT_MIN = 1.1754943508222875e-38   # the smallest normal float32
+NEG_INF = "T.float32(-3.4028234663852886e38)"   # the lowest float32: the identity of max
 
 #: independent vector accumulators per reduction
 ACC = 4
@@ -92,15 +93,21 @@ def _reduce(op: str, init: str, val, n: int, v: int, ind: str, acc: str = "acc")
     return L
 
 
+def _vloop(n: int, lanes: int, stmt, ind: str) -> list[str]:
+    """Lines running stmt(index) for index in [0, n): whole vectors of `lanes`, then a scalar
+    tail (one vector of n lanes, e.g. 130, is legalized by LLVM into per-lane inserts)."""
+    out = []
+    if n // lanes:
+        out += [f"{ind}for vb in range({n // lanes}):", f"{ind}    for l in T.vectorized({lanes}):",
+                f"{ind}        {stmt(f'(vb * {lanes} + l)')}"]
+    if n % lanes:
+        out += [f"{ind}for l in range({n % lanes}):", f"{ind}    {stmt(f'({n // lanes * lanes} + l)')}"]
+    return out
+
+
 def _map(expr, n: int, v: int, ind: str) -> list[str]:
     """Lines for Y[r, i] = expr(i) over i in [0, n), vectorized by v with a scalar tail."""
-    L = []
-    if n // v:
-        L += [f"{ind}for kb in range({n // v}):", f"{ind}    for l in T.vectorized({v}):",
-              f"{ind}        Y[r, kb * {v} + l] = {expr(f'kb * {v} + l')}"]
-    if n % v:
-        L += [f"{ind}for i in range({n % v}):", f"{ind}    Y[r, {n // v * v} + i] = {expr(f'{n // v * v} + i')}"]
-    return L
+    return _vloop(n, v, lambda i: f"Y[r, {i}] = {expr(i)}", ind)
 
 
 def _header(symbol: str, kind: str, args: list[str]) -> list[str]:
@@ -114,13 +121,23 @@ def softmax_kernel(rows: int, n: int, *, lanes: int = 16, symbol: str = "main"):
     v, ind = lanes, "        "
     L = _header(symbol, "softmax", [f'X: T.Buffer(({rows}, {n}), "float32")', f'Y: T.Buffer(({rows}, {n}), "float32")'])
     L += [f"    for r in T.parallel({rows}):", f'        acc = T.alloc_buffer(({ACC * v},), "float32")']
-    L += _reduce("T.max", "T.float32(-3.4028234663852886e38)", lambda i: f"X[r, {i}]", n, v, ind)
+    L += _reduce("T.max", NEG_INF, lambda i: f"X[r, {i}]", n, v, ind)
     L += [f"{ind}mx: T.let = {_fold('T.max', 'acc', v)}"]
     L += _map(lambda i: exp_expr(f"(X[r, {i}] - mx)"), n, v, ind)
     L += _reduce("+", "T.float32(0)", lambda i: f"Y[r, {i}]", n, v, ind)
     L += [f"{ind}inv: T.let = T.float32(1) / ({_fold('+', 'acc', v)})"]
     # a normal e times 1/sum can still be denormal: flushed to 0 (see exp_expr)
     L += _map(lambda i: f"T.Select(Y[r, {i}] * inv < {f32(FLT_MIN)}, T.float32(0), Y[r, {i}] * inv)", n, v, ind)
+    return parse_prim_func("\n".join(L) + "\n")
+
+
+def row_mean_kernel(rows: int, n: int, *, lanes: int = 16, symbol: str = "main"):
+    """PrimFunc (X[rows, n], Y[rows]) float32: the mean of each row."""
+    v, ind = lanes, "        "
+    L = _header(symbol, "row_mean", [f'X: T.Buffer(({rows}, {n}), "float32")', f'Y: T.Buffer(({rows},), "float32")'])
+    L += [f"    for r in T.parallel({rows}):", f'        acc = T.alloc_buffer(({ACC * v},), "float32")']
+    L += _reduce("+", "T.float32(0)", lambda i: f"X[r, {i}]", n, v, ind)
+    L += [f"{ind}Y[r] = ({_fold('+', 'acc', v)}) * {f32(1.0 / n)}"]
     return parse_prim_func("\n".join(L) + "\n")
 
 
