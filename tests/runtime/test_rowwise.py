@@ -76,3 +76,11 @@ def test_legalizers_take_the_last_axis_and_leave_other_axes_to_tvm():
            + torch.nn.functional.layer_norm(t, (20,), torch.tensor(g), torch.tensor(g), 1e-6)).numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     assert ctx.stats.get("rowwise.softmax") == 1 and ctx.stats.get("rowwise.layer_norm") == 1
+
+
+@pytest.mark.parametrize("rows,n", [(96, 56 * 56), (7, 49), (3, 1), (2, 100)])
+def test_row_mean_matches_numpy(rows, n):
+    from spdy.runtime.kernels.rowwise import row_mean_kernel
+    x = np.random.default_rng(n).standard_normal((rows, n)).astype("float32") + 3.0
+    got = _run(row_mean_kernel(rows, n), x, out_shape=(rows,))
+    np.testing.assert_allclose(got, x.astype("float64").mean(axis=1), rtol=1e-5, atol=1e-6)
