@@ -34,6 +34,11 @@ CASES = [
     (1, 3, 16, 40, 6, 3, 3, (1, 3), (1, 1, 1, 1), (1, 1), 3, True, False, "relu"),     # multiplier 2, stride 3 wide
     (1, 4, 15, 15, 4, 3, 3, (2, 2), (2, 2, 2, 2), (2, 2), 4, True, False, "none"),     # dilated
     (1, 6, 40, 40, 6, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 6, True, False, "relu6"),    # full 16-lane tiles
+    # >= 16 output channels per group: output channels as vector lanes (gemm.default_params)
+    (2, 5, 13, 18, 40, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1, True, True, "relu"),     # channel and pixel tails, batch 2
+    (1, 6, 15, 17, 24, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1, True, False, "gelu"),    # strided 3x3 on column phases
+    (1, 8, 10, 10, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 2, False, True, "none"),    # 16 per group
+    (1, 3, 23, 23, 16, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1, True, False, "relu"),    # 7x7/2 stem, direct
 ]
 
 
