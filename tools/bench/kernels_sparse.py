@@ -114,8 +114,21 @@ def _calls_for(fn, min_ms: float) -> int:
     return max(1, int(min_ms / 1e3 / max(time.perf_counter() - t0, 1e-7)))
 
 
+WARMUP_CALLS, WARMUP_MS = 3, 20.0   # untimed at the start of every timed block: both at least
+
+
+def _untimed(fn) -> None:
+    """At least WARMUP_CALLS calls and WARMUP_MS of them: a few calls of a 0.2 ms kernel did not
+    outlast the spinning of torch's two OpenMP threads (the sparse kernel still read 1.6x slow)."""
+    t0, n = time.perf_counter(), 0
+    while n < WARMUP_CALLS or time.perf_counter() - t0 < WARMUP_MS / 1e3:
+        fn()
+        n += 1
+
+
 def paired(tfn, lib, symbol, targs, rounds: int = 7, min_ms: float = 5.0):
-    """Alternate torch and spdy timings round by round: (torch seconds, spdy seconds) lists.
+    """Alternate torch and spdy timings round by round: (torch seconds, spdy seconds) lists,
+    each block after a few untimed calls (the runtime that ran last keeps its threads spinning).
 
     The machine is shared and its load drifts; pairing each spdy sample with a torch sample
     taken just before it makes the per-round ratio (reported as the median) robust to drift.
@@ -130,10 +143,12 @@ def paired(tfn, lib, symbol, targs, rounds: int = 7, min_ms: float = 5.0):
     ev = lib.time_evaluator(symbol, tvm.cpu(), number=ns, repeat=1)
     tt, ss = [], []
     for _ in range(rounds):
+        _untimed(tfn)   # torch's OpenMP pool spins on after its block and steals the next one's cores
         t0 = time.perf_counter()
         for _ in range(nt):
             tfn()
         tt.append((time.perf_counter() - t0) / nt)
+        _untimed(lambda: f(*targs))
         ss.append(float(ev(*targs).mean))
     return tt, ss
 
