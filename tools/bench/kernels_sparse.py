@@ -246,7 +246,7 @@ def main(argv=None):
                            speedup_vs_torch=float(np.median(np.asarray(tt) / np.asarray(ss))),
                            speedup_vs_torch_min=min(tt) / min(ss),
                            speedup_vs_dense=(d_ms / s_ms) if d_ms else None,
-                           params=vars(prm), trials={f"qt{p.qt}": v * 1e3 for p, v in trials.items()},
+                           params=vars(prm), trials={f"qt{p.qt}/parts{p.parts}" + (f"/mr{p.mr}" if p.mr else ""): v * 1e3 for p, v in trials.items()},
                            max_abs_err=err)
                 rows.append(row)
                 vd = f"{row['speedup_vs_dense']:7.2f}" if d_ms else "      -"

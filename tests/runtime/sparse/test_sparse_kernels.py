@@ -141,3 +141,11 @@ def test_default_params_pick_rowvec_for_batch1():
     assert default_params(1, 1, 2, "linear").mr == 0          # 1x1 blocks stay column-vector
     assert any(p.mr for p in candidates(4, 128, 2, "linear"))
     assert not any(p.mr for p in candidates(16, 3136, 2, "conv"))
+
+
+def test_conv_candidates_offer_one_part_on_several_threads():
+    """A strided sparse conv can run slower split over two threads: the tuner may keep one part."""
+    from spdy.runtime.sparse import candidates
+    assert {p.parts for p in candidates(16, 784, 2, "conv")} == {1, 2}
+    assert {p.parts for p in candidates(16, 784, 1, "conv")} == {1}
+    assert all(p.parts == 2 for p in candidates(16, 128, 2, "linear") if not p.mr)
