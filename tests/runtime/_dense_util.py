@@ -10,10 +10,20 @@ def target():
                               "num-cores": 2})
 
 
+def run_prim_func(func, *arrays: np.ndarray, out_shape) -> np.ndarray:
+    """Compile a PrimFunc (inputs..., Y) and run it on float32 `arrays`; Y starts as NaN, so
+    an element the kernel never writes fails the comparison."""
+    import tvm
+    lib = tvm.compile(func, target=target())
+    args = [tvm.runtime.tensor(np.ascontiguousarray(a, dtype="float32")) for a in arrays]
+    out = tvm.runtime.tensor(np.full(out_shape, np.nan, "float32"))
+    lib(*args, out)
+    return out.numpy()
+
+
 def run_elementwise(expr_of, x: np.ndarray) -> np.ndarray:
     """Y = expr_of("X[i]") over a 1-D float32 array (length a multiple of 16), in one 16-lane
     vectorized loop, as the kernels' epilogues and row loops run such expressions."""
-    import tvm
     from spdy.runtime.kernels.tvmscript import parse_prim_func
     n = x.size
     src = f'''@T.prim_func
@@ -23,10 +33,7 @@ def main(X: T.Buffer(({n},), "float32"), Y: T.Buffer(({n},), "float32")):
         for l in T.vectorized(16):
             Y[kb * 16 + l] = {expr_of("X[kb * 16 + l]")}
 '''
-    lib = tvm.compile(parse_prim_func(src), target=target())
-    out = tvm.runtime.tensor(np.zeros(n, "float32"))
-    lib(tvm.runtime.tensor(np.ascontiguousarray(x, dtype="float32")), out)
-    return out.numpy()
+    return run_prim_func(parse_prim_func(src), x, out_shape=(n,))
 
 
 def build_and_run(inputs: list[np.ndarray], body, ctx=None):

@@ -8,15 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ._dense_util import target
-
-
-def _run(func, x, out_shape):
-    import tvm
-    lib = tvm.compile(func, target=target())
-    out = tvm.runtime.tensor(np.full(out_shape, np.nan, "float32"))
-    lib(tvm.runtime.tensor(np.ascontiguousarray(x, dtype="float32")), out)
-    return out.numpy()
+from ._dense_util import build_and_run, run_prim_func
 
 
 # (n, c, h, w, kernel, stride, padding, dilation, ceil_mode)
@@ -56,7 +48,7 @@ def test_window_pool_matches_torch(case, op, cip, lanes):
     ph, pw = pair(p)
     f = window_pool_kernel(n, c, h, w, ref.shape[2], ref.shape[3], pair(k), pair(s), (ph, pw, ph, pw), pair(d),
                            op=op, count_include_pad=cip, lanes=lanes)
-    np.testing.assert_allclose(_run(f, x, ref.shape), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run_prim_func(f, x, out_shape=ref.shape), ref, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("hw,out", [((15, 15), (2, 3)), ((7, 7), (7, 7)), ((6, 13), (4, 5)), ((3, 2), (5, 4))])
@@ -64,7 +56,7 @@ def test_adaptive_avg_pool_matches_torch(hw, out):
     from spdy.runtime.kernels.pool import adaptive_avg_pool_kernel
     x = np.random.default_rng(hw[0]).standard_normal((2, 3) + hw).astype("float32")
     ref = F.adaptive_avg_pool2d(torch.tensor(x), out).numpy()
-    got = _run(adaptive_avg_pool_kernel(2, 3, *hw, *out), x, ref.shape)
+    got = run_prim_func(adaptive_avg_pool_kernel(2, 3, *hw, *out), x, out_shape=ref.shape)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
 
 
@@ -91,7 +83,6 @@ def test_a_model_with_pools_compiles_and_matches_torch():
 
 def test_legalizers_route_nchw_pools_to_the_kernels():
     from tvm import relax
-    from ._dense_util import build_and_run
     x = np.random.default_rng(0).standard_normal((1, 4, 12, 12)).astype("float32")
 
     def body(bb, vs, ctx):

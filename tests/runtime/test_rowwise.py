@@ -6,16 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ._dense_util import build_and_run, run_elementwise, target
-
-
-def _run(func, *arrays, out_shape):
-    import tvm
-    lib = tvm.compile(func, target=target())
-    args = [tvm.runtime.tensor(np.ascontiguousarray(a, dtype="float32")) for a in arrays]
-    out = tvm.runtime.tensor(np.zeros(out_shape, "float32"))
-    lib(*args, out)
-    return out.numpy()
+from ._dense_util import build_and_run, run_elementwise, run_prim_func
 
 
 def test_exp_polynomial_is_within_a_float32_ulp_or_two():
@@ -41,7 +32,7 @@ def test_softmax_kernel_matches_torch(rows, n):
         x[1, 0] = -86.0                                  # e^-86 / sum is a denormal: flushed to 0
     ref = torch.softmax(torch.tensor(x), -1).numpy()
     for lanes in (16, 8):
-        got = _run(softmax_kernel(rows, n, lanes=lanes), x, out_shape=x.shape)
+        got = run_prim_func(softmax_kernel(rows, n, lanes=lanes), x, out_shape=x.shape)
         np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-7)
         assert np.all((got == 0) | (got >= np.finfo(np.float32).tiny)), "a denormal probability"
 
@@ -54,7 +45,7 @@ def test_layer_norm_kernel_matches_torch(rows, n, center, scale):
     x = (rng.standard_normal((rows, n)) * 3 + 5).astype("float32")   # a mean far from 0
     g, b = rng.standard_normal(n).astype("float32"), rng.standard_normal(n).astype("float32")
     args = [x] + ([g] if scale else []) + ([b] if center else [])
-    got = _run(layer_norm_kernel(rows, n, 1e-5, center=center, scale=scale), *args, out_shape=x.shape)
+    got = run_prim_func(layer_norm_kernel(rows, n, 1e-5, center=center, scale=scale), *args, out_shape=x.shape)
     ref = torch.nn.functional.layer_norm(torch.tensor(x), (n,), torch.tensor(g) if scale else None,
                                          torch.tensor(b) if center else None, 1e-5).numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-5)
@@ -82,5 +73,5 @@ def test_legalizers_take_the_last_axis_and_leave_other_axes_to_tvm():
 def test_row_mean_matches_numpy(rows, n):
     from spdy.runtime.kernels.rowwise import row_mean_kernel
     x = np.random.default_rng(n).standard_normal((rows, n)).astype("float32") + 3.0
-    got = _run(row_mean_kernel(rows, n), x, out_shape=(rows,))
+    got = run_prim_func(row_mean_kernel(rows, n), x, out_shape=(rows,))
     np.testing.assert_allclose(got, x.astype("float64").mean(axis=1), rtol=1e-5, atol=1e-6)
