@@ -126,6 +126,11 @@ def _untimed(fn) -> None:
         n += 1
 
 
+def _trial_name(p) -> str:
+    """A tuner candidate's name in the JSON: qt, thread parts, and row-vector rows if any."""
+    return f"qt{p.qt}/parts{p.parts}" + (f"/mr{p.mr}" if p.mr else "")
+
+
 def paired(tfn, lib, symbol, targs, rounds: int = 7, min_ms: float = 5.0):
     """Alternate torch and spdy timings round by round: (torch seconds, spdy seconds) lists,
     each block after a few untimed calls (the runtime that ran last keeps its threads spinning).
@@ -246,7 +251,7 @@ def main(argv=None):
                            speedup_vs_torch=float(np.median(np.asarray(tt) / np.asarray(ss))),
                            speedup_vs_torch_min=min(tt) / min(ss),
                            speedup_vs_dense=(d_ms / s_ms) if d_ms else None,
-                           params=vars(prm), trials={f"qt{p.qt}/parts{p.parts}" + (f"/mr{p.mr}" if p.mr else ""): v * 1e3 for p, v in trials.items()},
+                           params=vars(prm), trials={_trial_name(p): v * 1e3 for p, v in trials.items()},
                            max_abs_err=err)
                 rows.append(row)
                 vd = f"{row['speedup_vs_dense']:7.2f}" if d_ms else "      -"
