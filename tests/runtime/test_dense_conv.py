@@ -34,9 +34,9 @@ CASES = [
     (1, 3, 16, 40, 6, 3, 3, (1, 3), (1, 1, 1, 1), (1, 1), 3, True, False, "relu"),     # multiplier 2, stride 3 wide
     (1, 4, 15, 15, 4, 3, 3, (2, 2), (2, 2, 2, 2), (2, 2), 4, True, False, "none"),     # dilated
     (1, 6, 40, 40, 6, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 6, True, False, "relu6"),    # full 16-lane tiles
-    # >= 16 output channels per group: output channels as vector lanes (gemm.default_params)
-    (2, 5, 13, 18, 40, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1, True, True, "relu"),     # channel and pixel tails, batch 2
-    (1, 6, 15, 17, 24, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1, True, False, "gelu"),    # strided 3x3 on column phases
+    # whole 16-lane vectors of output channels per group: channels as lanes (gemm.default_params)
+    (2, 5, 13, 18, 48, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1, True, True, "relu"),     # channel and pixel tails, batch 2
+    (1, 6, 15, 17, 32, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1, True, False, "gelu"),    # strided 3x3 on column phases
     (1, 8, 10, 10, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 2, False, True, "none"),    # 16 per group
     (1, 3, 23, 23, 16, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1, True, False, "relu"),    # 7x7/2 stem, direct
 ]
@@ -98,10 +98,10 @@ class _PickTuner:
 
 @pytest.mark.parametrize("i,hw", [(2, (19, 21)), (6, (19, 21)), (0, (7, 9)), (3, (7, 9))])
 @pytest.mark.parametrize("stride", [(1, 1), (2, 2)], ids=["direct", "im2col"])
-@pytest.mark.parametrize("per_group", [7, 20], ids=["pixel_lanes", "channel_lanes"])
+@pytest.mark.parametrize("per_group", [7, 48], ids=["pixel_lanes", "channel_lanes"])
 def test_conv_candidates_match_torch(i, hw, stride, per_group):
-    """Narrow convs (7 outputs per group) vectorize over pixels, or over output channels on
-    small images (7x9); wider ones (20 per group) over output channels (vec="m") with M tails."""
+    """Narrow convs (7 outputs per group) vectorize over pixels; 48 per group over output
+    channels (vec="m"), with a 16-channel tail for the 32-channel candidates."""
     from spdy.runtime.emit_context import EmitContext
     from spdy.runtime.kernels import emit_conv2d
     from ._dense_util import target

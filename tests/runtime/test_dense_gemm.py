@@ -53,7 +53,7 @@ def _run(spec, params):
     GemmSpec(M=9, N=23, K=7, groups=3, batch=2, a="const", b="act", bias="m"),
     GemmSpec(M=5, N=40, K=17, batch=3, a="act", b="act"),
     GemmSpec(M=6, N=37, K=9, groups=2, batch=2, a="const", b="panel", bias="m", activation="relu"),
-    GemmSpec(M=40, N=23, K=13, groups=2, a="const", b="act", bias="m", residual=True, activation="relu"),
+    GemmSpec(M=48, N=23, K=13, groups=2, a="const", b="act", bias="m", residual=True, activation="relu"),
 ])
 def test_all_candidates_agree(spec):
     cands = candidate_params(spec)[:3] + [GemmParams(mr=3, nr=16, ku=4), GemmParams(mr=2, nr=8, order="mn", ku=3),
@@ -70,8 +70,8 @@ def test_signature_is_stable_and_distinct():
 
 
 def test_defaults_take_channel_lanes_for_wide_conv_weights():
-    """>= 16 output channels per group: channels as vector lanes, weights-block-major order;
-    depthwise (1 per group) keeps pixel lanes."""
+    """Whole 16-lane vectors of output channels per group: channels as vector lanes,
+    weights-block-major order; depthwise (1 per group) and 24 channels keep pixel lanes."""
     conv = (64, 3, 3, 1, 1, 56, 56, 58, 58, 1, 1)
     wide = candidate_params(GemmSpec(M=64, N=56 * 56, K=576, a="const", b="direct", conv=conv))[0]
     assert (wide.vec, wide.order, wide.mr, wide.nr) == ("m", "mn", 32, 7)
@@ -80,3 +80,7 @@ def test_defaults_take_channel_lanes_for_wide_conv_weights():
     assert dw.vec == "n"
     few = candidate_params(GemmSpec(M=16, N=49, K=512, a="const", b="act"))[0]
     assert (few.vec, few.mr, few.nr) == ("m", 16, 7)
+    odd = candidate_params(GemmSpec(M=24, N=28 * 28, K=216, a="const", b="direct", conv=(24, 3, 3, 1, 1, 28, 28, 30, 30, 1, 1)))
+    assert all(p.vec == "n" for p in odd)
+    mid = candidate_params(GemmSpec(M=48, N=49, K=512, a="const", b="act"))[0]
+    assert (mid.vec, mid.mr) == ("m", 16)
