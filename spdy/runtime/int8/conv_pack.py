@@ -195,11 +195,16 @@ def pack_source(g: QConvGeom, mode: str, *, scale: float = 1.0, zero_point: int 
         return out
 
     i1, i2, i3 = " " * 8, " " * 12, " " * 16
-    # one parallel loop over (phase, image x channel group, row): one thread-pool launch
+    # one parallel loop over (image x channel group, phase, row): one thread-pool launch. The
+    # phases are inner so that each thread writes every plane of the same images (the conv
+    # kernel's threads read them that way) and reads one contiguous part of the input (the
+    # producer's threads wrote it that way). With the phase outermost, each thread wrote two
+    # of four planes for all images, and half of every read crossed to the other core's cache:
+    # in place a 3x3/2 pack took 2.3x and its conv up to 1.5x their stand-alone times.
     phases = g.used_phases()
-    rows = g.n * c4 * hq
-    lines += [f"    for r in T.parallel({len(phases) * rows}):",
-              f"{i1}nc: T.let = (r % {rows}) // {hq}",
+    nph = len(phases)
+    lines += [f"    for r in T.parallel({g.n * c4 * nph * hq}):",
+              f"{i1}nc: T.let = r // {nph * hq}",
               f"{i1}y: T.let = r % {hq}"]
     for k, (a, b) in enumerate(phases):
         y0 = max(0, -(-(pt - a) // sh))
@@ -238,7 +243,7 @@ def pack_source(g: QConvGeom, mode: str, *, scale: float = 1.0, zero_point: int 
                   f"{i2}for x in T.vectorized({SLACK}):",
                   f"{i3}P[base + {wq} + x] = {zpw}"]
         if len(phases) > 1:
-            lines[start:] = [f"{i1}if r // {rows} == {k}:"] + ["    " + ln for ln in lines[start:]]
+            lines[start:] = [f"{i1}if (r // {hq}) % {nph} == {k}:"] + ["    " + ln for ln in lines[start:]]
     return "\n".join(lines) + "\n"
 
 
