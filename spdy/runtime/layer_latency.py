@@ -137,9 +137,11 @@ def _time_int8(spec, fmt, weight, bias, target, threads, tuner, repeat, min_repe
 
 def option_key_suffix(spec: LayerSpec, fmt: str) -> str:
     """What an option's latency depends on beyond the op signature: an int8 option's input
-    quantization mode (fp32 keys stay as they were, so their cached timings still count)."""
+    quantization mode and the int8 kernels' source (kernel_source_hash covers only the fp32
+    kernels, so an edited int8 pack or conv kept its old timing in the table). fp32 keys stay
+    as they were: an int8 edit does not re-time them."""
     from spdy import formats
-    return f":q{spec.act_mode}" if formats.get(fmt).int8 else ""
+    return f":q{spec.act_mode}:{source_hash('runtime/int8/*.py')}" if formats.get(fmt).int8 else ""
 
 
 def measure_options(spec: LayerSpec, options: list[tuple[str, float, np.ndarray]], bias: np.ndarray | None,
