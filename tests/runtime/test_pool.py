@@ -19,7 +19,20 @@ WINDOWS = [
     (1, 2, 13, 11, (3, 2), (1, 2), (1, 1), 2, False),   # dilation, rectangular window
     (1, 3, 8, 8, 3, 1, 1, 1, False),         # stride 1 (Inception's avg pool)
     (1, 1, 5, 33, 5, 3, 2, 1, True),
+    (2, 3, 28, 28, 2, 2, 0, 1, False),       # MNIST's 2x2 pools: windows tile the rows (registers only)
+    (1, 2, 9, 75, 3, 3, 0, 1, False),        # tiling, 3 columns per window, a whole block and a tail
+    (1, 2, 7, 66, 2, 2, 0, 1, True),         # ceil mode: the last row's windows run past: not tiling
 ]
+
+
+def test_row_tiling_windows_take_the_register_kernel():
+    """The cases above that tile rows without overlap or padding are the register-only form;
+    the others stay on the row-buffer form (both are checked against torch above)."""
+    from spdy.runtime.kernels.pool import _tiles_rows
+    tiling = [_tiles_rows(h, w, -(-(h - k) // s) + 1 if ceil else (h - k) // s + 1,
+                          -(-(w - k) // s) + 1 if ceil else (w - k) // s + 1, (k, k), (s, s), (0, 0, 0, 0), (1, 1))
+              for (_, _, h, w, k, s, p, d, ceil) in WINDOWS if isinstance(k, int) and p == 0 and d == 1]
+    assert tiling == [True, True, True, False]
 
 
 def _window_cases():
