@@ -78,3 +78,9 @@ def check_host_runs(target: dict, where: str = "this artifact", cpuinfo: Path | 
         mcpu = target.get("mcpu", "?")
         raise HostFeatureError(f"{where} was compiled for mcpu={mcpu} and needs CPU features this host lacks: "
                                f"{', '.join(missing)}; recompile it for this machine with target='host'")
+    if "amx-tile" in target_features(target):
+        from spdy.runtime.amx import request_amx
+        if not request_amx():   # the tile state needs Linux's permission before the first tile instruction
+            raise HostFeatureError(f"{where} uses AMX tiles and Linux refused this process the AMX state "
+                                   "(arch_prctl ARCH_REQ_XCOMP_PERM; needs Linux 5.16+); recompile it with "
+                                   "-mattr=-amx-tile,-amx-int8")

@@ -86,6 +86,18 @@ def host_cpu() -> str:
     return str(codegen.llvm_get_system_cpu())
 
 
+@functools.lru_cache(maxsize=1)
+def host_mattr() -> tuple[str, ...]:
+    """Features the host target adds to LLVM's name for this CPU: AMX when the CPU reports it
+    and this process may use it (spdy.runtime.amx), since a VM's CPU name may lack it."""
+    import tvm
+    from tvm.target import codegen
+    from spdy.runtime.amx import host_amx_mattr
+    from spdy.runtime.cpu_features import host_cpu_flags
+    feats = {str(f) for f in codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": host_cpu()}))}
+    return host_amx_mattr(feats, host_cpu_flags())
+
+
 def _triple(mtriple: str | None) -> str:
     from tvm.target import codegen
     return mtriple or str(codegen.llvm_get_system_triple())
@@ -214,7 +226,7 @@ def parse_target(target) -> TargetSpec:
     if isinstance(target, TargetSpec):
         return target
     if target is None or (isinstance(target, str) and target.strip() in ("host", "")):
-        return TargetSpec(host_cpu(), host_cores())
+        return TargetSpec(host_cpu(), host_cores(), host_mattr())
     if isinstance(target, str):
         return _from_string(target.strip())
     if isinstance(target, dict):

@@ -20,16 +20,18 @@ import numpy as np
 from spdy.activations import ACTIVATIONS
 from spdy.qscheme import QMAX_W, QMIN_W, ActQuant
 
+from ..amx import amx_usable
 from ..provenance import source_hash
 from .conv import (ConvParams, conv_isa, dense_candidates, dense_conv_source, dense_default, isa_lanes,
                    out_channels_padded, pack_dense_weight)
+from .conv_amx import amx_candidates
 from .conv_blocks import int8_format
 from .conv_pack import QConvGeom, pack_source, qparams_source
 from .sparse_conv import (Int8BSR, out_channels_padded_sparse, sparse_candidates, sparse_consts,
                           sparse_conv_source, sparse_default, to_int8_bsr)
 
 SOURCE_HASH = source_hash(*(f"runtime/int8/{f}" for f in ("conv.py", "conv_pack.py", "conv_blocks.py",
-                                                           "sparse_conv.py", "conv_emit.py")),
+                                                           "sparse_conv.py", "conv_emit.py", "conv_amx.py")),
                           "runtime/kernels/tvmscript.py")
 
 
@@ -68,6 +70,7 @@ class Int8ConvLayer:
     isa: str
     lanes: int
     bsr: Int8BSR | None         # the sparse kernel's blocks (None: a dense or generic kernel runs)
+    amx: bool = False           # the dense kernel may run on AMX tiles (conv_amx.py)
 
     @property
     def kernel(self) -> str:
@@ -88,16 +91,21 @@ class Int8ConvLayer:
     @property
     def signature(self) -> str:
         return (f"int8_conv2d:{self.g.key()}:{self.kernel}:{self.fmt}:{self.act.mode}:{self.activation}:"
-                f"b{int(self.bias is not None)}r{int(self.has_residual)}:{self.isa}x{self.lanes}")
+                f"b{int(self.bias is not None)}r{int(self.has_residual)}:{self.isa}x{self.lanes}"
+                + (":amx" if self.amx and self.kernel == "dense" else ""))
 
     def candidates(self) -> list[ConvParams]:
         if self.kernel == "sparse":
             return sparse_candidates(self.g, self.bsr.r, self.lanes)
+        if self.amx and self.kernel == "dense":    # tiles first: on AMX CPUs they win where they fit
+            return (amx_candidates(self.g) + dense_candidates(self.g, self.isa, self.lanes))[:16]
         return dense_candidates(self.g, "generic" if self.kernel == "generic" else self.isa, self.lanes)
 
     def default(self) -> ConvParams:
         if self.kernel == "sparse":
             return sparse_default(self.g, self.bsr.r, self.lanes)
+        if self.amx and self.kernel == "dense":
+            return amx_candidates(self.g)[0]
         return dense_default(self.g, "generic" if self.kernel == "generic" else self.isa, self.lanes)
 
     def effective(self, p: ConvParams) -> ConvParams:
@@ -178,7 +186,8 @@ def int8_conv_layer(x_shape, w_q, w_scale, bias, *, stride, padding, dilation, g
     lanes = isa_lanes(isa, target)
     w = w.astype(np.int8)
     bsr = to_int8_bsr(w, base) if base != "dense" and groups == 1 and isa != "generic" else None
-    return Int8ConvLayer(g, w, ws, b, act, base, activation, bool(has_residual), isa, lanes, bsr)
+    amx = isa == "vnni512" and groups == 1 and amx_usable(target)
+    return Int8ConvLayer(g, w, ws, b, act, base, activation, bool(has_residual), isa, lanes, bsr, amx)
 
 
 # -- build and tune ----------------------------------------------------------------------------
