@@ -66,6 +66,20 @@ def amx_candidates(g: QConvGeom) -> list[ConvParams]:
     return out + outer
 
 
+def tile_config_lines(shape: dict[int, tuple[int, int]], ind: str) -> list[str]:
+    """Lines that load the tile configuration {tile: (rows, bytes per row)}: palette 1, colsb
+    as u16 at byte 16 + 2i, rows as u8 at byte 48 + i; written as 16 int32 words."""
+    cfg = np.zeros(64, np.uint8)
+    cfg[0] = 1
+    for tile, (rows, colsb) in shape.items():
+        cfg[16 + 2 * tile] = colsb
+        cfg[48 + tile] = rows
+    words = cfg.view(np.int32)    # (address_of: access_ptr failed TVM's type check after storage merging)
+    out = [f'{ind}cfg = T.alloc_buffer((16,), "int32")']
+    out += [f"{ind}cfg[{i}] = T.int32({int(v)})" for i, v in enumerate(words)]
+    return out + [ind + _call("ldtilecfg", "T.address_of(cfg[0])")]
+
+
 def _call(intrin: str, *args) -> str:
     return f'T.evaluate(T.call_llvm_intrin("void", "llvm.x86.{intrin}", {", ".join(args)}))'
 
@@ -101,14 +115,9 @@ def amx_source(g: QConvGeom, p: ConvParams, mode: str, *, bias: bool, residual: 
     acc = {(m, v): m * nt_n + v for m in range(mt_n) for v in range(nt_n)}
     wt = {m: ACC_TILES + m for m in range(mt_n)}
     at = {v: ACC_TILES + 2 + v for v in range(nt_n)}
-    # tile config: palette 1; bytes per row (colsb, u16 at 16 + 2i) and rows (u8 at 48 + i)
     shape = {**{t: (LANES, 64) for t in acc.values()}, **{t: (LANES, 4 * kq) for t in wt.values()},
              **{t: (kq, 64) for t in at.values()}}
-    L += [f'{i1}cfg = T.alloc_buffer((64,), "uint8")',
-          f"{i1}for b in range(64):", f"{i2}cfg[b] = T.uint8(0)", f"{i1}cfg[0] = T.uint8(1)"]
-    for tile, (rows, colsb) in sorted(shape.items()):
-        L += [f"{i1}cfg[{16 + 2 * tile}] = T.uint8({colsb})", f"{i1}cfg[{48 + tile}] = T.uint8({rows})"]
-    L.append(i1 + _call("ldtilecfg", _ptr("cfg", "r")))
+    L += tile_config_lines(shape, i1)
     L += [f"{i1}{_call('tilezero', _u8(c))}" for c in acc.values()]
     plane = g.ss * g.ps
     L += [f"{i1}for kc in range({nk}):", f"{i2}pb: T.let = (n * {g.c4} + kc * {kq}) * {plane}"]

@@ -19,13 +19,14 @@ import numpy as np
 from spdy.activations import ACTIVATIONS
 from spdy.qscheme import ActQuant
 
+from ..amx import amx_usable
 from ..provenance import source_hash
 from .features import int8_support
 from .linear import DenseParams, DenseSpec
 from .snippets import Epilogue
 
 SOURCE_HASH = source_hash(*(f"runtime/int8/{f}" for f in ("features.py", "snippets.py", "quantize.py", "linear.py",
-                                                           "sparse_linear.py", "emit.py")),
+                                                           "sparse_linear.py", "emit.py", "linear_amx.py")),
                           "runtime/kernels/tvmscript.py", "runtime/sparse/balance.py")
 
 LINEAR_FORMATS = ("dense", "bsr16x4", "bsr4x4", "bsr1x4")
@@ -149,7 +150,7 @@ def int8_linear_layer(x_shape, w_q, w_scale, bias, *, has_residual: bool, activa
     m = int(np.prod(x_shape[:-1], dtype=np.int64)) if len(x_shape) > 1 else 1
     epi = Epilogue("int32") if raw_int32 else Epilogue(act.mode, bias is not None, has_residual, activation)
     if base == "dense":
-        spec = DenseSpec(m, n, k, sup.isa, act, epi)
+        spec = DenseSpec(m, n, k, sup.isa, act, epi, amx=sup.isa == "vnni512" and amx_usable(target))
         return Int8LinearLayer(spec, base, w_q, w_scale, bias, None, max(1, int(num_threads)))
     from .sparse_linear import SparseSpec, bsr_blocks
     spec = SparseSpec(m, n, k, sup.isa, base, act, epi)

@@ -36,11 +36,12 @@ class DenseSpec:
     isa: str
     act: ActQuant
     epi: Epilogue
+    amx: bool = False   # AMX tiles are offered (linear_amx.py): the target has them, Linux allows them
 
     def signature(self) -> str:
         e = self.epi
         return (f"int8_dense:M{self.M}:N{self.N}:K{self.K}:{self.isa}:{self.act.mode}:{e.mode}:"
-                f"b{int(e.bias)}r{int(e.residual)}:{e.activation}")
+                f"b{int(e.bias)}r{int(e.residual)}:{e.activation}" + (":amx" if self.amx else ""))
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class DenseParams:
     mr: int = 4         # rows of X per tile (broadcast dwords)
     nv: int = 4         # weight vectors per tile (NV * L output columns)
     order: str = "nm"   # parallel tile order: "nm" = row tiles innermost (weight panel reuse)
+    amx: bool = False   # AMX tiles: mr x nv tiles of 16 x 16 (linear_amx.py)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -55,6 +57,8 @@ class DenseParams:
 
 def effective_params(spec: DenseSpec, p: DenseParams) -> DenseParams:
     """Clamp the tile to the problem (a 1-row input gets MR = 1, a narrow N fewer vectors)."""
+    if p.amx:
+        return p
     lanes = LANES[spec.isa]
     return DenseParams(max(1, min(p.mr, spec.M)), max(1, min(p.nv, -(-spec.N // lanes))), p.order)
 
@@ -158,12 +162,18 @@ def dense_source(spec: DenseSpec, params: DenseParams, symbol: str = "main") -> 
 
 
 def make_dense(spec: DenseSpec, params: DenseParams, symbol: str = "main"):
+    if params.amx:
+        from .linear_amx import amx_dense_source
+        return parse_prim_func(amx_dense_source(spec, params, symbol))
     return parse_prim_func(dense_source(spec, params, symbol))
 
 
 def default_params(spec: DenseSpec) -> DenseParams:
     """Untuned choice: 16 accumulators; few rows -> one row, many weight vectors (batch-1 GEMV)."""
     lanes = LANES[spec.isa]
+    if spec.amx and spec.M >= 16:
+        from .linear_amx import amx_candidates
+        return amx_candidates(spec)[0]
     if spec.M <= 2:
         return effective_params(spec, DenseParams(spec.M, 4, "nm"))
     if lanes == 8:  # AVX2-class: 16 vector registers
@@ -175,6 +185,9 @@ def candidate_params(spec: DenseSpec) -> list[DenseParams]:
     """The tuner's search space (<= 16 points), default first: MR x NV tiles that fit the
     register file (<= 28 of 32 zmm accumulators; <= 12 of 16 registers below AVX-512)."""
     out = [default_params(spec)]
+    if spec.amx:      # tiles first: they win wherever M fills them; the VNNI tiles stay in the search
+        from .linear_amx import amx_candidates
+        out += [p for p in amx_candidates(spec) if p not in out]
     lanes = LANES[spec.isa]
     if spec.M <= 4:
         shapes = [(spec.M, 1), (spec.M, 2), (spec.M, 4), (spec.M, 8)]
