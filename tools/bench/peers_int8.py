@@ -70,13 +70,20 @@ def _arrays(tensors) -> tuple[np.ndarray, ...]:
                  for t in tensors)
 
 
-def rechunk(batches: Iterable, size: int, n_inputs: int) -> list[tuple[np.ndarray, ...]]:
+def rechunk(batches: Iterable, size: int, n_inputs: int,
+            like: Sequence[np.ndarray] | None = None) -> list[tuple[np.ndarray, ...]]:
     """Calibration batches (tuples whose first n_inputs items are input tensors; labels after
-    them are ignored) cut into batches of exactly `size` rows; a short tail is dropped."""
+    them are ignored) cut into batches of exactly `size` rows; a short tail is dropped.
+    `like` (the example inputs): batches shorter along a trailing axis (token batches cut to
+    their longest sentence, as spdy takes them) are zero-padded to the example's shape, which
+    the peers were exported with; zero is the pad token and a masked position."""
     rows: list[list[np.ndarray]] = [[] for _ in range(n_inputs)]
     for b in batches:
         b = (b,) if not isinstance(b, (tuple, list)) else b
         for i, a in enumerate(_arrays(b[:n_inputs])):
+            if like is not None and a.shape[1:] != like[i].shape[1:]:
+                pad = [(0, 0)] + [(0, max(0, t - d)) for d, t in zip(a.shape[1:], like[i].shape[1:])]
+                a = np.pad(a, pad)
             rows[i].append(a)
     if not rows[0]:
         return []
@@ -260,7 +267,7 @@ def build_peers(model, example, calib, workdir, *, names: Sequence[str] = PEERS,
     workdir.mkdir(parents=True, exist_ok=True)
     ex = _arrays(example)
     size = len(ex[0])
-    chunks = rechunk(calib, size, len(ex)) if calib is not None else []
+    chunks = rechunk(calib, size, len(ex), like=ex) if calib is not None else []
     static_ops = TRANSFORMER_STATIC_OPS if transformer else None
     peers: dict[str, Peer] = {}
     skipped: dict[str, str] = {}

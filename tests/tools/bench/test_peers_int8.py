@@ -45,6 +45,16 @@ def test_rechunk_cuts_to_the_example_batch_and_drops_labels_and_the_tail():
                                   torch.cat([b[0] for b in _calib(3, 8)])[:20].numpy())
 
 
+def test_rechunk_pads_shorter_token_batches_to_the_example():
+    """Token batches cut to their longest sentence (11 and 12 tokens) become the example's 16,
+    zero-padded (pad id 0, mask 0)."""
+    ids = [(np.ones((2, 11), np.int64), np.ones((2, 11), np.int64)), (np.full((2, 12), 7), np.ones((2, 12), np.int64))]
+    like = (np.zeros((1, 16), np.int64), np.zeros((1, 16), np.int64))
+    chunks = peers_int8.rechunk(ids, 1, 2, like=like)
+    assert len(chunks) == 4 and all(c[0].shape == c[1].shape == (1, 16) for c in chunks)
+    assert chunks[0][1][0, 10] == 1 and chunks[0][1][0, 11:].sum() == 0 and chunks[3][0][0, 11] == 7
+
+
 def test_chunked_pads_the_last_chunk_and_cuts_the_padding():
     seen = []
 
