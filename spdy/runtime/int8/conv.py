@@ -376,9 +376,6 @@ def dense_conv_source(g: QConvGeom, p: ConvParams, *, isa: str, lanes: int, mode
     """TVMScript of main(P, [qp], W, ec, es, [bias], [R], Y) for a dense int8 conv."""
     if p.kind == "generic":
         return _generic_source(g, p, lanes, mode, bias=bias, residual=residual, act=act)
-    if p.kind == "amx":
-        from .conv_amx import amx_source
-        return amx_source(g, p, mode, bias=bias, residual=residual, act=act)
     if isa not in _INTRIN:
         raise ValueError(f"the {p.kind!r} int8 conv kernel needs VNNI (target isa {isa!r}); use kind 'generic'")
     if g.groups != 1:
@@ -387,7 +384,7 @@ def dense_conv_source(g: QConvGeom, p: ConvParams, *, isa: str, lanes: int, mode
         return _pix_source(g, p, isa, lanes, mode, bias=bias, residual=residual, act=act)
     if p.kind == "chn":
         return _chn_source(g, p, isa, lanes, mode, bias=bias, residual=residual, act=act)
-    raise ValueError(f"unknown int8 conv kernel kind {p.kind!r}; known: pix, chn, amx, generic")
+    raise ValueError(f"unknown int8 conv kernel kind {p.kind!r}; known: pix, chn, generic (amx: conv_amx.py)")
 
 
 def out_channels_padded(g: QConvGeom, p: ConvParams, lanes: int) -> int:
@@ -395,9 +392,6 @@ def out_channels_padded(g: QConvGeom, p: ConvParams, lanes: int) -> int:
         return -(-g.o // (lanes * p.nv)) * lanes * p.nv
     if p.kind == "generic":
         return g.o
-    if p.kind == "amx":
-        from .conv_amx import amx_channels_padded
-        return amx_channels_padded(g, p)
     return -(-g.o // p.mr) * p.mr
 
 
@@ -410,9 +404,6 @@ def pack_dense_weight(w_q: np.ndarray, g: QConvGeom, p: ConvParams, lanes: int) 
         w = np.zeros((g.groups, ob * p.mr, cg, g.taps), np.int32)
         w[:, :og] = w_q.reshape(g.groups, og, cg, g.taps)
         return np.ascontiguousarray(w.reshape(g.groups, ob, p.mr, cg, g.taps).transpose(0, 1, 3, 4, 2)).reshape(-1)
-    if p.kind == "amx":
-        from .conv_amx import pack_amx_weight
-        return pack_amx_weight(w_q, g, p)
     words = int8_conv_blocks(w_q).view(np.int32)[..., 0].reshape(g.o, g.taps, g.c4)   # [O, tap, c4]
     opad = out_channels_padded(g, p, lanes)
     wp = np.zeros((opad, g.taps, g.c4), np.int32)

@@ -24,7 +24,7 @@ from ..amx import amx_usable
 from ..provenance import source_hash
 from .conv import (ConvParams, conv_isa, dense_candidates, dense_conv_source, dense_default, isa_lanes,
                    out_channels_padded, pack_dense_weight)
-from .conv_amx import amx_candidates
+from .conv_amx import amx_candidates, amx_channels_padded, amx_source, pack_amx_weight
 from .conv_blocks import int8_format
 from .conv_pack import QConvGeom, pack_source, qparams_source
 from .sparse_conv import (Int8BSR, out_channels_padded_sparse, sparse_candidates, sparse_consts,
@@ -119,17 +119,23 @@ class Int8ConvLayer:
                   residual=self.has_residual, act=self.activation)
         if self.kernel == "sparse":
             return sparse_conv_source(self.g, self.bsr, p, **kw)
+        if p.kind == "amx":
+            return amx_source(self.g, p, self.act.mode, bias=kw["bias"], residual=kw["residual"], act=kw["act"])
         return dense_conv_source(self.g, self.effective(p), **kw)
 
     def opad(self, p: ConvParams) -> int:
         if self.kernel == "sparse":
             return out_channels_padded_sparse(self.bsr)
+        if p.kind == "amx":
+            return amx_channels_padded(self.g, p)
         return out_channels_padded(self.g, self.effective(p), self.lanes)
 
     def conv_consts(self, p: ConvParams) -> list[np.ndarray]:
         """Constant arguments of the conv kernel after P [and qp]: weights, ec, es, [bias]."""
         if self.kernel == "sparse":
             consts = sparse_consts(self.bsr, self.g)
+        elif p.kind == "amx":
+            consts = [pack_amx_weight(self.w_q, self.g, p)]
         else:
             consts = [pack_dense_weight(self.w_q, self.g, self.effective(p), self.lanes)]
         opad = self.opad(p)

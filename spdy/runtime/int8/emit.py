@@ -88,13 +88,21 @@ class Int8LinearLayer:
     def candidates(self) -> list:
         if self.fmt == "dense":
             from .linear import candidate_params
-            return candidate_params(self.spec)
+            from .linear_amx import amx_candidates
+            if not self.spec.amx:
+                return candidate_params(self.spec)
+            # AMX tiles beside the VNNI ones: they win wherever the rows fill them
+            first = self.default()
+            return [first] + [p for p in amx_candidates(self.spec) + candidate_params(self.spec) if p != first][:15]
         from .sparse_linear import candidates
         return candidates(self.spec, self.num_threads)
 
     def default(self):
         if self.fmt == "dense":
             from .linear import default_params
+            from .linear_amx import amx_candidates
+            if self.spec.amx and self.spec.M >= 16:   # fewer rows leave most of a tile empty
+                return amx_candidates(self.spec)[0]
             return default_params(self.spec)
         from .sparse_linear import default_params
         return default_params(self.spec, self.num_threads)
@@ -104,7 +112,12 @@ class Int8LinearLayer:
         if self.fmt == "dense":
             from .linear import dense_consts, make_dense
             consts = dense_consts(s, params, self.w_q, self.w_scale, self.bias)
-            func = make_dense(s, params, symbol)
+            if params.amx:
+                from spdy.runtime.kernels.tvmscript import parse_prim_func
+                from .linear_amx import amx_dense_source
+                func = parse_prim_func(amx_dense_source(s, params, symbol))
+            else:
+                func = make_dense(s, params, symbol)
         else:
             from .sparse_linear import make_sparse, sparse_consts
             consts = sparse_consts(s, self.blocks, params, self.w_q, self.w_scale, self.bias)

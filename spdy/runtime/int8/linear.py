@@ -162,18 +162,12 @@ def dense_source(spec: DenseSpec, params: DenseParams, symbol: str = "main") -> 
 
 
 def make_dense(spec: DenseSpec, params: DenseParams, symbol: str = "main"):
-    if params.amx:
-        from .linear_amx import amx_dense_source
-        return parse_prim_func(amx_dense_source(spec, params, symbol))
     return parse_prim_func(dense_source(spec, params, symbol))
 
 
 def default_params(spec: DenseSpec) -> DenseParams:
     """Untuned choice: 16 accumulators; few rows -> one row, many weight vectors (batch-1 GEMV)."""
     lanes = LANES[spec.isa]
-    if spec.amx and spec.M >= 16:
-        from .linear_amx import amx_candidates
-        return amx_candidates(spec)[0]
     if spec.M <= 2:
         return effective_params(spec, DenseParams(spec.M, 4, "nm"))
     if lanes == 8:  # AVX2-class: 16 vector registers
@@ -185,9 +179,6 @@ def candidate_params(spec: DenseSpec) -> list[DenseParams]:
     """The tuner's search space (<= 16 points), default first: MR x NV tiles that fit the
     register file (<= 28 of 32 zmm accumulators; <= 12 of 16 registers below AVX-512)."""
     out = [default_params(spec)]
-    if spec.amx:      # tiles first: they win wherever M fills them; the VNNI tiles stay in the search
-        from .linear_amx import amx_candidates
-        out += [p for p in amx_candidates(spec) if p not in out]
     lanes = LANES[spec.isa]
     if spec.M <= 4:
         shapes = [(spec.M, 1), (spec.M, 2), (spec.M, 4), (spec.M, 8)]
