@@ -7,23 +7,12 @@ import pytest
 
 from spdy.runtime.int8.conv import ConvParams
 
+from ._amx_util import amx_target, needs_amx
 from ._conv_util import DYNAMIC, STATIC, assert_close, host_has, random_layer, run_layer
 from .test_conv_dense import CASES
 
 TILES = [ConvParams("amx", 1, 1), ConvParams("amx", 2, 2), ConvParams("amx", 1, 2, "channels"),
          ConvParams("amx", 2, 1)]
-
-
-def amx_target():
-    import tvm
-    return tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu(), "num-cores": 2,
-                              "mattr": ["+amx-tile", "+amx-int8"]})
-
-
-def _needs_amx():
-    from spdy.runtime.amx import request_amx
-    if not (host_has("amx_int8") and host_has("amx_tile") and request_amx()):
-        pytest.skip("this CPU (or this Linux) offers no AMX tiles")
 
 
 RUNS = [(c, TILES[i % len(TILES)], STATIC) for i, c in enumerate(CASES)] + \
@@ -32,7 +21,7 @@ RUNS = [(c, TILES[i % len(TILES)], STATIC) for i, c in enumerate(CASES)] + \
 
 @pytest.mark.parametrize("case,p,act", RUNS, ids=[f"{c}-{p.mr}x{p.nv}-{p.outer}-{a.mode}" for c, p, a in RUNS])
 def test_amx_conv_matches_the_integer_reference(case, p, act):
-    _needs_amx()
+    needs_amx()
     shape, wshape, stride, pad, dil, bias, res, activation = CASES[case]
     tgt = amx_target()
     layer, x, r, ref = random_layer(shape, wshape, stride=stride, padding=pad, dilation=dil, bias=bias,
@@ -47,7 +36,7 @@ def test_channel_quads_per_tile_divide_the_channels():
 
 
 def test_layers_offer_amx_tiles_only_where_the_target_has_them():
-    _needs_amx()
+    needs_amx()
     from ._conv_util import target
     kw = dict(stride=(1, 1), padding=(1, 1, 1, 1), bias=True, residual=False, activation="relu", act=STATIC)
     plain, *_ = random_layer((1, 32, 9, 9), (32, 32, 3, 3), tgt=target(), **kw)

@@ -6,19 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ._linear_ref import DYNAMIC, STATIC, accumulator, assert_close, host_has, linear_ref, random_weight, run
-
-
-def amx_target():
-    import tvm
-    return tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu(), "num-cores": 2,
-                              "mattr": ["+amx-tile", "+amx-int8"]})
-
-
-def _needs_amx():
-    from spdy.runtime.amx import request_amx
-    if not (host_has("amx_int8") and host_has("amx_tile") and request_amx()):
-        pytest.skip("this CPU (or this Linux) offers no AMX tiles")
+from ._amx_util import amx_target, needs_amx
+from ._linear_ref import DYNAMIC, STATIC, accumulator, assert_close, linear_ref, random_weight, run
 
 
 def _layer(m, k, n, *, act, bias=None, residual=False, activation="none", raw=False, seed=0):
@@ -38,7 +27,7 @@ def _layer(m, k, n, *, act, bias=None, residual=False, activation="none", raw=Fa
                                          (33, 384, 70, 2, 1), (20, 52, 40, 1, 2)])
 @pytest.mark.parametrize("act", [STATIC, DYNAMIC], ids=["static", "dynamic"])
 def test_amx_accumulator_exact(m, k, n, mr, nv, act):
-    _needs_amx()
+    needs_amx()
     from spdy.runtime.int8.linear import DenseParams
     layer, x, w, _, _ = _layer(m, k, n, act=act, raw=True)
     got = run(layer, DenseParams(mr, nv, amx=True), x, tgt=amx_target())
@@ -52,7 +41,7 @@ def test_amx_accumulator_exact(m, k, n, mr, nv, act):
     (5, 24, 36, DYNAMIC, True, True, "silu"),
 ])
 def test_amx_epilogue(m, k, n, act, bias, residual, activation):
-    _needs_amx()
+    needs_amx()
     from spdy.runtime.int8.linear import DenseParams
     b = np.random.default_rng(1).standard_normal(n).astype(np.float32) if bias else None
     layer, x, w, ws, res = _layer(m, k, n, act=act, bias=b, residual=residual, activation=activation)
@@ -61,7 +50,7 @@ def test_amx_epilogue(m, k, n, act, bias, residual, activation):
 
 
 def test_layers_offer_tiles_where_the_target_has_them():
-    _needs_amx()
+    needs_amx()
     from ._linear_ref import target
     from spdy.runtime.int8 import int8_linear_layer
     w = random_weight(np.random.default_rng(0), 64, 96)
