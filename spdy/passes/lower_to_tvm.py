@@ -22,7 +22,23 @@ def lower(gm, ctx, profile: dict | None, tune: bool, inputs=None):
     inputs = inputs or ctx.inputs
     emit = EmitContext(target=ctx.target.to_tvm(), num_threads=ctx.num_threads,
                        tuner=ctx.tuner if tune else None, sparse=sparse_layers(profile))
-    return lower_to_relax(gm, inputs.args, inputs.kwargs, emit), emit
+    return lower_to_relax(with_fused_attention(gm, inputs), inputs.args, inputs.kwargs, emit), emit
+
+
+def with_fused_attention(gm, inputs):
+    """`gm` itself, or a copy (same weights) whose attention blocks are spdy_attention calls
+    (spdy/ir/attention_fusion.py), shapes taken for `inputs` (a batch bucket's may differ)."""
+    import copy
+
+    import torch
+    from spdy.ir.attention_fusion import attention_candidates, fuse_attention
+    from spdy.ir.trace import run_shape_prop
+    from spdy.runtime.kernels.mha import fusable
+    if not attention_candidates(gm):
+        return gm
+    fused = torch.fx.GraphModule(gm, copy.deepcopy(gm.graph))
+    run_shape_prop(fused, inputs)
+    return fused if fuse_attention(fused, fusable) else gm
 
 
 @register

@@ -90,8 +90,15 @@ def _converters(tensors: dict, ctx: EmitContext):
         # exact_dtype_map casts the result when the call changes the dtype
         return importer.env[node.args[0]]
 
+    def attention(node, importer):
+        from spdy.runtime.kernels.mha import emit_attention
+        q, k, v, mask, heads, scale = node.args
+        env = importer.env
+        return emit_attention(importer.block_builder, env[q], env[k], env[v],
+                              env[mask] if mask is not None else None, int(heads), float(scale), ctx)
+
     from spdy.runtime.attention import convert_sdpa
-    return {"spdy_conv2d.default": conv, "spdy_linear.default": linear,
+    return {"spdy_attention.default": attention, "spdy_conv2d.default": conv, "spdy_linear.default": linear,
             LAYER_QUANT.__name__: layer_quant, "scaled_dot_product_attention.default": convert_sdpa,
             "to.device": same_tensor}
 
