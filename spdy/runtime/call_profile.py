@@ -5,8 +5,12 @@ previous layer's output still in cache and Relax's memory planning. Whether the 
 matches the artifact is the question every budget depends on, and only timing the kernels
 *in place* answers it. The Relax VM calls an instrument before and after every Call
 instruction; we time each call with a monotonic clock and sum per function symbol over
-several runs of `main`. The instrument's own cost (a Python callback, about a microsecond
-or two) is counted in each call: fine for millisecond kernels, visible for tiny ones.
+several runs of `main`. The instrument's own cost (a Python callback on each side of every
+call, a microsecond or two) would be counted in each call: on an int8 MiniLM (some 400 VM
+calls a run, most of them views and allocations) it was a fifth of the artifact's time, and
+the sum of the calls did not explain the end-to-end time. So every run of `main` with the
+instrument is followed by one without, and the difference per call (half of it lies inside
+the timed intervals) is taken off each call (`instrument_cost`).
 """
 from __future__ import annotations
 
@@ -33,7 +37,10 @@ def profile_calls_interleaved(runners: dict, *, runs: int = 10, warmup: int = 2)
         for _ in range(warmup):
             r.vm["main"](*inputs[k])
     per_run: dict[str, list[dict[str, float]]] = {k: [] for k in runners}
+    calls_per_run: dict[str, list[dict[str, int]]] = {k: [] for k in runners}
+    walls: dict[str, list[tuple[float, float]]] = {k: [] for k in runners}
     current: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
     started: dict[str, float] = {}
 
     def instrument(func, symbol, before, ret, *args):
@@ -42,24 +49,49 @@ def profile_calls_interleaved(runners: dict, *, runs: int = 10, warmup: int = 2)
             started[symbol] = now
         elif symbol in started:
             current[symbol] += now - started.pop(symbol)
+            counts[symbol] += 1
         return int(VMInstrumentReturnKind.NO_OP)
 
-    for r in runners.values():
-        r.vm.set_instrument(instrument)
     try:
         for _ in range(runs):
             for k, r in runners.items():
                 current.clear()
+                counts.clear()
+                r.vm.set_instrument(instrument)
+                t0 = time.perf_counter()
                 r.vm["main"](*inputs[k])
+                t1 = time.perf_counter()
+                r.vm.set_instrument(None)
+                r.vm["main"](*inputs[k])
+                walls[k].append((t1 - t0, time.perf_counter() - t1))
                 per_run[k].append(dict(current))
+                calls_per_run[k].append(dict(counts))
     finally:
         for r in runners.values():
             r.vm.set_instrument(None)
     out = {}
     for k, rs in per_run.items():
         symbols = sorted({s for run in rs for s in run})
-        out[k] = {s: float(np.median([run.get(s, 0.0) for run in rs])) for s in symbols}
+        n = {s: int(np.median([c.get(s, 0) for c in calls_per_run[k]])) for s in symbols}
+        cost = instrument_cost(walls[k], sum(n.values()))
+        raw = {s: float(np.median([run.get(s, 0.0) for run in rs])) for s in symbols}
+        out[k] = {s: max(raw[s] - cost * n[s], RESOLUTION_FLOOR * raw[s]) for s in symbols}
     return out
+
+
+#: a call that took less than the instrument's estimated cost keeps this share of its raw time:
+#: it ran, and the passes that look a layer up in place take 0 for "not found"
+RESOLUTION_FLOOR = 0.05
+
+
+def instrument_cost(walls: list[tuple[float, float]], calls: int) -> float:
+    """Seconds the instrument adds inside each timed call: half of what it adds to a run of
+    `main` per call (one callback ends inside the interval, the other starts outside it).
+    `walls`: (run with the instrument, run without) pairs in seconds; the median difference."""
+    if calls <= 0 or not walls:
+        return 0.0
+    extra = float(np.median([w - plain for w, plain in walls]))
+    return max(0.0, extra) / (2 * calls)
 
 
 def profile_calls(runner, *, runs: int = 10, warmup: int = 2) -> dict[str, float]:
