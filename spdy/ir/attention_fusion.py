@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 import torch.fx
@@ -33,26 +33,44 @@ aten = torch.ops.aten
 
 
 def _attention_impl(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
-                    heads: int, scale: float) -> torch.Tensor:
-    b, s, e = q.shape
-    d = e // heads
+                    heads: int, head_dim: int, scale: float, offsets: list[int]) -> torch.Tensor:
+    """q, k, v: [B, S, *] whose columns offsets[i] .. offsets[i] + heads*head_dim are the
+    projection (one merged QKV tensor may be all three)."""
+    e = heads * head_dim
 
-    def split(t):
-        return t.reshape(t.shape[0], t.shape[1], heads, d).permute(0, 2, 1, 3)
+    def split(t, off):
+        t = t[..., off:off + e]
+        return t.reshape(t.shape[0], t.shape[1], heads, head_dim).permute(0, 2, 1, 3)
 
-    scores = torch.matmul(split(q), split(k).transpose(-1, -2)) * scale
+    scores = torch.matmul(split(q, offsets[0]), split(k, offsets[1]).transpose(-1, -2)) * scale
     if mask is not None:
         scores = scores + mask
-    out = torch.matmul(torch.softmax(scores, dim=-1), split(v))
-    return out.permute(0, 2, 1, 3).reshape(b, s, e)
+    out = torch.matmul(torch.softmax(scores, dim=-1), split(v, offsets[2]))
+    return out.permute(0, 2, 1, 3).reshape(q.shape[0], q.shape[1], e)
 
 
 spdy_attention = torch.library.custom_op("spdy::spdy_attention", mutates_args=())(_attention_impl)
 
 
 @spdy_attention.register_fake
-def _attention_fake(q, k, v, mask, heads, scale):
-    return q.new_empty(q.shape)
+def _attention_fake(q, k, v, mask, heads, head_dim, scale, offsets):
+    return q.new_empty((q.shape[0], q.shape[1], heads * head_dim))
+
+
+class AttentionArgs(NamedTuple):
+    """The arguments of a spdy_attention node, in the op's order."""
+    q: Any
+    k: Any
+    v: Any
+    mask: Any
+    heads: int
+    head_dim: int
+    scale: float
+    offsets: list
+
+
+def attention_args(node) -> AttentionArgs:
+    return AttentionArgs(*node.args)
 
 
 ATTENTION = torch.ops.spdy.spdy_attention.default
@@ -277,7 +295,8 @@ def fuse_attention(gm: torch.fx.GraphModule, fusable=lambda s, sk, d: True) -> i
             continue
         final, cm = merged
         with gm.graph.inserting_before(final):
-            new = gm.graph.call_function(ATTENTION, (xq, xk, xv, mask, int(h), float(scale)))
+            new = gm.graph.call_function(ATTENTION, tuple(AttentionArgs(xq, xk, xv, mask, int(h), int(d), float(scale),
+                                                                       [0, 0, 0])))
         new.meta[meta.TENSOR] = final.meta.get(meta.TENSOR)
         final.replace_all_uses_with(new)
         dead = {final, out, *cm, *core, *cq, *ck, *cv}
@@ -290,6 +309,7 @@ def fuse_attention(gm: torch.fx.GraphModule, fusable=lambda s, sk, d: True) -> i
                 dead.discard(n)
         fused += 1
     if fused:
+        gm.graph.eliminate_dead_code()     # the shape reads (x.shape, size()) the views used
         gm.graph.lint()
         gm.recompile()
     return fused

@@ -91,11 +91,12 @@ def _converters(tensors: dict, ctx: EmitContext):
         return importer.env[node.args[0]]
 
     def attention(node, importer):
+        from spdy.ir.attention_fusion import attention_args
         from spdy.runtime.kernels.mha import emit_attention
-        q, k, v, mask, heads, scale = node.args
-        env = importer.env
-        return emit_attention(importer.block_builder, env[q], env[k], env[v],
-                              env[mask] if mask is not None else None, int(heads), float(scale), ctx)
+        a, env = attention_args(node), importer.env
+        return emit_attention(importer.block_builder, env[a.q], env[a.k], env[a.v],
+                              env[a.mask] if a.mask is not None else None, heads=int(a.heads),
+                              head_dim=int(a.head_dim), scale=float(a.scale), offsets=[int(o) for o in a.offsets], ctx=ctx)
 
     from spdy.runtime.attention import convert_sdpa
     return {"spdy_attention.default": attention, "spdy_conv2d.default": conv, "spdy_linear.default": linear,

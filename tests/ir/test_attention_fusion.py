@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spdy.ir.attention_fusion import ATTENTION, attention_candidates, fuse_attention
+from spdy.ir.attention_fusion import ATTENTION, attention_args, attention_candidates, fuse_attention
 from spdy.ir.canonicalize import canonicalize
 from spdy.ir.trace import normalize_inputs, run_shape_prop, trace_model
 
@@ -75,8 +75,9 @@ def test_attention_blocks_become_one_call_computing_the_same(style, mask, scale_
     assert attention_candidates(gm) == 1
     assert fuse_attention(gm) == 1
     calls = [n for n in gm.graph.nodes if n.target is ATTENTION]
-    assert len(calls) == 1 and calls[0].args[4] == 4
-    assert calls[0].args[5] == pytest.approx(1 / math.sqrt(8))
+    assert len(calls) == 1
+    a = attention_args(calls[0])
+    assert (a.heads, a.head_dim, a.offsets) == (4, 8, [0, 0, 0]) and a.scale == pytest.approx(1 / math.sqrt(8))
     assert not any(n.op == "call_function" and n.target in (torch.matmul, torch.softmax) for n in gm.graph.nodes)
     with torch.no_grad():
         torch.testing.assert_close(gm(x, m), model(x, m), rtol=1e-5, atol=1e-5)

@@ -44,6 +44,19 @@ def test_mha_kernel_matches_torch(b, s, sk, heads, d, mask):
         np.testing.assert_allclose(got, _reference(q, k, v, m, heads, 0.3), rtol=1e-5, atol=2e-6)
 
 
+def test_mha_kernel_reads_a_merged_qkv_tensor():
+    from spdy.runtime.kernels.mha import mha_kernel
+    b, s, heads, d = 2, 11, 3, 8
+    e = heads * d
+    rng = np.random.default_rng(1)
+    qkv = rng.standard_normal((b, s, 3 * e)).astype("float32")
+    m = rng.standard_normal((1, 1, s)).astype("float32")
+    f = mha_kernel(b, s, s, heads, d, 0.35, (1, 1), widths=(3 * e,) * 3, offsets=(0, e, 2 * e))
+    got = run_prim_func(f, qkv, qkv, qkv, m, out_shape=(b, s, e))
+    ref = _reference(qkv[..., :e], qkv[..., e:2 * e], qkv[..., 2 * e:], m, heads, 0.35)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-6)
+
+
 def test_minilm_attention_lowers_to_the_fused_kernel():
     import spdy
     from tests.models.test_minilm import inputs, tiny
@@ -54,4 +67,21 @@ def test_minilm_attention_lowers_to_the_fused_kernel():
     assert lower["stats"]["kernels"].get("attention.fused") == 2      # one per layer
     with torch.no_grad():
         ref = m(ids, mask).numpy()
+    np.testing.assert_allclose(np.asarray(cm(ids.numpy(), mask.numpy())), ref, atol=1e-5)
+
+
+def test_int8_minilm_merges_query_key_value_and_matches_its_pruned_model():
+    import spdy
+    from tests.models.test_minilm import inputs, tiny
+    m = tiny()
+    ids, mask = inputs(b=3, s=8)
+    names = [n for n, mod in m.named_modules() if isinstance(mod, torch.nn.Linear)]
+    profile = {n: {"format": "dense-int8", "sparsity": 0.0} for n in names}
+    calib = [inputs(b=3, s=8, seed=i) for i in range(4)]
+    cm = spdy.compile(m, (ids, mask), profile=profile, calib=calib, tune=False, measure=False)
+    lower = next(r for r in cm.passlog if r.get("pass") == "lower-to-tvm")
+    # 12 layers: per encoder layer one merged query/key/value layer, attn_out, intermediate, output
+    assert lower["stats"]["kernels"] == {"linear.dense-int8": 8, "attention.fused": 2}
+    with torch.no_grad():
+        ref = cm.pruned_model(ids, mask).numpy()
     np.testing.assert_allclose(np.asarray(cm(ids.numpy(), mask.numpy())), ref, atol=1e-5)

@@ -33,16 +33,21 @@ def fusable(s: int, sk: int, d: int) -> bool:
 
 
 def mha_kernel(b: int, s: int, sk: int, heads: int, d: int, scale: float, mask: tuple[int, int] | None, *,
+               widths: tuple[int, int, int] | None = None, offsets: tuple[int, int, int] = (0, 0, 0),
                lanes: int = 16, symbol: str = "main"):
-    """PrimFunc (Q[b, s, e], K[b, sk, e], V[b, sk, e], [M[bm, sm, sk]], O[b, s, e]) float32, e = heads*d:
-    O[:, :, h*d:(h+1)*d] = softmax(Q_h K_h^T * scale + M) V_h. `mask` is (bm, sm) for a mask
+    """PrimFunc (Q[b, s, wq], K[b, sk, wk], V[b, sk, wv], [M[bm, sm, sk]], O[b, s, e]) float32,
+    e = heads*d: O[:, :, h*d:(h+1)*d] = softmax(Q_h K_h^T * scale + M) V_h, where the projections
+    are the columns offsets[i] .. offsets[i] + e of their tensors (widths default to e; a merged
+    QKV tensor is passed three times with offsets 0, e, 2e). `mask` is (bm, sm) for a mask
     broadcast over heads (bm in {1, b}, sm in {1, s}), or None."""
     v, e, R = lanes, heads * d, ROWS
+    wq, wk, wv = widths or (e, e, e)
+    oq, ok, ov = offsets
     vd = head_lanes(d, lanes)
     nj_full, tail = divmod(sk, v)
     skp = (nj_full + (1 if tail else 0)) * v
-    args = [f'Q: T.Buffer(({b}, {s}, {e}), "float32")', f'K: T.Buffer(({b}, {sk}, {e}), "float32")',
-            f'V: T.Buffer(({b}, {sk}, {e}), "float32")']
+    args = [f'Q: T.Buffer(({b}, {s}, {wq}), "float32")', f'K: T.Buffer(({b}, {sk}, {wk}), "float32")',
+            f'V: T.Buffer(({b}, {sk}, {wv}), "float32")']
     if mask is not None:
         args.append(f'M: T.Buffer(({mask[0]}, {mask[1]}, {sk}), "float32")')
     args.append(f'O: T.Buffer(({b}, {s}, {e}), "float32")')
@@ -59,7 +64,7 @@ def mha_kernel(b: int, s: int, sk: int, heads: int, d: int, scale: float, mask: 
          f'        inv = T.alloc_buffer(({R},), "float32")',
          f"        for j in range({sk}):",
          f"            for dd in range({d}):",
-         f"                kt[dd, j] = K[bi, j, c0 + dd]"]
+         f"                kt[dd, j] = K[bi, j, {ok} + c0 + dd]"]
     if tail:
         L += [f"        for j in range({sk}, {skp}):", f"            for dd in range({d}):",
               "                kt[dd, j] = T.float32(0)"]
@@ -77,7 +82,7 @@ def mha_kernel(b: int, s: int, sk: int, heads: int, d: int, scale: float, mask: 
         out = [f"{ind}for l in T.vectorized({R * v}):", f"{ind}    acc[l] = T.float32(0)",
                f"{ind}for dd in range({d}):", f"{ind}    for r in T.unroll({R}):",
                f"{ind}        for l in T.vectorized({v}):",
-               f"{ind}            acc[r * {v} + l] = acc[r * {v} + l] + Q[bi, {row}, c0 + dd] * kt[dd, {jb} * {v} + l]",
+               f"{ind}            acc[r * {v} + l] = acc[r * {v} + l] + Q[bi, {row}, {oq} + c0 + dd] * kt[dd, {jb} * {v} + l]",
                f"{ind}for r in T.unroll({R}):"]
         if not last:
             return out + [f"{ind}    for l in T.vectorized({v}):",
@@ -107,19 +112,21 @@ def mha_kernel(b: int, s: int, sk: int, heads: int, d: int, scale: float, mask: 
           f"{ind}    for l in T.vectorized({R * vd}):", f"{ind}        acc[l] = T.float32(0)",
           f"{ind}    for j in range({sk}):", f"{ind}        for r in T.unroll({R}):",
           f"{ind}            for l in T.vectorized({vd}):",
-          f"{ind}                acc[r * {vd} + l] = acc[r * {vd} + l] + sc[r, j] * V[bi, j, c0 + db * {vd} + l]",
+          f"{ind}                acc[r * {vd} + l] = acc[r * {vd} + l] + sc[r, j] * V[bi, j, {ov} + c0 + db * {vd} + l]",
           f"{ind}    for r in T.unroll({R}):", f"{ind}        for l in T.vectorized({vd}):",
           f"{ind}            O[bi, {row}, c0 + db * {vd} + l] = acc[r * {vd} + l] * inv[r]"]
     return parse_prim_func("\n".join(L) + "\n")
 
 
-def emit_attention(bb, q, k, v, mask, heads: int, scale: float, ctx):
-    """call_tir of mha_kernel for a spdy_attention call (spdy/ir/attention_fusion.py): q [B, S, E],
-    k and v [B, Sk, E], mask None or broadcastable as [Bm, 1, Sm, Sk]."""
+def emit_attention(bb, q, k, v, mask, *, heads: int, head_dim: int, scale: float, offsets, ctx):
+    """call_tir of mha_kernel for a spdy_attention call (spdy/ir/attention_fusion.py): q [B, S, *],
+    k and v [B, Sk, *] holding the projections at `offsets`, mask None or broadcastable as
+    [Bm, 1, Sm, Sk]; a tensor passed as more than one of q, k, v is passed once per role."""
     from .relax_util import call_kernel, reshape, static_shape
     from .rowwise import float_lanes
-    b, s, e = static_shape(q)
-    sk = static_shape(k)[1]
+    b, s, wq = static_shape(q)
+    sk, wk = static_shape(k)[1:]
+    wv = static_shape(v)[2]
     args, mshape = [q, k, v], None
     if mask is not None:
         ms = static_shape(mask)
@@ -127,6 +134,7 @@ def emit_attention(bb, q, k, v, mask, heads: int, scale: float, ctx):
         mshape = (ms[0], ms[2])
         args.append(reshape(bb, mask, (ms[0], ms[2], sk)))
     sym = ctx.unique_symbol("mha")
-    f = mha_kernel(b, s, sk, heads, e // heads, scale, mshape, lanes=float_lanes(ctx.target), symbol=sym)
+    f = mha_kernel(b, s, sk, heads, head_dim, scale, mshape, widths=(wq, wk, wv), offsets=tuple(offsets),
+                   lanes=float_lanes(ctx.target), symbol=sym)
     ctx.count("attention.fused")
-    return call_kernel(bb, f, sym, args, (b, s, e))
+    return call_kernel(bb, f, sym, args, (b, s, heads * head_dim))
