@@ -115,7 +115,7 @@ class Int8LinearLayer:
             if params.amx:
                 from spdy.runtime.kernels.tvmscript import parse_prim_func
                 from .linear_amx import amx_dense_source
-                func = parse_prim_func(amx_dense_source(s, params, symbol))
+                func = parse_prim_func(amx_dense_source(s, params, symbol, self.num_threads))
             else:
                 func = make_dense(s, params, symbol)
         else:

@@ -35,7 +35,7 @@ def amx_candidates(spec: DenseSpec) -> list[DenseParams]:
     return out
 
 
-def amx_dense_source(spec: DenseSpec, p: DenseParams, symbol: str = "main") -> str:
+def amx_dense_source(spec: DenseSpec, p: DenseParams, symbol: str = "main", threads: int = 1) -> str:
     mt_n, nt_n = p.mr, p.nv
     if mt_n > 2 or nt_n > 2:
         raise ValueError(f"AMX tiles: at most 2 x 2 accumulator tiles, got {mt_n} x {nt_n}")
@@ -53,14 +53,24 @@ def amx_dense_source(spec: DenseSpec, p: DenseParams, symbol: str = "main") -> s
     if spec.act.mode == "dynamic":
         L += [f'    xs = T.alloc_buffer(({mpad},), "float32")', f'    zq = T.alloc_buffer(({mpad},), "int32")']
     L += quantize_stage(spec.M, spec.K, 1, spec.act)
-    i1, i2 = " " * 8, " " * 12
-    L += [f"    for t in T.parallel({mb * nt}):", f"{i1}mb: T.let = t % {mb}", f"{i1}nt: T.let = t // {mb}"]
+    tasks = mb * nt
+    workers = max(1, min(threads, tasks))
+    chunk = -(-tasks // workers)
     acc = {(m, v): m * nt_n + v for m in range(mt_n) for v in range(nt_n)}
     at = {m: ACC_TILES + m for m in range(mt_n)}
     bt = {v: ACC_TILES + 2 + v for v in range(nt_n)}
     shape = {**{c: (TILE, 64) for c in acc.values()}, **{a: (TILE, 4 * kq) for a in at.values()},
              **{b: (kq, 64) for b in bt.values()}}
-    L += tile_config_lines(shape, i1)
+    # one task loop per worker thread: the tile config, the accumulator dumps and the stage
+    # tile once per worker (buffers of 1 KB and up come from TVM's workspace pool, whose
+    # alloc/free per task took more time than the tiles' multiply-adds on small layers)
+    iw, i1, i2 = " " * 8, " " * 12, " " * 16
+    L += [f"    for th in T.parallel({workers}):"]
+    L += tile_config_lines(shape, iw)
+    L += [f'{iw}cs{m}_{v} = T.alloc_buffer(({TILE * TILE},), "int32")' for (m, v) in acc]
+    L += [f'{iw}st = T.alloc_buffer(({mt_n * TILE * w},), "{epi.stage_dtype}")',
+          f"{iw}for t in range(th * {chunk}, T.min(th * {chunk} + {chunk}, {tasks})):",
+          f"{i1}mb: T.let = t % {mb}", f"{i1}nt: T.let = t // {mb}"]
     L += [i1 + _call("tilezero", f"T.uint8({c})") for c in acc.values()]
     L.append(f"{i1}for kc in range({k4 // kq}):")
     for m, tile in at.items():
@@ -72,10 +82,7 @@ def amx_dense_source(spec: DenseSpec, p: DenseParams, symbol: str = "main") -> s
     for (m, v), c in acc.items():
         L.append(i2 + _call("tdpbusd", f"T.uint8({c})", f"T.uint8({at[m]})", f"T.uint8({bt[v]})"))
     for (m, v), c in acc.items():
-        L += [f'{i1}cs{m}_{v} = T.alloc_buffer(({TILE * TILE},), "int32")',
-              i1 + _call("tilestored64", f"T.uint8({c})", _ptr(f"cs{m}_{v}", "w"), "T.int64(64)")]
-    L.append(i1 + _call("tilerelease"))
-    L.append(f'{i1}st = T.alloc_buffer(({mt_n * TILE * w},), "{epi.stage_dtype}")')
+        L.append(i1 + _call("tilestored64", f"T.uint8({c})", _ptr(f"cs{m}_{v}", "w"), "T.int64(64)"))
     m0, n0 = f"mb * {mt_n * TILE}", f"nt * {w}"
     for (m, v) in acc:               # phase 1: requantize every accumulator into the stage tile
         L += [f"{i1}for r in range({TILE}):", f"{i2}for l in T.vectorized({TILE}):",
@@ -88,4 +95,5 @@ def amx_dense_source(spec: DenseSpec, p: DenseParams, symbol: str = "main") -> s
     else:
         L += [f"{i1}if nt < {nt - 1}:", *epi.store_tile("st", m0, n0, rows, w, w, 1, i2),
               f"{i1}else:", *epi.store_tile("st", m0, n0, rows, n_tail, w, 1, i2)]
+    L.append(iw + _call("tilerelease"))
     return "\n".join(L) + "\n"

@@ -10,26 +10,27 @@ from ._amx_util import amx_target, needs_amx
 from ._linear_ref import DYNAMIC, STATIC, accumulator, assert_close, linear_ref, random_weight, run
 
 
-def _layer(m, k, n, *, act, bias=None, residual=False, activation="none", raw=False, seed=0):
+def _layer(m, k, n, *, act, bias=None, residual=False, activation="none", raw=False, seed=0, threads=1):
     from spdy.runtime.int8 import int8_linear_layer
     rng = np.random.default_rng(seed)
     w = random_weight(rng, n, k)
     ws = (rng.random(n) * 0.01 + 1e-3).astype(np.float32)
     layer = int8_linear_layer((m, k), w, ws, bias, has_residual=residual, activation=activation, act=act,
-                              fmt="dense", target=amx_target(), raw_int32=raw)
+                              fmt="dense", target=amx_target(), raw_int32=raw, num_threads=threads)
     x = rng.standard_normal((m, k)).astype(np.float32)
     res = rng.standard_normal((m, n)).astype(np.float32) if residual else None
     return layer, x, w, ws, res
 
 
-# M past the last row tile, N past the last column tile, K not a multiple of 4 or of 64
-@pytest.mark.parametrize("m,k,n,mr,nv", [(1, 40, 33, 1, 1), (37, 70, 50, 2, 2), (16, 256, 16, 1, 1),
-                                         (33, 384, 70, 2, 1), (20, 52, 40, 1, 2)])
+# M past the last row tile, N past the last column tile, K not a multiple of 4 or of 64; the
+# tasks split over 1, 2 or 3 workers (the last one's share short, or workers without a task)
+@pytest.mark.parametrize("m,k,n,mr,nv,threads", [(1, 40, 33, 1, 1, 1), (37, 70, 50, 2, 2, 2), (16, 256, 16, 1, 1, 3),
+                                                 (33, 384, 70, 2, 1, 3), (20, 52, 40, 1, 2, 2)])
 @pytest.mark.parametrize("act", [STATIC, DYNAMIC], ids=["static", "dynamic"])
-def test_amx_accumulator_exact(m, k, n, mr, nv, act):
+def test_amx_accumulator_exact(m, k, n, mr, nv, threads, act):
     needs_amx()
     from spdy.runtime.int8.linear import DenseParams
-    layer, x, w, _, _ = _layer(m, k, n, act=act, raw=True)
+    layer, x, w, _, _ = _layer(m, k, n, act=act, raw=True, threads=threads)
     got = run(layer, DenseParams(mr, nv, amx=True), x, tgt=amx_target())
     np.testing.assert_array_equal(got, accumulator(x, w, act))
 
@@ -44,7 +45,7 @@ def test_amx_epilogue(m, k, n, act, bias, residual, activation):
     needs_amx()
     from spdy.runtime.int8.linear import DenseParams
     b = np.random.default_rng(1).standard_normal(n).astype(np.float32) if bias else None
-    layer, x, w, ws, res = _layer(m, k, n, act=act, bias=b, residual=residual, activation=activation)
+    layer, x, w, ws, res = _layer(m, k, n, act=act, bias=b, residual=residual, activation=activation, threads=2)
     got = run(layer, DenseParams(2, 2, amx=True), x, res, tgt=amx_target())
     assert_close(got, linear_ref(x, w, ws, act, b, res, activation))
 
