@@ -141,7 +141,8 @@ def option_key_suffix(spec: LayerSpec, fmt: str) -> str:
     kernels, so an edited int8 pack or conv kept its old timing in the table). fp32 keys stay
     as they were: an int8 edit does not re-time them."""
     from spdy import formats
-    return f":q{spec.act_mode}:{source_hash('runtime/int8/*.py')}" if formats.get(fmt).int8 else ""
+    return (f":q{spec.act_mode}:{source_hash('runtime/int8/*.py', 'runtime/kernels/workers.py')}"
+            if formats.get(fmt).int8 else "")
 
 
 def measure_options(spec: LayerSpec, options: list[tuple[str, float, np.ndarray]], bias: np.ndarray | None,

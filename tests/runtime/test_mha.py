@@ -39,8 +39,9 @@ def test_mha_kernel_matches_torch(b, s, sk, heads, d, mask):
         m = (rng.standard_normal((mask[0], mask[1], sk)) * 3).astype("float32")
         m[..., 0] = -10000.0                        # BERT's masked key
     arrays = [q, k, v] + ([m] if m is not None else [])
-    for lanes in (16, 8):
-        got = run_prim_func(mha_kernel(b, s, sk, heads, d, 0.3, mask, lanes=lanes), *arrays, out_shape=q.shape)
+    for lanes, threads in ((16, 2), (8, 3)):     # 3 workers: uneven shares of the (batch, head) tasks
+        got = run_prim_func(mha_kernel(b, s, sk, heads, d, 0.3, mask, lanes=lanes, threads=threads), *arrays,
+                            out_shape=q.shape)
         np.testing.assert_allclose(got, _reference(q, k, v, m, heads, 0.3), rtol=1e-5, atol=2e-6)
 
 

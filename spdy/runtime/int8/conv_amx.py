@@ -26,6 +26,7 @@ from .conv import ConvParams, kernel_args, kernel_head, pitched_store, pitched_v
     task_split
 from .conv_blocks import int8_conv_blocks
 from .conv_pack import QConvGeom
+from ..kernels.workers import worker_loop
 
 LANES = 16          # a tile row of int32 accumulators: 16 output pixels
 ACC_TILES = 4       # tmm0-3 accumulate, tmm4-5 hold weights, tmm6-7 activations
@@ -92,7 +93,8 @@ def _u8(v: int) -> str:
     return f"T.uint8({v})"
 
 
-def amx_source(g: QConvGeom, p: ConvParams, mode: str, *, bias: bool, residual: bool, act: str) -> str:
+def amx_source(g: QConvGeom, p: ConvParams, mode: str, *, bias: bool, residual: bool, act: str,
+               threads: int = 1) -> str:
     """TVMScript of main(P, [qp], Wa, ec, es, [bias], [R], Y) on AMX tiles (see the module)."""
     if g.groups != 1:
         raise ValueError(f"the AMX int8 conv kernel needs groups == 1 (got {g.groups}); use kind 'generic'")
@@ -109,41 +111,43 @@ def amx_source(g: QConvGeom, p: ConvParams, mode: str, *, bias: bool, residual: 
                        residual=residual)
     L = kernel_head(args, g, mode, residual)
     i1, i2 = " " * 8, " " * 12
-    L += [f"    for t in T.parallel({g.n * nvt * ob}):"] + task_split(p, g.n * nvt, ob, i1)
-    L += [f"{i1}n: T.let = pt // {nvt}"]
-    L += [f"{i1}p{v}: T.let = T.min((pt % {nvt}) * {nt_n} + {v}, {vec - 1}) * {LANES}" for v in range(nt_n)]
     acc = {(m, v): m * nt_n + v for m in range(mt_n) for v in range(nt_n)}
     wt = {m: ACC_TILES + m for m in range(mt_n)}
     at = {v: ACC_TILES + 2 + v for v in range(nt_n)}
     shape = {**{t: (LANES, 64) for t in acc.values()}, **{t: (LANES, 4 * kq) for t in wt.values()},
              **{t: (kq, 64) for t in at.values()}}
-    L += tile_config_lines(shape, i1)
-    L += [f"{i1}{_call('tilezero', _u8(c))}" for c in acc.values()]
+    workers, tasks = worker_loop(g.n * nvt * ob, threads)
+    L += [workers] + tile_config_lines(shape, i1)
+    L += [f'{i1}cs{m}_{v} = T.alloc_buffer(({LANES * LANES},), "int32")' for (m, v) in acc] + [tasks]
+    B = task_split(p, g.n * nvt, ob, i1)       # the task body, indented under the task loop below
+    B += [f"{i1}n: T.let = pt // {nvt}"]
+    B += [f"{i1}p{v}: T.let = T.min((pt % {nvt}) * {nt_n} + {v}, {vec - 1}) * {LANES}" for v in range(nt_n)]
+    B += [f"{i1}{_call('tilezero', _u8(c))}" for c in acc.values()]
     plane = g.ss * g.ps
-    L += [f"{i1}for kc in range({nk}):", f"{i2}pb: T.let = (n * {g.c4} + kc * {kq}) * {plane}"]
-    L += tap_loops(g, i2)
+    B += [f"{i1}for kc in range({nk}):", f"{i2}pb: T.let = (n * {g.c4} + kc * {kq}) * {plane}"]
+    B += tap_loops(g, i2)
     i4 = i2 + " " * 8
-    L += [f"{i4}wb: T.let = ((ob * {g.taps} + tap) * {nk} + kc) * {mt_n * LANES * kq}"]
+    B += [f"{i4}wb: T.let = ((ob * {g.taps} + tap) * {nk} + kc) * {mt_n * LANES * kq}"]
     for m, tile in wt.items():
-        L.append(i4 + _call("tileloadd64", _u8(tile), _ptr("Wa", "r", f"wb + {m * LANES * kq}"), f"T.int64({4 * kq})"))
+        B.append(i4 + _call("tileloadd64", _u8(tile), _ptr("Wa", "r", f"wb + {m * LANES * kq}"), f"T.int64({4 * kq})"))
     for v, tile in at.items():
-        L.append(i4 + _call("tileloadd64", _u8(tile), _ptr("P", "r", f"pb + ko_t + p{v}"), f"T.int64({4 * plane})"))
+        B.append(i4 + _call("tileloadd64", _u8(tile), _ptr("P", "r", f"pb + ko_t + p{v}"), f"T.int64({4 * plane})"))
     for (m, v), c in acc.items():
-        L.append(f"{i4}{_call('tdpbsud', _u8(c), _u8(wt[m]), _u8(at[v]))}")
+        B.append(f"{i4}{_call('tdpbsud', _u8(c), _u8(wt[m]), _u8(at[v]))}")
     for (m, v), c in acc.items():
-        L += [f'{i1}cs{m}_{v} = T.alloc_buffer(({LANES * LANES},), "int32")',
-              i1 + _call("tilestored64", _u8(c), _ptr(f"cs{m}_{v}", "w"), "T.int64(64)")]
-    L.append(f"{i1}{_call('tilerelease')}")
+        B.append(i1 + _call("tilestored64", _u8(c), _ptr(f"cs{m}_{v}", "w"), "T.int64(64)"))
     for m in range(mt_n):
-        L += [f"{i1}for r in range({LANES}):", f"{i2}o{m}: T.let = (ob * {mt_n} + {m}) * {LANES} + r"]
+        B += [f"{i1}for r in range({LANES}):", f"{i2}o{m}: T.let = (ob * {mt_n} + {m}) * {LANES} + r"]
         ind = i2
         if g.o % (LANES * mt_n):
-            L.append(f"{i2}if o{m} < {g.o}:")
+            B.append(f"{i2}if o{m} < {g.o}:")
             ind = i2 + "    "
         for v in range(nt_n):
             val = requant(f'cs{m}_{v}.vload([r * {LANES}], "int32x{LANES}")', f"o{m}", mode, LANES)
             if bias:
                 val += f" + bias[o{m}]"
-            L += pitched_store(g, LANES, ind, val, f"(n * {g.o} + o{m}) * {g.oh * g.ow}", f"p{v}",
+            B += pitched_store(g, LANES, ind, val, f"(n * {g.o} + o{m}) * {g.oh * g.ow}", f"p{v}",
                                residual=residual, act=act, tag=f"{m}_{v}")
+    L += ["    " + ln for ln in B]
+    L.append(f"{i1}{_call('tilerelease')}")
     return "\n".join(L) + "\n"

@@ -27,12 +27,13 @@ from .conv import (ConvParams, conv_isa, dense_candidates, dense_conv_source, de
 from .conv_amx import amx_candidates, amx_channels_padded, amx_source, pack_amx_weight
 from .conv_blocks import int8_format
 from .conv_pack import QConvGeom, pack_source, qparams_source
+from .emit import threads_of
 from .sparse_conv import (Int8BSR, out_channels_padded_sparse, sparse_candidates, sparse_consts,
                           sparse_conv_source, sparse_default, to_int8_bsr)
 
 SOURCE_HASH = source_hash(*(f"runtime/int8/{f}" for f in ("conv.py", "conv_pack.py", "conv_blocks.py",
                                                            "sparse_conv.py", "conv_emit.py", "conv_amx.py")),
-                          "runtime/kernels/tvmscript.py")
+                          "runtime/kernels/tvmscript.py", "runtime/kernels/workers.py")
 
 
 def _pair(v, what: str) -> tuple[int, int]:
@@ -71,6 +72,7 @@ class Int8ConvLayer:
     lanes: int
     bsr: Int8BSR | None         # the sparse kernel's blocks (None: a dense or generic kernel runs)
     amx: bool = False           # the dense kernel may run on AMX tiles (conv_amx.py)
+    threads: int = 1            # worker threads the AMX kernel splits its tasks over
 
     @property
     def kernel(self) -> str:
@@ -92,7 +94,7 @@ class Int8ConvLayer:
     def signature(self) -> str:
         return (f"int8_conv2d:{self.g.key()}:{self.kernel}:{self.fmt}:{self.act.mode}:{self.activation}:"
                 f"b{int(self.bias is not None)}r{int(self.has_residual)}:{self.isa}x{self.lanes}"
-                + (":amx" if self.amx and self.kernel == "dense" else ""))
+                + (f":amx:t{self.threads}" if self.amx and self.kernel == "dense" else ""))
 
     def candidates(self) -> list[ConvParams]:
         if self.kernel == "sparse":
@@ -120,7 +122,8 @@ class Int8ConvLayer:
         if self.kernel == "sparse":
             return sparse_conv_source(self.g, self.bsr, p, **kw)
         if p.kind == "amx":
-            return amx_source(self.g, p, self.act.mode, bias=kw["bias"], residual=kw["residual"], act=kw["act"])
+            return amx_source(self.g, p, self.act.mode, bias=kw["bias"], residual=kw["residual"], act=kw["act"],
+                              threads=self.threads)
         return dense_conv_source(self.g, self.effective(p), **kw)
 
     def opad(self, p: ConvParams) -> int:
@@ -159,7 +162,8 @@ class Int8ConvLayer:
 
 
 def int8_conv_layer(x_shape, w_q, w_scale, bias, *, stride, padding, dilation, groups, act: ActQuant, fmt: str,
-                    activation: str, has_residual: bool, target, name: str = "conv") -> Int8ConvLayer:
+                    activation: str, has_residual: bool, target, name: str = "conv",
+                    num_threads: int = 1) -> Int8ConvLayer:
     """Validate a layer's arguments (one-line errors naming the fix) and plan its kernels."""
     if not isinstance(act, ActQuant):
         raise TypeError(f"{name}: act must be a spdy.qscheme.ActQuant, got {type(act).__name__}")
@@ -193,7 +197,8 @@ def int8_conv_layer(x_shape, w_q, w_scale, bias, *, stride, padding, dilation, g
     w = w.astype(np.int8)
     bsr = to_int8_bsr(w, base) if base != "dense" and groups == 1 and isa != "generic" else None
     amx = isa == "vnni512" and groups == 1 and amx_usable(target)
-    return Int8ConvLayer(g, w, ws, b, act, base, activation, bool(has_residual), isa, lanes, bsr, amx)
+    return Int8ConvLayer(g, w, ws, b, act, base, activation, bool(has_residual), isa, lanes, bsr, amx,
+                         max(1, int(num_threads)))
 
 
 # -- build and tune ----------------------------------------------------------------------------
@@ -279,7 +284,8 @@ def emit_int8_conv2d(bb, x, w_q: np.ndarray, w_scale: np.ndarray, bias, residual
     from spdy.runtime.kernels.relax_util import static_shape
     layer = int8_conv_layer(static_shape(x), w_q, w_scale, bias, stride=stride, padding=padding,
                             dilation=dilation, groups=groups, act=act, fmt=fmt, activation=activation,
-                            has_residual=residual is not None, target=ctx.target, name=name)
+                            has_residual=residual is not None, target=ctx.target, name=name,
+                            num_threads=threads_of(ctx))
     p, _ = tune_layer(ctx, layer)
     ctx.count("conv2d.int8_generic" if layer.kernel == "generic" else f"conv2d.{layer.format_name}")
     return emit_layer(bb, x, residual, layer, p, name=name, ctx=ctx)

@@ -27,7 +27,7 @@ from .snippets import Epilogue
 
 SOURCE_HASH = source_hash(*(f"runtime/int8/{f}" for f in ("features.py", "snippets.py", "quantize.py", "linear.py",
                                                            "sparse_linear.py", "emit.py", "linear_amx.py")),
-                          "runtime/kernels/tvmscript.py", "runtime/sparse/balance.py")
+                          "runtime/kernels/tvmscript.py", "runtime/sparse/balance.py", "runtime/kernels/workers.py")
 
 LINEAR_FORMATS = ("dense", "bsr16x4", "bsr4x4", "bsr1x4")
 
@@ -117,7 +117,7 @@ class Int8LinearLayer:
                 from .linear_amx import amx_dense_source
                 func = parse_prim_func(amx_dense_source(s, params, symbol, self.num_threads))
             else:
-                func = make_dense(s, params, symbol)
+                func = make_dense(s, params, symbol, self.num_threads)
         else:
             from .sparse_linear import make_sparse, sparse_consts
             consts = sparse_consts(s, self.blocks, params, self.w_q, self.w_scale, self.bias)
@@ -170,7 +170,7 @@ def int8_linear_layer(x_shape, w_q, w_scale, bias, *, has_residual: bool, activa
     return Int8LinearLayer(spec, base, w_q, w_scale, bias, bsr_blocks(w_q, base), max(1, int(num_threads)))
 
 
-def _threads(ctx) -> int:
+def threads_of(ctx) -> int:
     tuner = getattr(ctx, "tuner", None)
     return int(getattr(tuner, "num_threads", None) or getattr(ctx, "num_threads", 1) or 1)
 
@@ -207,7 +207,7 @@ def emit_int8_linear(bb, x, w_q: np.ndarray, w_scale: np.ndarray, bias, residual
     x_shape = static_shape(x)
     layer = int8_linear_layer(x_shape, w_q, w_scale, bias, has_residual=residual is not None,
                               activation=activation, act=act, fmt=fmt, target=ctx.target,
-                              num_threads=_threads(ctx), name=name)
+                              num_threads=threads_of(ctx), name=name)
     params, _ = tune_layer(ctx, layer)
     s = layer.spec
     k = layer.kernel(params, ctx.unique_symbol(f"{name}_i8{layer.fmt}"))

@@ -22,6 +22,7 @@ import numpy as np
 from spdy.qscheme import ActQuant
 from spdy.runtime.kernels.tvmscript import parse_prim_func
 
+from ..kernels.workers import worker_loop
 from .features import LANES
 from .quantize import panel_dims, quantize_stage
 from .snippets import Bcast, Epilogue, Vec, alloc_acc, dot_step, epilogue_consts, zero_acc
@@ -119,7 +120,8 @@ def header(symbol: str, args, kernel: str) -> list[str]:
             f'"spdy.kernel": "{kernel}"}})']
 
 
-def dense_source(spec: DenseSpec, params: DenseParams, symbol: str = "main") -> str:
+def dense_source(spec: DenseSpec, params: DenseParams, symbol: str = "main", threads: int = 1) -> str:
+    """TVMScript of the VNNI kernel; its tasks run in one loop per worker (kernels/workers.py)."""
     p = effective_params(spec, params)
     isa, lanes, epi = spec.isa, LANES[spec.isa], spec.epi
     MR, NV = p.mr, p.nv
@@ -130,11 +132,11 @@ def dense_source(spec: DenseSpec, params: DenseParams, symbol: str = "main") -> 
     nt = f"(t // {IN})" if p.order == "nm" else f"(t % {IN})"
     L = header(symbol, arg_shapes(spec, p), "int8_dense") + scratch_lines(spec, MR)
     L += quantize_stage(spec.M, spec.K, MR, spec.act)
-    w = " " * 8
-    L.append(f"    for t in T.parallel({MB * NT}):")
+    w = " " * 12
+    workers, tasks = worker_loop(MB * NT, threads)
+    L += [workers, f'        st = T.alloc_buffer(({MR * NV * lanes},), "{epi.stage_dtype}")', tasks]
     acc = [[f"a{mi}_{v}" for v in range(NV)] for mi in range(MR)]
     L += [alloc_acc(isa, a, w) for row in acc for a in row]
-    L.append(f'{w}st = T.alloc_buffer(({MR * NV * lanes},), "{epi.stage_dtype}")')
     for row in acc:
         for a in row:
             L += zero_acc(isa, a, w)
@@ -161,8 +163,8 @@ def dense_source(spec: DenseSpec, params: DenseParams, symbol: str = "main") -> 
     return "\n".join(L) + "\n"
 
 
-def make_dense(spec: DenseSpec, params: DenseParams, symbol: str = "main"):
-    return parse_prim_func(dense_source(spec, params, symbol))
+def make_dense(spec: DenseSpec, params: DenseParams, symbol: str = "main", threads: int = 1):
+    return parse_prim_func(dense_source(spec, params, symbol, threads))
 
 
 def default_params(spec: DenseSpec) -> DenseParams:

@@ -13,6 +13,7 @@ stored). Needs what conv_amx.py needs: the target's AMX features and Linux's per
 """
 from __future__ import annotations
 
+from ..kernels.workers import worker_loop
 from .conv_amx import ACC_TILES, _call, _ptr, amx_kq, tile_config_lines
 from .linear import DenseParams, DenseSpec, arg_shapes, header, tiles
 from .quantize import quantize_stage
@@ -53,24 +54,19 @@ def amx_dense_source(spec: DenseSpec, p: DenseParams, symbol: str = "main", thre
     if spec.act.mode == "dynamic":
         L += [f'    xs = T.alloc_buffer(({mpad},), "float32")', f'    zq = T.alloc_buffer(({mpad},), "int32")']
     L += quantize_stage(spec.M, spec.K, 1, spec.act)
-    tasks = mb * nt
-    workers = max(1, min(threads, tasks))
-    chunk = -(-tasks // workers)
     acc = {(m, v): m * nt_n + v for m in range(mt_n) for v in range(nt_n)}
     at = {m: ACC_TILES + m for m in range(mt_n)}
     bt = {v: ACC_TILES + 2 + v for v in range(nt_n)}
     shape = {**{c: (TILE, 64) for c in acc.values()}, **{a: (TILE, 4 * kq) for a in at.values()},
              **{b: (kq, 64) for b in bt.values()}}
-    # one task loop per worker thread: the tile config, the accumulator dumps and the stage
-    # tile once per worker (buffers of 1 KB and up come from TVM's workspace pool, whose
-    # alloc/free per task took more time than the tiles' multiply-adds on small layers)
+    # one task loop per worker thread (kernels/workers.py): the tile config, the accumulator
+    # dumps and the stage tile once per worker
     iw, i1, i2 = " " * 8, " " * 12, " " * 16
-    L += [f"    for th in T.parallel({workers}):"]
-    L += tile_config_lines(shape, iw)
+    workers, tasks = worker_loop(mb * nt, threads)
+    L += [workers] + tile_config_lines(shape, iw)
     L += [f'{iw}cs{m}_{v} = T.alloc_buffer(({TILE * TILE},), "int32")' for (m, v) in acc]
     L += [f'{iw}st = T.alloc_buffer(({mt_n * TILE * w},), "{epi.stage_dtype}")',
-          f"{iw}for t in range(th * {chunk}, T.min(th * {chunk} + {chunk}, {tasks})):",
-          f"{i1}mb: T.let = t % {mb}", f"{i1}nt: T.let = t // {mb}"]
+          tasks, f"{i1}mb: T.let = t % {mb}", f"{i1}nt: T.let = t // {mb}"]
     L += [i1 + _call("tilezero", f"T.uint8({c})") for c in acc.values()]
     L.append(f"{i1}for kc in range({k4 // kq}):")
     for m, tile in at.items():

@@ -7,13 +7,15 @@ tokens those ops took about a third of an int8 forward, the head permutes alone 
 matmuls. Per (batch, head) task: K_h^T is packed once (zero columns past Sk); then blocks of R
 query rows get their scores in R x `lanes` register accumulators (one K^T vector load and R
 broadcast FMAs per d), a softmax per row (rowwise.exp_expr), and P V_h in R accumulators per
-`dlanes` head columns, scaled by 1/sum on the way out. A row block past S repeats the last row
+`dlanes` head columns, scaled by 1/sum on the way out. The tasks run in one loop per worker
+thread (workers.py), which allocates K_h^T and the score rows once. A row block past S repeats the last row
 (the same values written twice), so there is no row tail.
 """
 from __future__ import annotations
 
 from .rowwise import ACC, NEG_INF, _fold, _reduce, exp_expr
 from .tvmscript import f32, parse_prim_func
+from .workers import worker_loop
 
 #: query rows per block (R broadcast FMAs per K^T vector; R accumulators in P V)
 ROWS = 8
@@ -34,7 +36,7 @@ def fusable(s: int, sk: int, d: int) -> bool:
 
 def mha_kernel(b: int, s: int, sk: int, heads: int, d: int, scale: float, mask: tuple[int, int] | None, *,
                widths: tuple[int, int, int] | None = None, offsets: tuple[int, int, int] = (0, 0, 0),
-               lanes: int = 16, symbol: str = "main"):
+               lanes: int = 16, threads: int = 1, symbol: str = "main"):
     """PrimFunc (Q[b, s, wq], K[b, sk, wk], V[b, sk, wv], [M[bm, sm, sk]], O[b, s, e]) float32,
     e = heads*d: O[:, :, h*d:(h+1)*d] = softmax(Q_h K_h^T * scale + M) V_h, where the projections
     are the columns offsets[i] .. offsets[i] + e of their tensors (widths default to e; a merged
@@ -51,17 +53,19 @@ def mha_kernel(b: int, s: int, sk: int, heads: int, d: int, scale: float, mask: 
     if mask is not None:
         args.append(f'M: T.Buffer(({mask[0]}, {mask[1]}, {sk}), "float32")')
     args.append(f'O: T.Buffer(({b}, {s}, {e}), "float32")')
+    workers, tasks = worker_loop(b * heads, threads)
     L = ["@T.prim_func", f"def main({', '.join(args)}):",
          f'    T.func_attr({{"global_symbol": "{symbol}", "tir.noalias": True, "op_pattern": 8, '
          f'"spdy.kernel": "mha"}})',
-         f"    for bh in T.parallel({b * heads}):",
-         f"        bi: T.let = bh // {heads}",
-         f"        c0: T.let = bh % {heads} * {d}",
+         workers,
          f'        kt = T.alloc_buffer(({d}, {skp}), "float32")',
          f'        sc = T.alloc_buffer(({R}, {skp}), "float32")',
          f'        acc = T.alloc_buffer(({R * max(v, vd)},), "float32")',
          f'        red = T.alloc_buffer(({ACC * v},), "float32")',
          f'        inv = T.alloc_buffer(({R},), "float32")',
+         tasks,
+         f"        bi: T.let = t // {heads}",
+         f"        c0: T.let = t % {heads} * {d}",
          f"        for j in range({sk}):",
          f"            for dd in range({d}):",
          f"                kt[dd, j] = K[bi, j, {ok} + c0 + dd]"]
@@ -115,6 +119,8 @@ def mha_kernel(b: int, s: int, sk: int, heads: int, d: int, scale: float, mask: 
           f"{ind}                acc[r * {vd} + l] = acc[r * {vd} + l] + sc[r, j] * V[bi, j, {ov} + c0 + db * {vd} + l]",
           f"{ind}    for r in T.unroll({R}):", f"{ind}        for l in T.vectorized({vd}):",
           f"{ind}            O[bi, {row}, c0 + db * {vd} + l] = acc[r * {vd} + l] * inv[r]"]
+    k = L.index(tasks) + 1            # the task body was written at the worker's indent
+    L = L[:k] + ["    " + ln for ln in L[k:]]
     return parse_prim_func("\n".join(L) + "\n")
 
 
@@ -135,6 +141,6 @@ def emit_attention(bb, q, k, v, mask, *, heads: int, head_dim: int, scale: float
         args.append(reshape(bb, mask, (ms[0], ms[2], sk)))
     sym = ctx.unique_symbol("mha")
     f = mha_kernel(b, s, sk, heads, head_dim, scale, mshape, widths=(wq, wk, wv), offsets=tuple(offsets),
-                   lanes=float_lanes(ctx.target), symbol=sym)
+                   lanes=float_lanes(ctx.target), threads=ctx.num_threads, symbol=sym)
     ctx.count("attention.fused")
     return call_kernel(bb, f, sym, args, (b, s, heads * head_dim))

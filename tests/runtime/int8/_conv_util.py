@@ -65,9 +65,10 @@ def run_layer(layer, p, x: np.ndarray, residual: np.ndarray | None, tgt) -> np.n
 
 def random_layer(shape, w_shape, *, groups=1, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), bias=True,
                  residual=False, activation="none", act=STATIC, fmt="dense", sparsity=0.0, seed=0,
-                 zero_rows=0, tgt=None):
+                 zero_rows=0, tgt=None, threads=1):
     """(layer, x, residual, reference output) for random data; the weight is masked to `fmt` at
-    `sparsity` and its first `zero_rows` output channels zeroed (empty block rows)."""
+    `sparsity` and its first `zero_rows` output channels zeroed (empty block rows); `threads`:
+    the workers an AMX kernel splits its tasks over."""
     from spdy.runtime.int8.conv_blocks import block_mask_np
     from spdy.runtime.int8.conv_emit import int8_conv_layer
     rng = np.random.default_rng(seed)
@@ -80,7 +81,7 @@ def random_layer(shape, w_shape, *, groups=1, stride=(1, 1), padding=(0, 0, 0, 0
     b = rng.standard_normal(w_shape[0]).astype(np.float32) if bias else None
     layer = int8_conv_layer(shape, w_q, w_scale, b, stride=stride, padding=padding, dilation=dilation,
                             groups=groups, act=act, fmt=fmt, activation=activation, has_residual=residual,
-                            target=tgt if tgt is not None else target())
+                            target=tgt if tgt is not None else target(), num_threads=threads)
     g = layer.g
     r = rng.standard_normal((g.n, g.o, g.oh, g.ow)).astype(np.float32) if residual else None
     ref = int8_conv_ref(x, w_q, w_scale, b, r, act, stride=g.stride, padding=g.padding, dilation=g.dilation,

@@ -15,17 +15,19 @@ TILES = [ConvParams("amx", 1, 1), ConvParams("amx", 2, 2), ConvParams("amx", 1, 
          ConvParams("amx", 2, 1)]
 
 
-RUNS = [(c, TILES[i % len(TILES)], STATIC) for i, c in enumerate(CASES)] + \
-       [(c, TILES[(i + 1) % len(TILES)], DYNAMIC) for i, c in enumerate(CASES) if i % 3 == 0]
+# the tasks split over 1, 2 or 3 workers (conv_amx.worker_loop: uneven shares, idle workers)
+RUNS = [(c, TILES[i % len(TILES)], STATIC, 1 + i % 3) for i, c in enumerate(CASES)] + \
+       [(c, TILES[(i + 1) % len(TILES)], DYNAMIC, 2) for i, c in enumerate(CASES) if i % 3 == 0]
 
 
-@pytest.mark.parametrize("case,p,act", RUNS, ids=[f"{c}-{p.mr}x{p.nv}-{p.outer}-{a.mode}" for c, p, a in RUNS])
-def test_amx_conv_matches_the_integer_reference(case, p, act):
+@pytest.mark.parametrize("case,p,act,threads", RUNS,
+                         ids=[f"{c}-{p.mr}x{p.nv}-{p.outer}-{a.mode}-t{t}" for c, p, a, t in RUNS])
+def test_amx_conv_matches_the_integer_reference(case, p, act, threads):
     needs_amx()
     shape, wshape, stride, pad, dil, bias, res, activation = CASES[case]
     tgt = amx_target()
     layer, x, r, ref = random_layer(shape, wshape, stride=stride, padding=pad, dilation=dil, bias=bias,
-                                    residual=res, activation=activation, act=act, tgt=tgt)
+                                    residual=res, activation=activation, act=act, tgt=tgt, threads=threads)
     assert layer.amx and layer.kernel == "dense"
     assert_close(run_layer(layer, p, x, r, tgt), ref, layer, x)
 

@@ -7,25 +7,26 @@ import pytest
 from ._linear_ref import DYNAMIC, STATIC, accumulator, assert_close, host_has, linear_ref, random_weight, run, target
 
 
-def _layer(m, k, n, *, act, bias=None, residual=False, activation="none", raw=False, tgt=None, seed=0):
+def _layer(m, k, n, *, act, bias=None, residual=False, activation="none", raw=False, tgt=None, seed=0, threads=1):
     from spdy.runtime.int8 import int8_linear_layer
     rng = np.random.default_rng(seed)
     w = random_weight(rng, n, k)
     ws = (rng.random(n) * 0.01 + 1e-3).astype(np.float32)
     layer = int8_linear_layer((m, k), w, ws, bias, has_residual=residual, activation=activation, act=act,
-                              fmt="dense", target=tgt or target(), raw_int32=raw)
+                              fmt="dense", target=tgt or target(), raw_int32=raw, num_threads=threads)
     x = rng.standard_normal((m, k)).astype(np.float32)
     res = rng.standard_normal((m, n)).astype(np.float32) if residual else None
     return layer, x, w, ws, res
 
 
-# tails in M (rows past the last full tile), N (columns past the last vector) and K (not a multiple of 4)
-@pytest.mark.parametrize("m,k,n,mr,nv,order", [(1, 40, 33, 1, 2, "nm"), (5, 37, 19, 2, 1, "nm"),
-                                               (13, 70, 50, 4, 2, "mn")])
+# tails in M (rows past the last full tile), N (columns past the last vector) and K (not a
+# multiple of 4); tasks split over 1, 2 or 3 workers (kernels/workers.py: uneven shares)
+@pytest.mark.parametrize("m,k,n,mr,nv,order,threads", [(1, 40, 33, 1, 2, "nm", 1), (5, 37, 19, 2, 1, "nm", 2),
+                                                       (13, 70, 50, 4, 2, "mn", 3)])
 @pytest.mark.parametrize("act", [STATIC, DYNAMIC], ids=["static", "dynamic"])
-def test_accumulator_exact(m, k, n, mr, nv, order, act):
+def test_accumulator_exact(m, k, n, mr, nv, order, threads, act):
     from spdy.runtime.int8.linear import DenseParams
-    layer, x, w, _, _ = _layer(m, k, n, act=act, raw=True)
+    layer, x, w, _, _ = _layer(m, k, n, act=act, raw=True, threads=threads)
     got = run(layer, DenseParams(mr, nv, order), x)
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, accumulator(x, w, act))
