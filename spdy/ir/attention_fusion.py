@@ -13,8 +13,9 @@ one kernel (spdy/runtime/kernels/mha.py) reading x_q, x_k, x_v as they are; cali
 pruned model and the ONNX export keep the graph as the user wrote it.
 
 Only exact matches are rewritten: float32 tensors, every intermediate used once, the softmax
-over the keys, a constant scale, a mask (if any) the same for every head, and no causal flag
-or dropout. Anything else stays as it is.
+over the keys, a constant scale, a mask (if any: additive float32, or sdpa's bool keep-mask as
+Hugging Face models pass it) the same for every head, and no causal flag or dropout. Anything
+else stays as it is.
 """
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ def _attention_impl(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Opt
         return t.reshape(t.shape[0], t.shape[1], heads, head_dim).permute(0, 2, 1, 3)
 
     scores = torch.matmul(split(q, offsets[0]), split(k, offsets[1]).transpose(-1, -2)) * scale
-    if mask is not None:
+    if mask is not None and mask.dtype == torch.bool:     # sdpa's keep-mask
+        scores = scores.masked_fill(~mask, float("-inf"))
+    elif mask is not None:
         scores = scores + mask
     out = torch.matmul(torch.softmax(scores, dim=-1), split(v, offsets[2]))
     return out.permute(0, 2, 1, 3).reshape(q.shape[0], q.shape[1], e)
@@ -134,6 +137,12 @@ def _perm_of(node, rank: int) -> list[int] | None:
     return None
 
 
+def _same_shape_view(node) -> bool:
+    """A view/reshape that keeps its input's shape (an identity; traced graphs have them)."""
+    return _kind(node) == "view" and isinstance(node.args[0], torch.fx.Node) and \
+        _shape(node) is not None and _shape(node) == _shape(node.args[0])
+
+
 def _single_use(node) -> bool:
     return len(node.users) == 1
 
@@ -142,8 +151,8 @@ def _head_source(node, want: list[int]):
     """(x, heads, d, chain) when `node` is x [B, S, E] viewed as [B, S, H, D] and permuted by
     `want` (as dims of the [B, S, H, D] view), through single-use nodes; else None."""
     chain, cur = [], [0, 1, 2, 3]
-    while _kind(node) in ("permute", "transpose", "contiguous"):
-        p = _perm_of(node, 4)
+    while _kind(node) in ("permute", "transpose", "contiguous") or _same_shape_view(node):
+        p = list(range(4)) if _same_shape_view(node) else _perm_of(node, 4)
         if p is None or not _single_use(node):
             return None
         chain.append(node)
@@ -166,8 +175,8 @@ def _merge(node):
     while _single_use(node):
         user = next(iter(node.users))
         k = _kind(user)
-        if k in ("permute", "transpose", "contiguous") and user.args[0] is node:
-            p = _perm_of(user, 4)
+        if (k in ("permute", "transpose", "contiguous") or _same_shape_view(user)) and user.args[0] is node:
+            p = list(range(4)) if _same_shape_view(user) else _perm_of(user, 4)
             if p is None:
                 return None
             labels = [labels[i] for i in p]
@@ -219,7 +228,8 @@ def _mask_ok(mask, b: int, s: int, sk: int) -> bool:
     if mask is None:
         return True
     shape = _shape(mask)
-    if shape is None or not _float32(mask) or len(shape) > 4:
+    tm = mask.meta.get(meta.TENSOR)
+    if shape is None or tm is None or tm.dtype not in (torch.float32, torch.bool) or len(shape) > 4:
         return False
     shape = (1,) * (4 - len(shape)) + shape
     return shape[0] in (1, b) and shape[1] == 1 and shape[2] in (1, s) and shape[3] == sk

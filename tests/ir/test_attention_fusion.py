@@ -92,6 +92,28 @@ def test_blocks_it_cannot_take_exactly_stay(kw):
     assert not any(n.target is ATTENTION for n in gm.graph.nodes)
 
 
+def test_hugging_face_spelling_with_a_bool_mask_is_taken():
+    """transformers' sdpa path: view + transpose(1, 2), a bool keep-mask [B, 1, S, S], an explicit
+    scale, and a same-shape reshape before the merge's transpose."""
+    class HF(Attn):
+        def forward(self, x, m):
+            b, s, h = x.shape
+            q, k, v = (self.split(f(x)) for f in (self.q, self.k, self.v))
+            keep = m.bool()[:, None, None, :].expand(b, 1, s, s)
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=0.3)
+            ctx = ctx.reshape(b, self.heads, s, self.d).transpose(1, 2).reshape(b, s, h)
+            return self.o(ctx)
+
+    model = HF(style="transpose").eval()
+    x, m = _inputs()
+    gm = _canon(model, x, m)
+    assert fuse_attention(gm) == 1
+    a = attention_args(next(n for n in gm.graph.nodes if n.target is ATTENTION))
+    assert a.scale == pytest.approx(0.3)
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x, m), model(x, m), rtol=1e-5, atol=1e-5)
+
+
 def test_a_causal_sdpa_and_a_refused_shape_stay():
     class Causal(Attn):
         def forward(self, x, m):

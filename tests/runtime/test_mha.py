@@ -45,6 +45,24 @@ def test_mha_kernel_matches_torch(b, s, sk, heads, d, mask):
         np.testing.assert_allclose(got, _reference(q, k, v, m, heads, 0.3), rtol=1e-5, atol=2e-6)
 
 
+def test_mha_kernel_takes_a_bool_keep_mask_as_sdpa_does():
+    from spdy.runtime.kernels.mha import mha_kernel
+    b, s, heads, d = 2, 7, 2, 8
+    rng = np.random.default_rng(3)
+    q, k, v = (rng.standard_normal((b, s, heads * d)).astype("float32") for _ in range(3))
+    keep = np.ones((b, s, s), bool)
+    keep[1, :, 4:] = False                                  # padded keys of the second sentence
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        *(torch.tensor(t).reshape(b, s, heads, d).transpose(1, 2) for t in (q, k, v)),
+        attn_mask=torch.tensor(keep)[:, None], scale=0.3).transpose(1, 2).reshape(b, s, heads * d).numpy()
+    import tvm
+    from ._dense_util import target     # run_prim_func casts every array to float32: not the bool mask
+    lib = tvm.compile(mha_kernel(b, s, s, heads, d, 0.3, (b, s), mask_dtype="bool", threads=2), target=target())
+    out = tvm.runtime.tensor(np.full(q.shape, np.nan, "float32"))
+    lib(*[tvm.runtime.tensor(a) for a in (q, k, v, keep)], out)
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=2e-6)
+
+
 def test_mha_kernel_reads_a_merged_qkv_tensor():
     from spdy.runtime.kernels.mha import mha_kernel
     b, s, heads, d = 2, 11, 3, 8

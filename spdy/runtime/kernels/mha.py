@@ -36,12 +36,14 @@ def fusable(s: int, sk: int, d: int) -> bool:
 
 def mha_kernel(b: int, s: int, sk: int, heads: int, d: int, scale: float, mask: tuple[int, int] | None, *,
                widths: tuple[int, int, int] | None = None, offsets: tuple[int, int, int] = (0, 0, 0),
-               lanes: int = 16, threads: int = 1, symbol: str = "main"):
+               mask_dtype: str = "float32", lanes: int = 16, threads: int = 1, symbol: str = "main"):
     """PrimFunc (Q[b, s, wq], K[b, sk, wk], V[b, sk, wv], [M[bm, sm, sk]], O[b, s, e]) float32,
     e = heads*d: O[:, :, h*d:(h+1)*d] = softmax(Q_h K_h^T * scale + M) V_h, where the projections
     are the columns offsets[i] .. offsets[i] + e of their tensors (widths default to e; a merged
     QKV tensor is passed three times with offsets 0, e, 2e). `mask` is (bm, sm) for a mask
-    broadcast over heads (bm in {1, b}, sm in {1, s}), or None."""
+    broadcast over heads (bm in {1, b}, sm in {1, s}), or None: added to the scores when float32,
+    a keep-mask when bool (False: the key gets no weight, as torch's sdpa; a row whose keys are all
+    masked comes out uniform here where torch returns NaN)."""
     v, e, R = lanes, heads * d, ROWS
     wq, wk, wv = widths or (e, e, e)
     oq, ok, ov = offsets
@@ -51,7 +53,7 @@ def mha_kernel(b: int, s: int, sk: int, heads: int, d: int, scale: float, mask: 
     args = [f'Q: T.Buffer(({b}, {s}, {wq}), "float32")', f'K: T.Buffer(({b}, {sk}, {wk}), "float32")',
             f'V: T.Buffer(({b}, {sk}, {wv}), "float32")']
     if mask is not None:
-        args.append(f'M: T.Buffer(({mask[0]}, {mask[1]}, {sk}), "float32")')
+        args.append(f'M: T.Buffer(({mask[0]}, {mask[1]}, {sk}), "{mask_dtype}")')
     args.append(f'O: T.Buffer(({b}, {s}, {e}), "float32")')
     workers, tasks = worker_loop(b * heads, threads)
     L = ["@T.prim_func", f"def main({', '.join(args)}):",
@@ -79,7 +81,7 @@ def mha_kernel(b: int, s: int, sk: int, heads: int, d: int, scale: float, mask: 
         if mask is not None:
             bm = "bi" if mask[0] > 1 else "0"
             sm = row if mask[1] > 1 else "0"
-            x = f"{x} + M[{bm}, {sm}, {j}]"
+            x = f"T.Select(M[{bm}, {sm}, {j}], {x}, {NEG_INF})" if mask_dtype == "bool" else f"{x} + M[{bm}, {sm}, {j}]"
         return x
 
     def qk_block(jb: str, ind: str, last: bool) -> list[str]:
@@ -127,8 +129,8 @@ def mha_kernel(b: int, s: int, sk: int, heads: int, d: int, scale: float, mask: 
 def emit_attention(bb, q, k, v, mask, *, heads: int, head_dim: int, scale: float, offsets, ctx):
     """call_tir of mha_kernel for a spdy_attention call (spdy/ir/attention_fusion.py): q [B, S, *],
     k and v [B, Sk, *] holding the projections at `offsets`, mask None or broadcastable as
-    [Bm, 1, Sm, Sk]; a tensor passed as more than one of q, k, v is passed once per role."""
-    from .relax_util import call_kernel, reshape, static_shape
+    [Bm, 1, Sm, Sk] (float32: added; bool: keep); a tensor passed as more than one of q, k, v is passed once per role."""
+    from .relax_util import call_kernel, expr_type, reshape, static_shape
     from .rowwise import float_lanes
     b, s, wq = static_shape(q)
     sk, wk = static_shape(k)[1:]
@@ -141,6 +143,7 @@ def emit_attention(bb, q, k, v, mask, *, heads: int, head_dim: int, scale: float
         args.append(reshape(bb, mask, (ms[0], ms[2], sk)))
     sym = ctx.unique_symbol("mha")
     f = mha_kernel(b, s, sk, heads, head_dim, scale, mshape, widths=(wq, wk, wv), offsets=tuple(offsets),
+                   mask_dtype=str(expr_type(mask).dtype) if mask is not None else "float32",
                    lanes=float_lanes(ctx.target), threads=ctx.num_threads, symbol=sym)
     ctx.count("attention.fused")
     return call_kernel(bb, f, sym, args, (b, s, heads * head_dim))
