@@ -28,6 +28,7 @@ import torch.fx
 import torch.nn.functional as F
 
 from spdy.ir import meta
+from spdy.ir.meta import tensor_dtype, tensor_shape
 from spdy.ir.ops import call_arg
 
 aten = torch.ops.aten
@@ -110,16 +111,6 @@ def _kind(node) -> str | None:
     return None
 
 
-def _shape(node) -> tuple | None:
-    tm = node.meta.get(meta.TENSOR) if isinstance(node, torch.fx.Node) else None
-    return tuple(int(x) for x in tm.shape) if tm is not None else None
-
-
-def _float32(node) -> bool:
-    tm = node.meta.get(meta.TENSOR) if isinstance(node, torch.fx.Node) else None
-    return tm is not None and tm.dtype == torch.float32
-
-
 def _perm_of(node, rank: int) -> list[int] | None:
     """The permutation a permute/transpose/contiguous node applies (y dim i = x dim p[i])."""
     k = _kind(node)
@@ -140,7 +131,7 @@ def _perm_of(node, rank: int) -> list[int] | None:
 def _same_shape_view(node) -> bool:
     """A view/reshape that keeps its input's shape (an identity; traced graphs have them)."""
     return _kind(node) == "view" and isinstance(node.args[0], torch.fx.Node) and \
-        _shape(node) is not None and _shape(node) == _shape(node.args[0])
+        tensor_shape(node) is not None and tensor_shape(node) == tensor_shape(node.args[0])
 
 
 def _single_use(node) -> bool:
@@ -160,10 +151,10 @@ def _head_source(node, want: list[int]):
         node = node.args[0]
     if _kind(node) != "view" or not _single_use(node) or cur != want:
         return None
-    x, vs, xs = node.args[0], _shape(node), _shape(node.args[0])
+    x, vs, xs = node.args[0], tensor_shape(node), tensor_shape(node.args[0])
     if vs is None or xs is None or len(vs) != 4 or len(xs) != 3 or vs[:2] != xs[:2] or vs[2] * vs[3] != xs[2]:
         return None
-    if not _float32(x):
+    if tensor_dtype(x) != torch.float32:
         return None
     return x, vs[2], vs[3], chain + [node]
 
@@ -184,7 +175,7 @@ def _merge(node):
             node = user
             continue
         if k == "view" and user.args[0] is node and labels == [0, 2, 1, 3]:
-            s_in, s_out = _shape(node), _shape(user)
+            s_in, s_out = tensor_shape(node), tensor_shape(user)
             if s_in and s_out and len(s_out) == 3 and s_out == (s_in[0], s_in[1], s_in[2] * s_in[3]):
                 return user, chain
         return None
@@ -227,9 +218,8 @@ def _scores_of(node):
 def _mask_ok(mask, b: int, s: int, sk: int) -> bool:
     if mask is None:
         return True
-    shape = _shape(mask)
-    tm = mask.meta.get(meta.TENSOR)
-    if shape is None or tm is None or tm.dtype not in (torch.float32, torch.bool) or len(shape) > 4:
+    shape = tensor_shape(mask)
+    if shape is None or tensor_dtype(mask) not in (torch.float32, torch.bool) or len(shape) > 4:
         return False
     shape = (1,) * (4 - len(shape)) + shape
     return shape[0] in (1, b) and shape[1] == 1 and shape[2] in (1, s) and shape[3] == sk
@@ -291,12 +281,12 @@ def fuse_attention(gm: torch.fx.GraphModule, fusable=lambda s, sk, d: True) -> i
         if m is None:
             continue
         q, k, v, scale, mask, core, out = m
-        if q is None or k is None or v is None or scale is None or not isinstance(scale, float):
+        if q is None or k is None or v is None or scale is None:
             continue
         (xq, h, d, cq), (xk, hk, dk, ck), (xv, hv, dv, cv) = q, k, v
-        bq, s, _ = _shape(xq)
-        bk, sk, _ = _shape(xk)
-        if (hk, dk, hv, dv) != (h, d, h, d) or _shape(xv) != _shape(xk) or bk != bq:
+        bq, s, _ = tensor_shape(xq)
+        bk, sk, _ = tensor_shape(xk)
+        if (hk, dk, hv, dv) != (h, d, h, d) or tensor_shape(xv) != tensor_shape(xk) or bk != bq:
             continue
         if not _mask_ok(mask, bq, s, sk) or not fusable(s, sk, d):
             continue

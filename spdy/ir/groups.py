@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 from spdy.errors import TraceError
+from spdy.ir.meta import tensor_shape
 from spdy.ir.ops import call_arg
 
 # Which weight dimension a member kind prunes: "out" filters, "in" input slices, and the
@@ -142,12 +143,6 @@ class _Builder:
             self.members[key] = ids
 
 
-def _shape(node) -> tuple | None:
-    tm = node.meta.get("tensor_meta")
-    shape = getattr(tm, "shape", None)
-    return tuple(shape) if shape is not None else None
-
-
 def _norm_dim(d: int, ndim: int) -> int:
     return d + ndim if d < 0 else d
 
@@ -184,7 +179,7 @@ class _Walker:
 
     # -- helpers -------------------------------------------------------------------------
     def _new(self, node, dim: int | None = None, pin: str | None = None) -> _Chan | None:
-        shape = _shape(node)
+        shape = tensor_shape(node)
         if shape is None or len(shape) == 0:
             return None
         nd = len(shape)
@@ -199,7 +194,7 @@ class _Walker:
         if not isinstance(arg, torch.fx.Node):
             return None
         c = self.chan.get(arg)
-        shape = _shape(arg)
+        shape = tensor_shape(arg)
         if shape is None:
             return None
         d = _norm_dim(dim, len(shape))
@@ -245,7 +240,7 @@ class _Walker:
 
     def _passthrough(self, node, src) -> _Chan | None:
         c = self.chan.get(src) if isinstance(src, torch.fx.Node) else None
-        shape = _shape(node)
+        shape = tensor_shape(node)
         if c is None or shape is None or len(shape) != c.ndim or shape[c.dim] != len(c.ids):
             return self._unknown(node, f"{node.name}: channel dimension not preserved")
         return c
@@ -317,7 +312,7 @@ class _Walker:
             return None
         if fn is operator.getitem and self.chan.get(node.args[0]) is None:
             return None  # x.shape[i], x.size()[0]: not a tensor
-        if _shape(node) is None:  # returns no tensor (e.g. getattr(x, "shape"))
+        if tensor_shape(node) is None:  # returns no tensor (e.g. getattr(x, "shape"))
             return None
         return self._unknown(node, f"{node.name}: unsupported function {getattr(fn, '__name__', fn)}")
 
@@ -341,13 +336,13 @@ class _Walker:
         a, b = node.args[0], node.args[1] if len(node.args) > 1 else node.kwargs.get("other")
         ca = self.chan.get(a) if isinstance(a, torch.fx.Node) else None
         cb = self.chan.get(b) if isinstance(b, torch.fx.Node) else None
-        shape = _shape(node)
+        shape = tensor_shape(node)
         if shape is None:
             return None
         if ca is None or cb is None:  # tensor op scalar: channels pass through
             c = ca if ca is not None else cb
             return self._passthrough(node, a if ca is not None else b) if c is not None else None
-        sa, sb = _shape(a), _shape(b)
+        sa, sb = tensor_shape(a), tensor_shape(b)
         if ca.dim == cb.dim and len(sa) == len(sb) and len(ca.ids) == len(cb.ids):
             self.b.join(ca.ids, cb.ids)
             return self._passthrough(node, a)
@@ -362,7 +357,7 @@ class _Walker:
 
     def _cat(self, node) -> _Chan | None:
         xs = list(call_arg(node, 0, "tensors"))
-        shape = _shape(node)
+        shape = tensor_shape(node)
         dim = _norm_dim(call_arg(node, 1, "dim", 0), len(shape))
         cs = [self.chan.get(x) if isinstance(x, torch.fx.Node) else None for x in xs]
         if any(c is None for c in cs) or len({c.dim for c in cs}) != 1:
@@ -377,7 +372,7 @@ class _Walker:
 
     def _flatten(self, node, x, start: int, end: int) -> _Chan | None:
         c = self.chan.get(x) if isinstance(x, torch.fx.Node) else None
-        sx, shape = _shape(x), _shape(node)
+        sx, shape = tensor_shape(x), tensor_shape(node)
         if c is None or sx is None:
             return self._unknown(node, f"{node.name}: flatten of a non-tensor")
         nd = len(sx)
@@ -393,7 +388,7 @@ class _Walker:
 
     def _reshape(self, node) -> _Chan | None:
         x = node.args[0]
-        sx, shape = _shape(x), _shape(node)
+        sx, shape = tensor_shape(x), tensor_shape(node)
         c = self.chan.get(x)
         if c is None or sx is None or shape is None:
             return self._unknown(node, f"{node.name}: reshape of unknown tensor")
@@ -407,7 +402,7 @@ class _Walker:
     def _reduce(self, node) -> _Chan | None:
         x = node.args[0]
         c = self.chan.get(x)
-        sx, shape = _shape(x), _shape(node)
+        sx, shape = tensor_shape(x), tensor_shape(node)
         if c is None or sx is None or shape is None:
             return self._unknown(node, f"{node.name}: reduction of unknown tensor")
         dims = call_arg(node, 1, "dim", None)

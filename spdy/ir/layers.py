@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch.fx
 
 from spdy.ir import meta
+from spdy.ir.meta import tensor_shape
 from spdy.ir.ops import LINEAR, is_layer, layer_args
 
 
@@ -86,11 +87,6 @@ def beside_weight(weight_path: str, name: str) -> str:
     return f"{owner}.{stem}{name}" if owner else f"{stem}{name}"
 
 
-def _shape(node) -> tuple:
-    tm = node.meta.get(meta.TENSOR) if isinstance(node, torch.fx.Node) else None
-    return tuple(tm.shape) if tm is not None else ()
-
-
 def layer_from_node(node: torch.fx.Node) -> LayerInfo | None:
     if not is_layer(node):
         return None
@@ -101,8 +97,8 @@ def layer_from_node(node: torch.fx.Node) -> LayerInfo | None:
     if not (isinstance(w, torch.fx.Node) and w.op == "get_attr"):
         return None
     common = dict(qualname=a.name, node=node.name, weight=w.target,
-                  weight_shape=_shape(w),
-                  in_shape=_shape(a.x), out_shape=_shape(node), has_bias=a.bias is not None)
+                  weight_shape=tensor_shape(w) or (), in_shape=tensor_shape(a.x) or (),
+                  out_shape=tensor_shape(node) or (), has_bias=a.bias is not None)
     if node.target is LINEAR:
         return LayerInfo(kind="linear", **common)
     return LayerInfo(kind="conv2d", stride=tuple(a.stride), padding=tuple(a.padding),

@@ -30,7 +30,8 @@ def _tensor(gm, node):
 
 
 def _projections(gm, att):
-    """(linear nodes, their stubs) when the attention call's q, k, v can be merged, else None."""
+    """(linear nodes, their LinearArgs, their stubs) when the attention call's q, k, v can be
+    merged, else None."""
     a = attention_args(att)
     nodes = (a.q, a.k, a.v)
     if len({id(n) for n in nodes}) != 3 or a.offsets != [0, 0, 0]:
@@ -48,7 +49,7 @@ def _projections(gm, att):
     acts = [_tensor(gm, s.args[1]) for s in stubs]
     if act_quant_of(acts[0]) is None or any(not torch.equal(acts[0], x) for x in acts[1:]):
         return None
-    return nodes, stubs
+    return nodes, args, stubs
 
 
 def merge_qkv(gm: torch.fx.GraphModule, mergeable=lambda names: True) -> int:
@@ -59,8 +60,7 @@ def merge_qkv(gm: torch.fx.GraphModule, mergeable=lambda names: True) -> int:
         found = _projections(gm, att)
         if found is None:
             continue
-        nodes, stubs = found
-        args = [linear_args(n) for n in nodes]
+        nodes, args, stubs = found
         if not mergeable([x.name for x in args]):
             continue
         weights = [_tensor(gm, x.weight) for x in args]

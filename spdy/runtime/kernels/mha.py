@@ -8,8 +8,8 @@ matmuls. Per (batch, head) task: K_h^T is packed once (zero columns past Sk); th
 query rows get their scores in R x `lanes` register accumulators (one K^T vector load and R
 broadcast FMAs per d), a softmax per row (rowwise.exp_expr), and P V_h in R accumulators per
 `dlanes` head columns, scaled by 1/sum on the way out. The tasks run in one loop per worker
-thread (workers.py), which allocates K_h^T and the score rows once. A row block past S repeats the last row
-(the same values written twice), so there is no row tail.
+thread (workers.py), which allocates K_h^T and the score rows once. A row block past S
+repeats the last row (the same values written twice), so there is no row tail.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def head_lanes(d: int, lanes: int) -> int:
 
 
 def fusable(s: int, sk: int, d: int) -> bool:
-    """Whether the kernel takes this shape (K_h^T small enough to pack on a task's stack)."""
+    """Whether the kernel takes this shape (K_h^T small enough to pack per worker)."""
     return s >= 1 and sk >= 1 and d >= 1 and d * sk <= MAX_KT_FLOATS
 
 
